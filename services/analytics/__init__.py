@@ -1,0 +1,1 @@
+"""Analytics: live KPIs, RFM segments, churn risk, satisfaction and the dashboard."""

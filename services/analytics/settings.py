@@ -1,0 +1,16 @@
+"""Settings of the analytics service: ``RAPPORT_ANALYTICS_*``, falling back to ``RAPPORT_*``."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+
+class AnalyticsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="RAPPORT_ANALYTICS_", extra="ignore")
+
+    service_name: ClassVar[str] = "analytics"
+    default_http_port: ClassVar[int] = 8004

@@ -1,0 +1,1 @@
+"""Complaints: support cases, their lifecycle, SLA clocks, comments and feedback."""

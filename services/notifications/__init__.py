@@ -1,0 +1,1 @@
+"""Notifications: templates, channel deliveries, preferences and the delivery ledger."""

@@ -1,0 +1,1 @@
+"""Profiles: customers, contact data, consents, the purchase and return ledger, interactions."""

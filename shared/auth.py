@@ -1,0 +1,167 @@
+"""Bearer tokens with roles, verified locally: signed JWTs and an optional static admin token.
+
+``python -m shared.auth mint --role agent --subject alice`` prints a token signed with the
+configured secret (``RAPPORT_AUTH_SECRET``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from shared.errors import Forbidden, Unauthenticated
+
+ISSUER = "rapport"
+AUDIENCE = "rapport"
+ALGORITHM = "HS256"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    AGENT = "agent"
+    SERVICE = "service"
+    CUSTOMER = "customer"
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    roles: frozenset[Role]
+    customer_id: str | None = None
+
+    def has_any(self, *roles: Role) -> bool:
+        return bool(self.roles.intersection(roles))
+
+    def ensure_may_access_customer(self, customer_id: str) -> None:
+        """Staff and services see every customer; a customer sees only itself."""
+        if self.has_any(Role.ADMIN, Role.AGENT, Role.SERVICE):
+            return
+        if self.customer_id != customer_id:
+            raise Forbidden("a customer token may only access its own customer's data")
+
+
+@dataclass(frozen=True)
+class TokenService:
+    secret: str
+    admin_token: str | None = None
+
+    def mint(
+        self,
+        subject: str,
+        roles: set[Role] | frozenset[Role],
+        *,
+        customer_id: str | None = None,
+        ttl: timedelta = timedelta(hours=12),
+    ) -> str:
+        if Role.CUSTOMER in roles and not customer_id:
+            raise ValueError("a customer token is bound to one customer id")
+        now = datetime.now(UTC)
+        claims: dict[str, Any] = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": subject,
+            "roles": sorted(roles),
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl,
+        }
+        if customer_id:
+            claims["customer_id"] = customer_id
+        return jwt.encode(claims, self.secret, algorithm=ALGORITHM)
+
+    def verify(self, token: str) -> Principal:
+        if self.admin_token and hmac.compare_digest(token.encode(), self.admin_token.encode()):
+            return Principal(subject="admin", roles=frozenset({Role.ADMIN}))
+        try:
+            claims = jwt.decode(
+                token,
+                self.secret,
+                algorithms=[ALGORITHM],
+                audience=AUDIENCE,
+                issuer=ISSUER,
+                options={"require": ["exp", "sub", "iss", "aud"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("the token has expired") from None
+        except jwt.InvalidTokenError as error:
+            raise Unauthenticated(f"the token is not valid: {error}") from None
+        try:
+            roles = frozenset(Role(role) for role in claims.get("roles", []))
+        except ValueError:
+            raise Unauthenticated("the token names an unknown role") from None
+        if not roles:
+            raise Unauthenticated("the token grants no role")
+        customer_id = claims.get("customer_id")
+        if Role.CUSTOMER in roles and not customer_id:
+            raise Unauthenticated("a customer token must name its customer")
+        return Principal(subject=str(claims["sub"]), roles=roles, customer_id=customer_id)
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+async def authenticate(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("send Authorization: Bearer <token>")
+    tokens: TokenService = request.app.state.tokens
+    return tokens.verify(credentials.credentials)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
+
+
+def require_roles(*roles: Role) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
+    """A dependency that lets through only principals holding one of ``roles``."""
+    allowed = ", ".join(roles)
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
+        if not principal.has_any(*roles):
+            raise Forbidden(f"this needs one of the roles: {allowed}")
+        return principal
+
+    return dependency
+
+
+AdminPrincipal = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+StaffPrincipal = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AGENT))]
+ServicePrincipal = Annotated[
+    Principal, Depends(require_roles(Role.ADMIN, Role.SERVICE))
+]
+AnyPrincipal = CurrentPrincipal
+
+
+def main(argv: list[str] | None = None) -> None:
+    from shared.settings import ServiceSettings
+
+    parser = argparse.ArgumentParser(description="Mint a Rapport bearer token")
+    sub = parser.add_subparsers(dest="command", required=True)
+    mint = sub.add_parser("mint")
+    mint.add_argument("--role", action="append", choices=[role.value for role in Role])
+    mint.add_argument("--subject", default="cli")
+    mint.add_argument("--customer-id")
+    mint.add_argument("--hours", type=float, default=12)
+    args = parser.parse_args(argv)
+    settings = ServiceSettings()
+    tokens = TokenService(settings.secret)
+    roles = {Role(role) for role in (args.role or [Role.ADMIN])}
+    print(
+        tokens.mint(
+            args.subject, roles, customer_id=args.customer_id, ttl=timedelta(hours=args.hours)
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Domain-level errors every service raises; one HTTP handler maps them to problem+json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RapportError(Exception):
+    """Base of errors that map to a client-facing problem (RFC 9457)."""
+
+    status: int = 400
+    title: str = "Bad request"
+    problem_type: str = "about:blank"
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extensions = extensions
+
+
+class Unauthenticated(RapportError):
+    status = 401
+    title = "Authentication required"
+
+
+class Forbidden(RapportError):
+    status = 403
+    title = "Forbidden"
+
+
+class NotFound(RapportError):
+    status = 404
+    title = "Not found"
+
+
+class Conflict(RapportError):
+    status = 409
+    title = "Conflict"
+
+
+class PreconditionFailed(RapportError):
+    status = 412
+    title = "Precondition failed"
+
+
+class InvalidInput(RapportError):
+    status = 422
+    title = "Invalid input"

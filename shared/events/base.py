@@ -1,0 +1,79 @@
+"""Base of every event payload: the ``data`` of a Rapport CloudEvent."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, ClassVar
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    WithJsonSchema,
+)
+
+
+def _decimal_text_only(value: object) -> object:
+    if isinstance(value, Decimal):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("money must be a decimal string such as \"19.90\", never a number")
+    return value
+
+
+def _is_finite(value: Decimal) -> Decimal:
+    if not value.is_finite():
+        raise ValueError("amount must be a finite decimal")
+    return value
+
+
+# Money travels as a decimal string ("19.90"), never a float: a JSON number is refused.
+Amount = Annotated[
+    Decimal,
+    BeforeValidator(_decimal_text_only),
+    AfterValidator(_is_finite),
+    PlainSerializer(lambda value: format(value, "f"), return_type=str, when_used="always"),
+    WithJsonSchema({"type": "string", "pattern": r"^-?\d+(\.\d+)?$"}),
+]
+NonNegativeAmount = Annotated[Amount, Field(ge=0)]
+CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Timestamp = AwareDatetime
+ShortText = Annotated[str, StringConstraints(max_length=500)]
+LongText = Annotated[str, StringConstraints(max_length=20_000)]
+
+
+class Record(BaseModel):
+    """An immutable value inside an event; unknown fields are ignored (tolerant reader)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
+
+
+class EventPayload(Record):
+    """The typed ``data`` of one event type at one version.
+
+    Subclasses name their CloudEvents ``type``, schema ``version`` and contract topic
+    (without the deployment's prefix). Unknown fields are ignored so that a newer
+    producer does not break an older consumer (tolerant reader).
+    """
+
+    event_type: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+    topic: ClassVar[str]
+
+    def customer_key(self) -> str:
+        """The customer id this event is about: Kafka key and CloudEvents ``subject``."""
+        customer_id = getattr(self, "customer_id", None)
+        if not isinstance(customer_id, str) or not customer_id:
+            raise ValueError(f"{self.event_type} carries no customer id")
+        return customer_id
+
+    @classmethod
+    def dataschema(cls) -> str:
+        return f"urn:rapport:schema:{cls.event_type}:v{cls.schema_version}"
+

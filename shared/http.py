@@ -1,0 +1,170 @@
+"""HTTP conventions of every service: problem+json errors, health, readiness, metrics.
+
+Routes raise domain errors (:mod:`shared.errors`); one handler maps them to RFC 9457
+``application/problem+json``, as it does for validation errors, unknown routes and
+crashes (whose details are logged, never sent).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.errors import RapportError
+from shared.observability import HTTP_LATENCY, HTTP_REQUESTS, current_trace_context, span_from
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    body.update(jsonable_encoder(extensions))
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def domain_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, RapportError)
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        return problem(
+            error.status,
+            error.title,
+            error.detail,
+            instance=request.url.path,
+            headers=headers,
+            **error.extensions,
+        )
+
+    async def validation_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, RequestValidationError)
+        errors = [
+            {
+                "location": [str(part) for part in item.get("loc", ())],
+                "message": item.get("msg", ""),
+                "type": item.get("type", ""),
+            }
+            for item in error.errors()
+        ]
+        return problem(
+            422,
+            "Invalid request",
+            "the request does not match the API's schema",
+            instance=request.url.path,
+            errors=errors,
+        )
+
+    async def http_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, StarletteHTTPException)
+        return problem(
+            error.status_code,
+            _title(error.status_code),
+            str(error.detail) if error.detail else None,
+            instance=request.url.path,
+            headers=dict(error.headers) if error.headers else None,
+        )
+
+    async def crash(request: Request, error: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "Internal server error", instance=request.url.path)
+
+    app.add_exception_handler(RapportError, domain_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, crash)
+
+
+def _title(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def create_http_app(
+    *,
+    service: str,
+    lifespan: Lifespan,
+    readiness: ReadinessCheck,
+    routers: Sequence[APIRouter] = (),
+    state: dict[str, Any] | None = None,
+) -> FastAPI:
+    """The FastAPI app of a service, with the platform's conventions built in."""
+    app = FastAPI(
+        title=f"Rapport {service}",
+        version="1.0.0",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        responses={
+            401: {"description": "Missing or invalid bearer token (problem+json)"},
+            403: {"description": "The token's role may not do this (problem+json)"},
+            422: {"description": "Invalid request (problem+json)"},
+        },
+    )
+    for name, value in (state or {}).items():
+        setattr(app.state, name, value)
+    install_problem_handlers(app)
+
+    @app.middleware("http")
+    async def trace_and_measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        with span_from(dict(request.headers), f"{request.method} {request.url.path}"):
+            response = await call_next(request)
+            response.headers.update(current_trace_context())
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        HTTP_REQUESTS.labels(service, request.method, template, response.status_code).inc()
+        HTTP_LATENCY.labels(service, template).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/healthz", tags=["operations"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @app.get("/readyz", tags=["operations"], summary="Kafka and MongoDB are reachable")
+    async def readyz() -> Response:
+        checks = await readiness()
+        if all(result == "ok" for result in checks.values()):
+            return JSONResponse({"status": "ready", "service": service, "checks": checks})
+        return problem(
+            503, "Service Unavailable", "a dependency is unreachable", checks=checks
+        )
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in routers:
+        app.include_router(router)
+    return app
+
+

@@ -1,0 +1,91 @@
+"""Structured JSON logs, W3C trace context and Prometheus metrics.
+
+Trace context comes in on HTTP (``traceparent`` header) or on an event (the CloudEvents
+distributed-tracing extension), becomes the current OpenTelemetry span, is stamped on
+every log line, and is written into the extensions of every event published meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from prometheus_client import Counter, Gauge, Histogram
+from pythonjsonlogger.json import JsonFormatter
+
+_propagator = TraceContextTextMapPropagator()
+_TRACE_KEYS = ("traceparent", "tracestate")
+
+HTTP_REQUESTS = Counter(
+    "rapport_http_requests_total", "HTTP requests served", ["service", "method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "rapport_http_request_duration_seconds", "HTTP request latency", ["service", "route"]
+)
+EVENTS_CONSUMED = Counter(
+    "rapport_events_consumed_total",
+    "Events taken from Kafka, by outcome",
+    ["service", "topic", "type", "outcome"],
+)
+EVENTS_PUBLISHED = Counter(
+    "rapport_events_published_total", "Events published from the outbox", ["service", "topic"]
+)
+OUTBOX_PENDING = Gauge(
+    "rapport_outbox_pending", "Outbox events stored but not yet published", ["service"]
+)
+
+
+def configure_logging(level: str, service: str) -> None:
+    """JSON lines on stdout with the service name and the current trace and span ids."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            static_fields={"service": service},
+        )
+    )
+    handler.addFilter(TraceContextFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def configure_tracing(service: str) -> None:
+    """Give the process a real tracer so spans get ids (no exporter: ids for correlation)."""
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        trace.set_tracer_provider(TracerProvider())
+
+
+class TraceContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            record.trace_id = format(span_context.trace_id, "032x")
+            record.span_id = format(span_context.span_id, "016x")
+        return True
+
+
+@contextmanager
+def span_from(carrier: Mapping[str, str], name: str) -> Iterator[trace.Span]:
+    """Continue the trace named in ``carrier`` (HTTP headers or event extensions)."""
+    parent = _propagator.extract(carrier={key: carrier[key] for key in _TRACE_KEYS if key in carrier})
+    token = otel_context.attach(parent)
+    try:
+        with trace.get_tracer("rapport").start_as_current_span(name) as span:
+            yield span
+    finally:
+        otel_context.detach(token)
+
+
+def current_trace_context() -> dict[str, str]:
+    """``traceparent``/``tracestate`` of the current span, for an outgoing event."""
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    return carrier

@@ -1,0 +1,178 @@
+"""Transactional outbox: the state change and its events are written in one transaction.
+
+A service adds events to the outbox with the session of the transaction that changes its
+state, so either both are stored or neither. The relay publishes stored events in order
+and marks them published; a crash between publishing and marking publishes an event again
+with the same id, which consumers discard (they are idempotent by event id). With several
+replicas of a service, a lease lets one relay publish at a time, preserving order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bson import Binary, ObjectId
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from shared.events.envelope import Event, KafkaRecord, encode
+from shared.kafka import EventPublisher
+from shared.mongo import Database, Session
+from shared.observability import EVENTS_PUBLISHED, OUTBOX_PENDING, current_trace_context
+from shared.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+PUBLISHED_RETENTION = timedelta(days=7)
+
+
+class Outbox:
+    """Where a service's handlers put the events their transaction announces."""
+
+    def __init__(self, db: Database, topics: TopicNames) -> None:
+        self.collection = db["outbox"]
+        self.topics = topics
+
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_index([("published_at", ASCENDING), ("order", ASCENDING)])
+        # Published events are kept a while for inspection, then expire.
+        await self.collection.create_index(
+            "published_at",
+            name="published_at_ttl",
+            expireAfterSeconds=int(PUBLISHED_RETENTION.total_seconds()),
+        )
+
+    async def add(self, session: Session, events: Sequence[Event[Any]]) -> None:
+        if not events:
+            return
+        trace = current_trace_context()
+        documents = []
+        for event in events:
+            if trace and "traceparent" not in event.extensions:
+                event = dataclasses.replace(event, extensions={**trace, **event.extensions})
+            record = encode(event)
+            documents.append(
+                {
+                    "_id": event.id,
+                    "order": ObjectId(),
+                    "type": event.type,
+                    "topic": self.topics(event.topic),
+                    "key": Binary(record.key),
+                    "value": Binary(record.value),
+                    "headers": [[name, Binary(value)] for name, value in record.headers],
+                    "created_at": datetime.now(UTC),
+                    "published_at": None,
+                }
+            )
+        await self.collection.insert_many(documents, session=session)
+
+
+class OutboxRelay:
+    """Publishes pending outbox events, oldest first, while it holds the relay lease."""
+
+    def __init__(
+        self,
+        db: Database,
+        publisher: EventPublisher,
+        service: str,
+        poll_interval: float = 0.2,
+        batch_size: int = 500,
+        lease_ttl: timedelta = timedelta(seconds=15),
+    ) -> None:
+        self.collection = db["outbox"]
+        self.leases = db["outbox_lease"]
+        self.publisher = publisher
+        self.service = service
+        self.poll_interval = poll_interval
+        self.batch_size = batch_size
+        self.lease_ttl = lease_ttl
+        self.owner = f"{service}-{uuid.uuid4()}"
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Publish now rather than at the next poll (call after a commit)."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"{self.service}-outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        with contextlib.suppress(PyMongoError):
+            await self.leases.delete_one({"_id": "relay", "owner": self.owner})
+
+    async def _run(self) -> None:
+        while True:
+            published = 0
+            try:
+                if await self.acquire_lease():
+                    published = await self.publish_pending()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay failed; retrying")
+                await asyncio.sleep(1.0)
+            if published < self.batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                self._wake.clear()
+
+    async def acquire_lease(self) -> bool:
+        now = datetime.now(UTC)
+        try:
+            lease = await self.leases.find_one_and_update(
+                {"_id": "relay", "$or": [{"owner": self.owner}, {"expires_at": {"$lt": now}}]},
+                {"$set": {"owner": self.owner, "expires_at": now + self.lease_ttl}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:  # another replica holds a live lease
+            return False
+        return lease is not None and lease.get("owner") == self.owner
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of pending events; returns how many were published."""
+        cursor = (
+            self.collection.find({"published_at": None})
+            .sort("order", ASCENDING)
+            .limit(self.batch_size)
+        )
+        documents = await cursor.to_list()
+        OUTBOX_PENDING.labels(self.service).set(len(documents))
+        if not documents:
+            return 0
+        records = [
+            (
+                document["topic"],
+                KafkaRecord(
+                    key=bytes(document["key"]),
+                    value=bytes(document["value"]),
+                    headers=[(name, bytes(value)) for name, value in document["headers"]],
+                ),
+            )
+            for document in documents
+        ]
+        await self.publisher.publish(records)
+        await self.collection.update_many(
+            {"_id": {"$in": [document["_id"] for document in documents]}},
+            {"$set": {"published_at": datetime.now(UTC)}},
+        )
+        for topic, _ in records:
+            EVENTS_PUBLISHED.labels(self.service, topic).inc()
+        return len(documents)
+
+    async def pending_count(self) -> int:
+        return await self.collection.count_documents({"published_at": None})

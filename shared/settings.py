@@ -1,0 +1,110 @@
+"""Settings shared by every service: one env prefix per service, with fallbacks.
+
+A service reads ``RAPPORT_<SERVICE>_<FIELD>`` first, then the platform-wide
+``RAPPORT_<FIELD>``, so one ``RAPPORT_KAFKA_BOOTSTRAP`` serves the whole stack while a
+single service can still be pointed elsewhere.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, ClassVar, Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+# Usable only in development; every other environment must set its own secret.
+DEVELOPMENT_AUTH_SECRET = "rapport-development-secret-not-for-production-use"
+MIN_SECRET_LENGTH = 32
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class PlatformSettings(BaseSettings):
+    """What every Rapport process needs to reach the platform."""
+
+    model_config = SettingsConfigDict(env_prefix="RAPPORT_", extra="ignore")
+
+    environment: Environment = Environment.DEVELOPMENT
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = ""
+    topic_replication_factor: int = Field(default=1, ge=1)
+    mongodb_uri: str = "mongodb://127.0.0.1:27017/?retryWrites=false"
+    log_level: str = "INFO"
+
+    @property
+    def kafka_servers(self) -> list[str]:
+        return [server.strip() for server in self.kafka_bootstrap.split(",") if server.strip()]
+
+
+class ServiceSettings(PlatformSettings):
+    """Base of each service's settings; subclasses set ``service_name`` and the prefix."""
+
+    service_name: ClassVar[str] = ""
+    default_http_port: ClassVar[int] = 8000
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 0
+    mongodb_database: str = ""
+    auth_secret: SecretStr | None = None
+    admin_token: SecretStr | None = None
+    consumer_max_attempts: int = Field(default=3, ge=1)
+    outbox_poll_interval_seconds: float = Field(default=0.2, gt=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        platform_env = EnvSettingsSource(settings_cls, env_prefix="RAPPORT_")
+        return init_settings, env_settings, platform_env, dotenv_settings, file_secret_settings
+
+    @model_validator(mode="after")
+    def _defaults_and_secrets(self) -> Self:
+        if not self.http_port:
+            self.http_port = self.default_http_port
+        if not self.mongodb_database:
+            self.mongodb_database = f"rapport_{self.service_name}"
+        if self.admin_token is not None and not self.admin_token.get_secret_value():
+            self.admin_token = None
+        if self.auth_secret is None or not self.auth_secret.get_secret_value():
+            if self.environment is not Environment.DEVELOPMENT:
+                raise ValueError(
+                    f"RAPPORT_AUTH_SECRET must be set when RAPPORT_ENVIRONMENT={self.environment}"
+                )
+            self.auth_secret = SecretStr(DEVELOPMENT_AUTH_SECRET)
+        secret = self.auth_secret.get_secret_value()
+        if self.environment is not Environment.DEVELOPMENT and (
+            secret == DEVELOPMENT_AUTH_SECRET or len(secret) < MIN_SECRET_LENGTH
+        ):
+            raise ValueError(
+                f"RAPPORT_AUTH_SECRET must be a private value of at least {MIN_SECRET_LENGTH}"
+                " characters outside development"
+            )
+        return self
+
+    @property
+    def consumer_group(self) -> str:
+        return f"{self.topic_prefix}rapport-{self.service_name}"
+
+    @property
+    def secret(self) -> str:
+        assert self.auth_secret is not None  # set by the validator
+        return self.auth_secret.get_secret_value()
+
+    def describe(self) -> dict[str, Any]:
+        """Settings safe to log: secrets are never included."""
+        return self.model_dump(exclude={"auth_secret", "admin_token"}, mode="json")

@@ -1,0 +1,59 @@
+"""Fixtures: a real broker and store per session (devstack), isolation per test.
+
+Every test gets its own topic prefix (so its own topics and consumer groups) and its own
+database, so tests can run side by side against the same servers, external ones included.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from shared.kafka import AiokafkaPublisher
+from shared.mongo import Database, MongoClient, create_client
+from shared.topics import TopicNames, ensure_topics
+
+pytest_plugins = ["devstack.pytest_plugin"]
+
+
+@pytest.fixture
+def test_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+async def topics(kafka_bootstrap: str, test_id: str) -> TopicNames:
+    """The contract's topics under a prefix of this test's own."""
+    names = TopicNames(f"test-{test_id}.")
+    await ensure_topics([kafka_bootstrap], names)
+    return names
+
+
+@pytest.fixture
+async def mongo_client(mongodb_uri: str) -> AsyncIterator[MongoClient]:
+    client = create_client(mongodb_uri, app_name="rapport-tests")
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+async def db(mongo_client: MongoClient, test_id: str) -> AsyncIterator[Database]:
+    database = mongo_client[f"test_{test_id}"]
+    try:
+        yield database
+    finally:
+        await mongo_client.drop_database(database.name)
+
+
+@pytest.fixture
+async def publisher(kafka_bootstrap: str) -> AsyncIterator[AiokafkaPublisher]:
+    producer = AiokafkaPublisher([kafka_bootstrap], client_id="rapport-tests")
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await producer.stop()

@@ -1,0 +1,197 @@
+"""The CloudEvents envelope, typed payloads, the registry and the published schemas."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.events import CONTRACT_EVENTS, DEFAULT_REGISTRY, InvalidEvent, decode, encode, new_event
+from shared.events.base import EventPayload, Identifier
+from shared.events.complaints import ComplaintResolved, ResolutionType
+from shared.events.purchases import PurchaseCompleted
+from shared.events.registry import EventRegistry
+from shared.events.schemas import DEFAULT_FOLDER, main as schemas_main, stale_files
+from shared.topics import PURCHASES
+
+CONTRACT_TYPES = {
+    "crm.customer.registered",
+    "crm.customer.updated",
+    "crm.customer.merged",
+    "crm.customer.erased",
+    "crm.customer.consent_changed",
+    "crm.interaction.logged",
+    "crm.purchase.completed",
+    "crm.purchase.returned",
+    "crm.complaint.opened",
+    "crm.complaint.acknowledged",
+    "crm.complaint.status_changed",
+    "crm.complaint.resolved",
+    "crm.complaint.reopened",
+    "crm.complaint.closed",
+    "crm.complaint.sla_breached",
+    "crm.complaint.feedback_received",
+    "crm.notification.sent",
+    "crm.notification.failed",
+    "crm.notification.suppressed",
+    "crm.customer.segment_changed",
+    "crm.customer.churn_risk_changed",
+}
+
+
+def purchase_data(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "purchase_id": "p-1",
+        "customer_id": "c-42",
+        "items": [
+            {"sku": "TEA-1", "name": "Green tea", "category": "tea", "quantity": 2,
+             "unit_price": "4.95"}
+        ],
+        "total_amount": "9.90",
+        "currency": "EUR",
+        "channel": "web",
+    }
+    data.update(overrides)
+    return data
+
+
+def structured(data: dict[str, Any], **attributes: Any) -> bytes:
+    envelope = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "/shop",
+        "type": "crm.purchase.completed",
+        "subject": data.get("customer_id"),
+        "time": "2026-11-22T10:00:00+01:00",
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+    envelope.update(attributes)
+    return json.dumps({k: v for k, v in envelope.items() if v is not None}).encode()
+
+
+def test_every_contract_event_type_is_registered() -> None:
+    assert set(DEFAULT_REGISTRY.types()) == CONTRACT_TYPES
+
+
+def test_envelope_round_trip_keeps_attributes_payload_and_money() -> None:
+    payload = PurchaseCompleted.model_validate(purchase_data())
+    event = new_event(payload, source="/rapport/tests", extensions={"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"})
+
+    record = encode(event)
+    decoded = decode(record.value, record.headers)
+
+    assert decoded == event
+    assert record.key == b"c-42"
+    assert dict(record.headers)["content-type"] == b"application/cloudevents+json"
+    wire = json.loads(record.value)
+    assert wire["specversion"] == "1.0"
+    assert wire["subject"] == "c-42"
+    assert wire["dataschema"] == "urn:rapport:schema:crm.purchase.completed:v1"
+    assert wire["time"].endswith("Z")
+    assert wire["data"]["total_amount"] == "9.90"  # a decimal string, never a float
+    assert decoded.payload.total_amount == Decimal("9.90")  # type: ignore[attr-defined]
+
+
+def test_binary_mode_from_a_foreign_producer_is_read_too() -> None:
+    headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", str(uuid.uuid4()).encode()),
+        ("ce_source", b"/pos"),
+        ("ce_type", b"crm.purchase.completed"),
+        ("ce_subject", b"c-42"),
+        ("ce_time", b"2026-11-22T09:00:00Z"),
+        ("content-type", b"application/json"),
+    ]
+    decoded = decode(json.dumps(purchase_data()).encode(), headers)
+    assert decoded.payload.event_type == "crm.purchase.completed"
+    assert decoded.subject == "c-42"
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"", "empty message"),
+        (b"{not json", "not JSON"),
+        (b'{"specversion": "1.0", "type": "crm.purchase.completed"}', "not a CloudEvent"),
+        (structured(purchase_data(), specversion="0.3"), "not a CloudEvent"),
+        (structured(purchase_data(), id="order-7"), "is not a UUID"),
+        (structured(purchase_data(), time="2026-11-22T10:00:00"), "time"),
+        (structured(purchase_data(), type="crm.purchase.teleported"), "unknown event type"),
+        (structured(purchase_data(total_amount=9.9)), "never a number"),
+        (structured(purchase_data(currency="euro")), "currency"),
+        (structured(purchase_data(items=[])), "items"),
+        (structured(purchase_data(), subject="someone-else"), "is not the event's customer"),
+        (
+            structured(purchase_data(), dataschema="urn:rapport:schema:crm.purchase.completed:v9"),
+            "newer than",
+        ),
+        (structured(purchase_data(), datacontenttype="text/csv"), "datacontenttype"),
+    ],
+)
+def test_invalid_events_are_rejected_with_a_reason(value: bytes, reason: str) -> None:
+    with pytest.raises(InvalidEvent) as rejected:
+        decode(value, [("content-type", b"application/cloudevents+json")])
+    assert reason in rejected.value.reason
+
+
+def test_a_purchase_may_name_its_customer_by_email_only() -> None:
+    data = purchase_data(customer_id=None, customer_email="ana@example.hr")
+    decoded = decode(structured(data, subject="ana@example.hr"))
+    assert decoded.subject == "ana@example.hr"
+    with pytest.raises(InvalidEvent, match="names its customer"):
+        decode(structured(purchase_data(customer_id=None)))
+
+
+def test_refund_amount_needs_its_currency() -> None:
+    with pytest.raises(ValueError, match="go together"):
+        ComplaintResolved(
+            complaint_id="k-1",
+            customer_id="c-1",
+            resolution_type=ResolutionType.REFUND,
+            summary="refunded",
+            refund_amount=Decimal("5.00"),
+            resolved_at=datetime.now(UTC),
+        )
+
+
+class GreetingV2(EventPayload):
+    event_type = "test.greeting"
+    schema_version = 2
+    topic = PURCHASES
+
+    customer_id: Identifier
+    full_name: str
+
+
+def test_older_versions_are_upcast_instead_of_breaking_consumers() -> None:
+    registry = EventRegistry.of([GreetingV2])
+    registry.register_upcaster(
+        "test.greeting", 1, lambda data: {"customer_id": data["customer_id"],
+                                          "full_name": f"{data['first']} {data['last']}"}
+    )
+    payload = registry.parse("test.greeting", 1, {"customer_id": "c", "first": "Ana", "last": "Horvat"})
+    assert payload == GreetingV2(customer_id="c", full_name="Ana Horvat")
+    with pytest.raises(LookupError, match="no upcaster"):
+        EventRegistry.of([GreetingV2]).parse("test.greeting", 1, {"customer_id": "c"})
+
+
+def test_published_schemas_are_fresh() -> None:
+    assert stale_files(DEFAULT_FOLDER) == [], "run `make schemas` and commit schemas/events"
+    assert len(list(DEFAULT_FOLDER.glob("*.json"))) == len(CONTRACT_EVENTS)
+
+
+def test_schema_check_fails_on_a_stale_folder(tmp_path: Path) -> None:
+    assert schemas_main(["--folder", str(tmp_path)]) == 0
+    assert schemas_main(["--folder", str(tmp_path), "--check"]) == 0
+    schema = tmp_path / "crm.purchase.completed.v1.json"
+    schema.write_text(schema.read_text().replace("total_amount", "total"))
+    assert schemas_main(["--folder", str(tmp_path), "--check"]) == 1
+    document = json.loads((tmp_path / "crm.complaint.opened.v1.json").read_text())
+    assert document["properties"]["type"] == {"const": "crm.complaint.opened"}
+    assert "complaint_id" in document["properties"]["data"]["required"]
