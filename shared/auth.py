@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.errors import Forbidden, Unauthenticated
+from shared.settings import ServiceSettings
 
 ISSUER = "rapport"
 AUDIENCE = "rapport"
@@ -136,15 +137,11 @@ def require_roles(*roles: Role) -> Callable[[Principal], Coroutine[Any, Any, Pri
 
 AdminPrincipal = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 StaffPrincipal = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AGENT))]
-ServicePrincipal = Annotated[
-    Principal, Depends(require_roles(Role.ADMIN, Role.SERVICE))
-]
+ServicePrincipal = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.SERVICE))]
 AnyPrincipal = CurrentPrincipal
 
 
 def main(argv: list[str] | None = None) -> None:
-    from shared.settings import ServiceSettings
-
     parser = argparse.ArgumentParser(description="Mint a Rapport bearer token")
     sub = parser.add_subparsers(dest="command", required=True)
     mint = sub.add_parser("mint")

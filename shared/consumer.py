@@ -44,7 +44,7 @@ DLQ_ATTEMPTS = "dlq-attempts"
 DLQ_FAILED_AT = "dlq-failed-at"
 
 
-class RejectEvent(Exception):  # noqa: N818 - it names the decision, not a failure
+class RejectEvent(Exception):
     """Raised by a handler for an event that can never be applied: straight to the DLQ."""
 
     def __init__(self, reason: str) -> None:
@@ -135,7 +135,9 @@ class EventConsumer:
             except Exception as error:
                 attempts += 1
                 if attempts >= self.max_attempts:
-                    log.exception("giving up on %s %s after %d attempts", event.type, event.id, attempts)
+                    log.exception(
+                        "giving up on %s %s after %d attempts", event.type, event.id, attempts
+                    )
                     reason = f"{type(error).__name__}: {error}"
                     await self.dead_letter(message, reason, type(error).__name__, attempts)
                     return Outcome.DEAD_LETTERED

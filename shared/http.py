@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -100,8 +101,6 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 def _title(status: int) -> str:
-    from http import HTTPStatus
-
     try:
         return HTTPStatus(status).phrase
     except ValueError:
@@ -155,9 +154,7 @@ def create_http_app(
         checks = await readiness()
         if all(result == "ok" for result in checks.values()):
             return JSONResponse({"status": "ready", "service": service, "checks": checks})
-        return problem(
-            503, "Service Unavailable", "a dependency is unreachable", checks=checks
-        )
+        return problem(503, "Service Unavailable", "a dependency is unreachable", checks=checks)
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     async def metrics() -> Response:
@@ -166,5 +163,3 @@ def create_http_app(
     for router in routers:
         app.include_router(router)
     return app
-
-

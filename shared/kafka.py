@@ -20,16 +20,16 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from shared.events.envelope import KafkaRecord
 
 
-class _IdempotentProducer(faust_aiokafka.Producer):  # type: ignore[misc]
+class _IdempotentProducer(faust_aiokafka.Producer):
     def _settings_extra(self) -> Mapping[str, Any]:
         return {"acks": "all", "enable_idempotence": True}
 
 
-class _Transport(faust_aiokafka.Transport):  # type: ignore[misc]
+class _Transport(faust_aiokafka.Transport):
     Producer = _IdempotentProducer
 
 
-class RapportFaustApp(faust.App):  # type: ignore[misc]
+class RapportFaustApp(faust.App):
     """A Faust app whose producer is idempotent with acks=all."""
 
     def _new_transport(self) -> Any:

@@ -75,7 +75,9 @@ class TraceContextFilter(logging.Filter):
 @contextmanager
 def span_from(carrier: Mapping[str, str], name: str) -> Iterator[trace.Span]:
     """Continue the trace named in ``carrier`` (HTTP headers or event extensions)."""
-    parent = _propagator.extract(carrier={key: carrier[key] for key in _TRACE_KEYS if key in carrier})
+    parent = _propagator.extract(
+        carrier={key: carrier[key] for key in _TRACE_KEYS if key in carrier}
+    )
     token = otel_context.attach(parent)
     try:
         with trace.get_tracer("rapport").start_as_current_span(name) as span:

@@ -54,7 +54,8 @@ class Outbox:
             return
         trace = current_trace_context()
         documents = []
-        for event in events:
+        for original in events:
+            event = original
             if trace and "traceparent" not in event.extensions:
                 event = dataclasses.replace(event, extensions={**trace, **event.extensions})
             record = encode(event)
@@ -105,12 +106,12 @@ class OutboxRelay:
         self._task = asyncio.create_task(self._run(), name=f"{self.service}-outbox-relay")
 
     async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        """Stop publishing and hand the lease over at once rather than at its expiry."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
         with contextlib.suppress(PyMongoError):
             await self.leases.delete_one({"_id": "relay", "owner": self.owner})
 

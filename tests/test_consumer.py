@@ -23,8 +23,13 @@ def purchase(purchase_id: str, customer_id: str = "c-1") -> Event[PurchaseComple
             "purchase_id": purchase_id,
             "customer_id": customer_id,
             "items": [
-                {"sku": "S1", "name": "Kettle", "category": "kitchen", "quantity": 1,
-                 "unit_price": "30.00"}
+                {
+                    "sku": "S1",
+                    "name": "Kettle",
+                    "category": "kitchen",
+                    "quantity": 1,
+                    "unit_price": "30.00",
+                }
             ],
             "total_amount": "30.00",
             "currency": "EUR",
@@ -68,7 +73,10 @@ def dlq_headers(record: Any) -> dict[str, str]:
 
 
 async def test_same_event_delivered_twice_has_one_effect(
-    kafka_bootstrap: str, mongodb_uri: str, topics: TopicNames, db: Database,
+    kafka_bootstrap: str,
+    mongodb_uri: str,
+    topics: TopicNames,
+    db: Database,
     publisher: AiokafkaPublisher,
 ) -> None:
     handler = RecordingHandler(db)
@@ -88,12 +96,15 @@ async def test_same_event_delivered_twice_has_one_effect(
 
 
 async def test_poison_event_goes_to_the_dlq_and_the_worker_keeps_consuming(
-    kafka_bootstrap: str, mongodb_uri: str, topics: TopicNames, db: Database,
+    kafka_bootstrap: str,
+    mongodb_uri: str,
+    topics: TopicNames,
+    db: Database,
     publisher: AiokafkaPublisher,
 ) -> None:
     handler = RecordingHandler(db)
     settings = harness_settings(kafka_bootstrap, mongodb_uri, topics, db.name)
-    poison = KafkaRecord(key=b"c-1", value=b"{\"oops\": ", headers=[("origin", b"legacy-pos")])
+    poison = KafkaRecord(key=b"c-1", value=b'{"oops": ', headers=[("origin", b"legacy-pos")])
     async with running_runtime(settings, {"crm.purchase.completed": handler}, [PURCHASES]):
         await publish(publisher, topics(PURCHASES), poison, encode(purchase("p-after")))
         await eventually(lambda: _has_effect(handler, "p-after"), message="worker stopped")
@@ -114,7 +125,10 @@ async def test_poison_event_goes_to_the_dlq_and_the_worker_keeps_consuming(
 
 
 async def test_failing_handler_is_retried_a_bounded_number_of_times_then_dead_lettered(
-    kafka_bootstrap: str, mongodb_uri: str, topics: TopicNames, db: Database,
+    kafka_bootstrap: str,
+    mongodb_uri: str,
+    topics: TopicNames,
+    db: Database,
     publisher: AiokafkaPublisher,
 ) -> None:
     handler = RecordingHandler(db)
@@ -143,7 +157,10 @@ async def test_failing_handler_is_retried_a_bounded_number_of_times_then_dead_le
 
 
 async def test_offsets_are_committed_once_effects_are_stored(
-    kafka_bootstrap: str, mongodb_uri: str, topics: TopicNames, db: Database,
+    kafka_bootstrap: str,
+    mongodb_uri: str,
+    topics: TopicNames,
+    db: Database,
     publisher: AiokafkaPublisher,
 ) -> None:
     handler = RecordingHandler(db)
@@ -161,7 +178,8 @@ async def test_offsets_are_committed_once_effects_are_stored(
     assert all(handler.calls[f"p-{number}"] == 1 for number in range(6))
 
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka_bootstrap, group_id=settings.consumer_group,
+        bootstrap_servers=kafka_bootstrap,
+        group_id=settings.consumer_group,
         enable_auto_commit=False,
     )
     await consumer.start()

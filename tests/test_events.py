@@ -16,7 +16,8 @@ from shared.events.base import EventPayload, Identifier
 from shared.events.complaints import ComplaintResolved, ResolutionType
 from shared.events.purchases import PurchaseCompleted
 from shared.events.registry import EventRegistry
-from shared.events.schemas import DEFAULT_FOLDER, main as schemas_main, stale_files
+from shared.events.schemas import DEFAULT_FOLDER, stale_files
+from shared.events.schemas import main as schemas_main
 from shared.topics import PURCHASES
 
 CONTRACT_TYPES = {
@@ -49,8 +50,13 @@ def purchase_data(**overrides: Any) -> dict[str, Any]:
         "purchase_id": "p-1",
         "customer_id": "c-42",
         "items": [
-            {"sku": "TEA-1", "name": "Green tea", "category": "tea", "quantity": 2,
-             "unit_price": "4.95"}
+            {
+                "sku": "TEA-1",
+                "name": "Green tea",
+                "category": "tea",
+                "quantity": 2,
+                "unit_price": "4.95",
+            }
         ],
         "total_amount": "9.90",
         "currency": "EUR",
@@ -81,7 +87,11 @@ def test_every_contract_event_type_is_registered() -> None:
 
 def test_envelope_round_trip_keeps_attributes_payload_and_money() -> None:
     payload = PurchaseCompleted.model_validate(purchase_data())
-    event = new_event(payload, source="/rapport/tests", extensions={"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"})
+    event = new_event(
+        payload,
+        source="/rapport/tests",
+        extensions={"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"},
+    )
 
     record = encode(event)
     decoded = decode(record.value, record.headers)
@@ -172,10 +182,16 @@ class GreetingV2(EventPayload):
 def test_older_versions_are_upcast_instead_of_breaking_consumers() -> None:
     registry = EventRegistry.of([GreetingV2])
     registry.register_upcaster(
-        "test.greeting", 1, lambda data: {"customer_id": data["customer_id"],
-                                          "full_name": f"{data['first']} {data['last']}"}
+        "test.greeting",
+        1,
+        lambda data: {
+            "customer_id": data["customer_id"],
+            "full_name": f"{data['first']} {data['last']}",
+        },
     )
-    payload = registry.parse("test.greeting", 1, {"customer_id": "c", "first": "Ana", "last": "Horvat"})
+    payload = registry.parse(
+        "test.greeting", 1, {"customer_id": "c", "first": "Ana", "last": "Horvat"}
+    )
     assert payload == GreetingV2(customer_id="c", full_name="Ana Horvat")
     with pytest.raises(LookupError, match="no upcaster"):
         EventRegistry.of([GreetingV2]).parse("test.greeting", 1, {"customer_id": "c"})

@@ -1,4 +1,7 @@
-"""Settings of the notifications service: ``RAPPORT_NOTIFICATIONS_*``, falling back to ``RAPPORT_*``."""
+"""Settings of the notifications service.
+
+``RAPPORT_NOTIFICATIONS_*`` first, then the platform-wide ``RAPPORT_*``.
+"""
 
 from __future__ import annotations
 

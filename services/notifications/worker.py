@@ -1,4 +1,4 @@
-"""The notifications stream worker: the contract topics it consumes and the handler per event type."""
+"""The notifications stream worker: topics it consumes and the handler per event type."""
 
 from __future__ import annotations
 

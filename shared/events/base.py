@@ -8,8 +8,8 @@ from typing import Annotated, ClassVar
 from pydantic import (
     AfterValidator,
     AwareDatetime,
-    BeforeValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -22,7 +22,7 @@ def _decimal_text_only(value: object) -> object:
     if isinstance(value, Decimal):
         return value
     if not isinstance(value, str):
-        raise ValueError("money must be a decimal string such as \"19.90\", never a number")
+        raise ValueError('money must be a decimal string such as "19.90", never a number')
     return value
 
 
@@ -76,4 +76,3 @@ class EventPayload(Record):
     @classmethod
     def dataschema(cls) -> str:
         return f"urn:rapport:schema:{cls.event_type}:v{cls.schema_version}"
-

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import EmailStr, Field, StringConstraints
 
-from shared.events.base import EventPayload, Identifier, Record, LongText, ShortText, Timestamp
+from shared.events.base import EventPayload, Identifier, LongText, Record, ShortText, Timestamp
 from shared.topics import CUSTOMERS
 
 PhoneE164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9]\d{6,14}$")]
@@ -48,9 +48,7 @@ class CustomerSnapshot(EventPayload):
     emails: list[EmailStr] = Field(default_factory=list)
     phones: list[PhoneE164] = Field(default_factory=list)
     address: PostalAddress | None = None
-    locale: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] = (
-        "en"
-    )
+    locale: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] = "en"
     time_zone: ShortText = "UTC"
     birthday: date | None = None
     tags: list[ShortText] = Field(default_factory=list)

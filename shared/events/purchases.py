@@ -51,8 +51,7 @@ class PurchaseCompleted(EventPayload):
     def _identifies_customer(self) -> Self:
         if not (self.customer_id or self.customer_email or self.customer_external_id):
             raise ValueError(
-                "a purchase names its customer: customer_id, customer_email"
-                " or customer_external_id"
+                "a purchase names its customer: customer_id, customer_email or customer_external_id"
             )
         return self
 

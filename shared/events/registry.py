@@ -78,7 +78,8 @@ class EventRegistry:
         model = self.model_for(event_type)
         if version > model.schema_version:
             raise UnsupportedVersion(
-                f"{event_type} v{version} is newer than the v{model.schema_version} this consumer reads"
+                f"{event_type} v{version} is newer than the"
+                f" v{model.schema_version} this consumer reads"
             )
         current = dict(data)
         for step in range(version, model.schema_version):

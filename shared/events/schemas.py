@@ -89,9 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = stale_files(args.folder)
         if stale:
-            print(
-                "stale event schemas (run: make schemas): " + ", ".join(stale), file=sys.stderr
-            )
+            print("stale event schemas (run: make schemas): " + ", ".join(stale), file=sys.stderr)
             return 1
         return 0
     write_all(args.folder)

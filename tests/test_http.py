@@ -1,0 +1,200 @@
+"""HTTP conventions and auth, on a real service app against the real broker and store."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel, Field
+
+from services.profiles.bootstrap import create_app
+from services.profiles.settings import ProfilesSettings
+from shared.auth import Principal, Role, TokenService
+from shared.errors import Conflict, Forbidden
+from shared.mongo import Database
+from shared.topics import TopicNames
+
+PROBLEM = "application/problem+json"
+ADMIN_TOKEN = "static-admin-token-for-tests"
+
+
+@pytest.fixture
+def settings(
+    kafka_bootstrap: str, mongodb_uri: str, topics: TopicNames, db: Database
+) -> ProfilesSettings:
+    return ProfilesSettings(
+        kafka_bootstrap=kafka_bootstrap,
+        mongodb_uri=mongodb_uri,
+        topic_prefix=topics.prefix,
+        mongodb_database=db.name,
+        admin_token=ADMIN_TOKEN,
+    )
+
+
+async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://profiles") as client:
+            yield client
+
+
+@pytest.fixture
+async def client(settings: ProfilesSettings) -> AsyncIterator[httpx.AsyncClient]:
+    async for client in serve(create_app(settings)):
+        yield client
+
+
+@pytest.fixture
+def tokens(settings: ProfilesSettings) -> TokenService:
+    return TokenService(settings.secret)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_health_readiness_metrics_and_openapi(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json()["status"] == "ok"
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"kafka": "ok", "mongodb": "ok"}
+    metrics = await client.get("/metrics")
+    assert (
+        'rapport_http_requests_total{method="GET",route="/readyz",service="profiles"'
+        in metrics.text
+    )
+    openapi = (await client.get("/openapi.json")).json()
+    assert "/api/v1/me" in openapi["paths"]
+
+
+async def test_readiness_is_503_when_the_store_is_unreachable(
+    settings: ProfilesSettings,
+) -> None:
+    unreachable = settings.model_copy(
+        update={
+            "mongodb_uri": "mongodb://127.0.0.1:9/?retryWrites=false&serverSelectionTimeoutMS=500"
+        }
+    )
+    app = create_app(unreachable)
+    runtime = app.state.runtime
+    # Index creation needs the store, so start only what readiness needs to report on.
+    await runtime.faust_app.start()
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://p") as client:
+            response = await client.get("/readyz")
+    finally:
+        await runtime.faust_app.stop()
+    assert response.status_code == 503
+    assert response.headers["content-type"] == PROBLEM
+    checks = response.json()["checks"]
+    assert checks["kafka"] == "ok"
+    assert checks["mongodb"].startswith("unreachable")
+
+
+@pytest.mark.parametrize(
+    ("headers", "detail"),
+    [
+        ({}, "Bearer"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, "Bearer"),
+        ({"Authorization": "Bearer not-a-jwt"}, "not valid"),
+    ],
+)
+async def test_requests_without_a_valid_token_get_401_problem(
+    client: httpx.AsyncClient, headers: dict[str, str], detail: str
+) -> None:
+    response = await client.get("/api/v1/me", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["content-type"] == PROBLEM
+    assert response.headers["www-authenticate"] == "Bearer"
+    body = response.json()
+    assert body["status"] == 401
+    assert detail in body["detail"]
+
+
+async def test_expired_and_foreign_tokens_are_refused(
+    client: httpx.AsyncClient, tokens: TokenService
+) -> None:
+    expired = tokens.mint("ana", {Role.AGENT}, ttl=timedelta(seconds=-1))
+    forged = TokenService("some-other-secret-of-at-least-32-characters").mint("eve", {Role.ADMIN})
+    for token, detail in ((expired, "expired"), (forged, "not valid")):
+        response = await client.get("/api/v1/me", headers=bearer(token))
+        assert response.status_code == 401
+        assert detail in response.json()["detail"]
+
+
+async def test_roles_are_enforced_with_403(client: httpx.AsyncClient, tokens: TokenService) -> None:
+    agent = tokens.mint("ana", {Role.AGENT})
+    customer = tokens.mint("self", {Role.CUSTOMER}, customer_id="c-1")
+    for token in (agent, customer):
+        response = await client.get("/api/v1/outbox", headers=bearer(token))
+        assert response.status_code == 403
+        assert response.headers["content-type"] == PROBLEM
+        assert "admin" in response.json()["detail"]
+    admin = tokens.mint("root", {Role.ADMIN})
+    for token in (admin, ADMIN_TOKEN):
+        response = await client.get("/api/v1/outbox", headers=bearer(token))
+        assert response.status_code == 200
+        assert response.json() == {"service": "profiles", "pending": 0}
+
+
+async def test_a_customer_token_is_bound_to_its_customer(
+    client: httpx.AsyncClient, tokens: TokenService
+) -> None:
+    token = tokens.mint("self", {Role.CUSTOMER}, customer_id="c-1")
+    me = (await client.get("/api/v1/me", headers=bearer(token))).json()
+    assert me == {"subject": "self", "roles": ["customer"], "customer_id": "c-1"}
+    principal = Principal("self", frozenset({Role.CUSTOMER}), customer_id="c-1")
+    principal.ensure_may_access_customer("c-1")
+    with pytest.raises(Forbidden):
+        principal.ensure_may_access_customer("c-2")
+    Principal("ana", frozenset({Role.AGENT})).ensure_may_access_customer("c-2")
+    with pytest.raises(ValueError, match="bound to one customer"):
+        tokens.mint("self", {Role.CUSTOMER})
+
+
+async def test_trace_context_from_the_request_comes_back(client: httpx.AsyncClient) -> None:
+    trace_id = uuid.uuid4().hex
+    response = await client.get("/healthz", headers={"traceparent": f"00-{trace_id}-{'2' * 16}-01"})
+    assert response.headers["traceparent"].split("-")[1] == trace_id
+
+
+class Order(BaseModel):
+    quantity: int = Field(ge=1)
+
+
+async def test_errors_are_problem_json_with_the_right_status(
+    settings: ProfilesSettings,
+) -> None:
+    router = APIRouter()
+
+    @router.post("/orders")
+    async def order(body: Order) -> dict[str, int]:
+        if body.quantity == 7:
+            raise Conflict("order 7 exists", existing_id="o-7")
+        if body.quantity == 13:
+            raise RuntimeError("database exploded at /var/secret")
+        return {"quantity": body.quantity}
+
+    app = create_app(settings)
+    app.include_router(router)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://p") as client:
+        invalid = await client.post("/orders", json={"quantity": 0})
+        conflict = await client.post("/orders", json={"quantity": 7})
+        missing = await client.get("/nowhere")
+        crash = await client.post("/orders", json={"quantity": 13})
+    assert invalid.status_code == 422
+    assert invalid.headers["content-type"] == PROBLEM
+    assert invalid.json()["errors"][0]["location"] == ["body", "quantity"]
+    assert conflict.status_code == 409
+    assert conflict.json()["existing_id"] == "o-7"
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == PROBLEM
+    assert crash.status_code == 500
+    assert crash.headers["content-type"] == PROBLEM
+    assert "secret" not in crash.text
