@@ -55,6 +55,10 @@ def configure_logging(level: str, service: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    if root.level > logging.DEBUG:
+        # Faust and aiokafka narrate every start step at INFO; keep their warnings only.
+        for chatty in ("faust", "mode", "aiokafka"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def configure_tracing(service: str) -> None:
@@ -64,7 +68,10 @@ def configure_tracing(service: str) -> None:
 
 
 class TraceContextFilter(logging.Filter):
+    """Stamps the current trace and span ids on a log record."""
+
     def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.pop("color_message", None)  # uvicorn's ANSI duplicate of the message
         span_context = trace.get_current_span().get_span_context()
         if span_context.is_valid:
             record.trace_id = format(span_context.trace_id, "032x")

@@ -1,0 +1,73 @@
+"""Trace context: from an event into the handler's span and into every log line."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import uuid
+from typing import Any
+
+from opentelemetry import trace
+from pythonjsonlogger.json import JsonFormatter
+
+from shared.consumer import EventConsumer, IncomingMessage, Outcome
+from shared.events import Event, encode, new_event
+from shared.events.customers import CustomerErased
+from shared.kafka import AiokafkaPublisher
+from shared.mongo import Database, MongoClient, Session
+from shared.observability import TraceContextFilter, configure_tracing, span_from
+from shared.topics import CUSTOMERS, TopicNames
+
+
+def test_log_lines_carry_the_current_trace_and_span() -> None:
+    configure_tracing("tests")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter("%(levelname)s %(message)s"))
+    handler.addFilter(TraceContextFilter())
+    logger = logging.getLogger("tests.trace")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    trace_id = uuid.uuid4().hex
+    try:
+        with span_from({"traceparent": f"00-{trace_id}-{'3' * 16}-01"}, "work"):
+            logger.info("inside")
+        logger.info("outside")
+    finally:
+        logger.removeHandler(handler)
+    inside, outside = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert inside["trace_id"] == trace_id
+    assert len(inside["span_id"]) == 16
+    assert "trace_id" not in outside
+
+
+async def test_a_consumed_event_continues_the_producers_trace(
+    mongo_client: MongoClient, db: Database, topics: TopicNames, publisher: AiokafkaPublisher
+) -> None:
+    configure_tracing("tests")
+    trace_id = uuid.uuid4().hex
+    event = new_event(
+        CustomerErased.model_validate({"customer_id": "c-3", "erased_at": "2026-11-22T12:00:00Z"}),
+        source="/tests",
+        extensions={"traceparent": f"00-{trace_id}-{'4' * 16}-01"},
+    )
+    seen: list[str] = []
+
+    async def erase(received: Event[Any], session: Session) -> None:
+        seen.append(format(trace.get_current_span().get_span_context().trace_id, "032x"))
+
+    consumer = EventConsumer(
+        service="tests",
+        client=mongo_client,
+        db=db,
+        publisher=publisher,
+        handlers={"crm.customer.erased": erase},
+        topics=topics,
+    )
+    record = encode(event)
+    outcome = await consumer.handle(
+        IncomingMessage(topics(CUSTOMERS), 0, 0, record.key, record.value, record.headers)
+    )
+    assert outcome is Outcome.PROCESSED
+    assert seen == [trace_id]
