@@ -1,0 +1,78 @@
+# Rapport developer entry points. Needs Python 3.11+, a JDK 17+ and Maven
+# (Maven only once, to fetch the Kafka broker's jars into .rapport/cache).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Written after a successful install; pyproject.toml being newer triggers a reinstall.
+STAMP := $(VENV)/.installed
+DATA_DIR ?= .rapport/data
+# Only folders that hold Python files: mypy refuses an empty folder.
+CODE_DIRS := $(foreach dir,shared services devstack tests bench,$(if $(wildcard $(dir)/*.py $(dir)/*/*.py),$(dir)))
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+
+.PHONY: help install up test check lint typecheck fmt schemas bench kafka-jars clean clean-data
+
+help:
+	@echo "make up          run the whole stack locally (Kafka, SecantusDB, SMTP sink, 4 services)"
+	@echo "make test        lint, type-check, import contracts, then the test suite"
+	@echo "make lint        ruff check + ruff format --check + mypy --strict + lint-imports"
+	@echo "make fmt         format and auto-fix with ruff"
+	@echo "make schemas     regenerate the events' JSON schemas"
+	@echo "make bench       run the benchmarks in bench/"
+	@echo "make clean-data  delete the local stack's data ($(DATA_DIR))"
+	@echo "make clean       delete the virtualenv and tool caches"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(STAMP)
+
+# Fetching the broker up front gives a clear error when Maven is missing.
+kafka-jars: $(STAMP)
+	$(BIN)/python -m devstack.kafka fetch
+
+up: $(STAMP)
+	$(BIN)/python -m devstack.up
+
+test: lint kafka-jars
+	$(BIN)/python -m pytest
+
+check: test
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(CODE_DIRS)
+	$(BIN)/ruff format --check $(CODE_DIRS)
+	$(BIN)/mypy $(CODE_DIRS)
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP)
+	$(BIN)/mypy $(CODE_DIRS)
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix $(CODE_DIRS)
+	$(BIN)/ruff format $(CODE_DIRS)
+
+schemas: $(STAMP)
+	$(BIN)/python -m shared.events.schemas
+
+bench: $(STAMP)
+	@set -e; for script in bench/*.py; do \
+		[ -e "$$script" ] || { echo "no benchmarks in bench/"; exit 0; }; \
+		echo "== $$script"; $(BIN)/python "$$script"; \
+	done
+
+clean-data:
+	@if [ -f "$(DATA_DIR)/up.lock" ] && kill -0 "$$(cat "$(DATA_DIR)/up.lock")" 2>/dev/null; then \
+		echo "make up is running on $(DATA_DIR) (pid $$(cat "$(DATA_DIR)/up.lock")); stop it first"; \
+		exit 1; \
+	fi
+	rm -rf "$(DATA_DIR)"
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache *.egg-info

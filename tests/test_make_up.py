@@ -1,0 +1,149 @@
+"""``make up`` smoke test: the whole stack comes up, stays, and Ctrl-C leaves nothing behind.
+
+It runs what ``make up`` runs (``python -m devstack.up``) with its own data folder and
+free ports; with ``RAPPORT_KAFKA_BOOTSTRAP`` / ``RAPPORT_MONGODB_URI`` set it uses those
+servers instead, as ``make up`` does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from pymongo import MongoClient
+
+from devstack.ports import free_ports
+
+SERVICES = ("profiles", "complaints", "notifications", "analytics")
+ADMIN_TOKEN = "smoke-test-admin-token"
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class Stack:
+    process: subprocess.Popen[str]
+    ports: dict[str, int]
+    env: dict[str, str]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def stack_env(tmp_path: Path) -> dict[str, str]:
+    ports = free_ports(8)
+    env = dict(os.environ)
+    env.update(
+        RAPPORT_DATA_DIR=str(tmp_path / "data"),
+        RAPPORT_KAFKA_PORT=str(ports[0]),
+        RAPPORT_KAFKA_CONTROLLER_PORT=str(ports[1]),
+        RAPPORT_MONGODB_PORT=str(ports[2]),
+        RAPPORT_SMTP_PORT=str(ports[3]),
+        RAPPORT_ADMIN_TOKEN=ADMIN_TOKEN,
+        RAPPORT_TOPIC_PREFIX=f"smoke-{tmp_path.name}.",
+    )
+    for service, port in zip(SERVICES, ports[4:], strict=True):
+        env[f"RAPPORT_{service.upper()}_HTTP_PORT"] = str(port)
+    return env
+
+
+def start_stack(env: dict[str, str], log: Path) -> Stack:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devstack.up"],
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    ports = {service: int(env[f"RAPPORT_{service.upper()}_HTTP_PORT"]) for service in SERVICES}
+    return Stack(process, ports, env, log)
+
+
+def wait_until_ready(stack: Stack, timeout: float = 240.0) -> None:
+    deadline = time.monotonic() + timeout
+    waiting = set(SERVICES)
+    while waiting and time.monotonic() < deadline:
+        assert stack.process.poll() is None, f"make up exited early:\n{stack.output()[-4000:]}"
+        for service in sorted(waiting):
+            try:
+                response = httpx.get(f"http://127.0.0.1:{stack.ports[service]}/readyz", timeout=2)
+            except httpx.HTTPError:
+                continue
+            if response.status_code == 200:
+                waiting.discard(service)
+        time.sleep(0.5)
+    assert not waiting, f"not ready: {waiting}\n{stack.output()[-4000:]}"
+
+
+def stop_with_ctrl_c(stack: Stack) -> list[psutil.Process]:
+    """Send SIGINT as a terminal would; returns the descendants it had."""
+    descendants = psutil.Process(stack.process.pid).children(recursive=True)
+    stack.process.send_signal(signal.SIGINT)
+    assert stack.process.wait(timeout=90) == 0, stack.output()[-4000:]
+    return descendants
+
+
+@pytest.fixture
+def stacks() -> Iterator[list[Stack]]:
+    started: list[Stack] = []
+    yield started
+    for stack in started:  # only reached with a failing test: never leave a stack running
+        if stack.process.poll() is None:
+            stack.process.send_signal(signal.SIGTERM)
+            try:
+                stack.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                stack.process.kill()
+
+
+def test_make_up_serves_all_four_services_and_ctrl_c_leaves_no_process(
+    stack_env: dict[str, str], tmp_path: Path, stacks: list[Stack]
+) -> None:
+    stack = start_stack(stack_env, tmp_path / "up-1.log")
+    stacks.append(stack)
+    wait_until_ready(stack)
+
+    output = stack.output()
+    assert ADMIN_TOKEN in output  # the banner prints the admin token
+    for service in SERVICES:
+        assert f"http://127.0.0.1:{stack.ports[service]}" in output
+    me = httpx.get(
+        f"http://127.0.0.1:{stack.ports['profiles']}/api/v1/me",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    assert me.status_code == 200
+    assert me.json()["roles"] == ["admin"]
+    mongodb_uri = stack_env.get("RAPPORT_MONGODB_URI") or (
+        f"mongodb://127.0.0.1:{stack_env['RAPPORT_MONGODB_PORT']}/?retryWrites=false"
+    )
+    database = f"smoke_{tmp_path.name}"[:60]
+    with MongoClient(mongodb_uri, serverSelectionTimeoutMS=5000) as client:
+        client[database]["customers"].insert_one({"_id": "c-first-run", "given_name": "Ana"})
+
+    descendants = stop_with_ctrl_c(stack)
+    assert descendants, "make up started no child processes"
+    _, alive = psutil.wait_procs(descendants, timeout=10)
+    assert alive == [], f"left behind: {[process.info for process in alive]}"
+    assert not (Path(stack_env["RAPPORT_DATA_DIR"]) / "up.lock").exists()
+
+    # A second run finds what the first one stored.
+    second = start_stack(stack_env, tmp_path / "up-2.log")
+    stacks.append(second)
+    wait_until_ready(second)
+    with MongoClient(mongodb_uri, serverSelectionTimeoutMS=5000) as client:
+        assert client[database]["customers"].find_one({"_id": "c-first-run"}) is not None
+        client.drop_database(database)
+    descendants = stop_with_ctrl_c(second)
+    _, alive = psutil.wait_procs(descendants, timeout=10)
+    assert alive == []
