@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -128,7 +129,7 @@ def test_make_up_serves_all_four_services_and_ctrl_c_leaves_no_process(
         f"mongodb://127.0.0.1:{stack_env['RAPPORT_MONGODB_PORT']}/?retryWrites=false"
     )
     database = f"smoke_{tmp_path.name}"[:60]
-    with MongoClient(mongodb_uri, serverSelectionTimeoutMS=5000) as client:
+    with MongoClient[dict[str, Any]](mongodb_uri, serverSelectionTimeoutMS=5000) as client:
         client[database]["customers"].insert_one({"_id": "c-first-run", "given_name": "Ana"})
 
     descendants = stop_with_ctrl_c(stack)
@@ -141,7 +142,7 @@ def test_make_up_serves_all_four_services_and_ctrl_c_leaves_no_process(
     second = start_stack(stack_env, tmp_path / "up-2.log")
     stacks.append(second)
     wait_until_ready(second)
-    with MongoClient(mongodb_uri, serverSelectionTimeoutMS=5000) as client:
+    with MongoClient[dict[str, Any]](mongodb_uri, serverSelectionTimeoutMS=5000) as client:
         assert client[database]["customers"].find_one({"_id": "c-first-run"}) is not None
         client.drop_database(database)
     descendants = stop_with_ctrl_c(second)
