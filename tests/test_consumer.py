@@ -200,3 +200,14 @@ async def _has_effect(handler: RecordingHandler, purchase_id: str) -> bool:
 
 async def _effects_at_least(handler: RecordingHandler, count: int) -> bool:
     return await handler.effects.count_documents({}) >= count
+
+
+async def test_the_process_producer_is_idempotent_with_acks_all(
+    kafka_bootstrap: str, mongodb_uri: str, topics: TopicNames, db: Database
+) -> None:
+    settings = harness_settings(kafka_bootstrap, mongodb_uri, topics, db.name)
+    async with running_runtime(settings, {}, [PURCHASES]) as runtime:
+        producer = runtime.faust_app.producer._ensure_producer()  # the aiokafka producer
+        # aiokafka refuses idempotence with anything but acks=all, so this checks both.
+        assert producer._txn_manager is not None, "idempotence is off"
+        assert producer._sender._acks == -1
