@@ -11,6 +11,11 @@ from typing import Any, ClassVar
 from pydantic_settings import SettingsConfigDict
 
 from shared.consumer import Handler
+from shared.events import Event, new_event
+from shared.events.customers import CustomerErased
+from shared.kafka import EventPublisher
+from shared.mongo import Database, MongoClient, Session, in_transaction
+from shared.outbox import Outbox, OutboxRelay
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings
 from shared.topics import TopicNames
@@ -55,3 +60,30 @@ async def eventually(
             return
         await asyncio.sleep(0.1)
     raise AssertionError(message or "condition not reached in time")
+
+
+def erased(customer_id: str, source: str = "/tests") -> Event[CustomerErased]:
+    """A small, valid event to push through the outbox."""
+    payload = CustomerErased.model_validate(
+        {"customer_id": customer_id, "erased_at": "2026-11-22T12:00:00Z"}
+    )
+    return new_event(payload, source=source)
+
+
+async def commit_to_outbox(client: MongoClient, outbox: Outbox, *events: Event[Any]) -> None:
+    """Store events in the outbox in one transaction, as a service's handler does."""
+
+    async def change(session: Session) -> None:
+        await outbox.add(session, list(events))
+
+    await in_transaction(client, change)
+
+
+async def relay_once(db: Database, publisher: EventPublisher) -> int:
+    """Publish what is pending with a relay that holds the lease, then hand it back."""
+    relay = OutboxRelay(db, publisher, "tests")
+    assert await relay.acquire_lease()
+    try:
+        return await relay.publish_pending()
+    finally:
+        await relay.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.consumer import RejectEvent
@@ -14,7 +15,12 @@ from shared.kafka import AiokafkaPublisher
 from shared.mongo import Database, Session
 from shared.topics import PURCHASES, TopicNames
 from tests.kafka_reading import read_topic
-from tests.service_harness import eventually, harness_settings, running_runtime
+from tests.service_harness import (
+    HarnessSettings,
+    eventually,
+    harness_settings,
+    running_runtime,
+)
 
 
 def purchase(purchase_id: str, customer_id: str = "c-1") -> Event[PurchaseCompleted]:
@@ -68,19 +74,25 @@ async def publish(publisher: AiokafkaPublisher, topic: str, *records: KafkaRecor
     await publisher.publish([(topic, record) for record in records])
 
 
+@pytest.fixture
+def settings(
+    kafka_bootstrap: str, mongodb_uri: str, topics: TopicNames, db: Database
+) -> HarnessSettings:
+    return harness_settings(kafka_bootstrap, mongodb_uri, topics, db.name)
+
+
 def dlq_headers(record: Any) -> dict[str, str]:
     return {name: value.decode() for name, value in record.headers}
 
 
 async def test_same_event_delivered_twice_has_one_effect(
-    kafka_bootstrap: str,
-    mongodb_uri: str,
+    settings: HarnessSettings,
     topics: TopicNames,
     db: Database,
     publisher: AiokafkaPublisher,
+    kafka_bootstrap: str,
 ) -> None:
     handler = RecordingHandler(db)
-    settings = harness_settings(kafka_bootstrap, mongodb_uri, topics, db.name)
     first, sentinel = purchase("p-1"), purchase("p-2")
     record = encode(first)
     async with running_runtime(settings, {"crm.purchase.completed": handler}, [PURCHASES]):
@@ -96,14 +108,13 @@ async def test_same_event_delivered_twice_has_one_effect(
 
 
 async def test_poison_event_goes_to_the_dlq_and_the_worker_keeps_consuming(
-    kafka_bootstrap: str,
-    mongodb_uri: str,
+    settings: HarnessSettings,
     topics: TopicNames,
     db: Database,
     publisher: AiokafkaPublisher,
+    kafka_bootstrap: str,
 ) -> None:
     handler = RecordingHandler(db)
-    settings = harness_settings(kafka_bootstrap, mongodb_uri, topics, db.name)
     poison = KafkaRecord(key=b"c-1", value=b'{"oops": ', headers=[("origin", b"legacy-pos")])
     async with running_runtime(settings, {"crm.purchase.completed": handler}, [PURCHASES]):
         await publish(publisher, topics(PURCHASES), poison, encode(purchase("p-after")))
@@ -126,15 +137,13 @@ async def test_poison_event_goes_to_the_dlq_and_the_worker_keeps_consuming(
 
 async def test_failing_handler_is_retried_a_bounded_number_of_times_then_dead_lettered(
     kafka_bootstrap: str,
-    mongodb_uri: str,
+    settings: HarnessSettings,
     topics: TopicNames,
     db: Database,
     publisher: AiokafkaPublisher,
 ) -> None:
     handler = RecordingHandler(db)
-    settings = harness_settings(
-        kafka_bootstrap, mongodb_uri, topics, db.name, consumer_max_attempts=3
-    )
+    assert settings.consumer_max_attempts == 3
     events = [purchase("fail-1"), purchase("flaky-1"), purchase("reject-1"), purchase("p-last")]
     async with running_runtime(settings, {"crm.purchase.completed": handler}, [PURCHASES]):
         await publish(publisher, topics(PURCHASES), *(encode(event) for event in events))
@@ -157,14 +166,13 @@ async def test_failing_handler_is_retried_a_bounded_number_of_times_then_dead_le
 
 
 async def test_offsets_are_committed_once_effects_are_stored(
-    kafka_bootstrap: str,
-    mongodb_uri: str,
+    settings: HarnessSettings,
     topics: TopicNames,
     db: Database,
     publisher: AiokafkaPublisher,
+    kafka_bootstrap: str,
 ) -> None:
     handler = RecordingHandler(db)
-    settings = harness_settings(kafka_bootstrap, mongodb_uri, topics, db.name)
     events = [purchase(f"p-{number}", customer_id=f"c-{number}") for number in range(6)]
     async with running_runtime(settings, {"crm.purchase.completed": handler}, [PURCHASES]):
         await publish(publisher, topics(PURCHASES), *(encode(event) for event in events))
@@ -203,9 +211,8 @@ async def _effects_at_least(handler: RecordingHandler, count: int) -> bool:
 
 
 async def test_the_process_producer_is_idempotent_with_acks_all(
-    kafka_bootstrap: str, mongodb_uri: str, topics: TopicNames, db: Database
+    settings: HarnessSettings,
 ) -> None:
-    settings = harness_settings(kafka_bootstrap, mongodb_uri, topics, db.name)
     async with running_runtime(settings, {}, [PURCHASES]) as runtime:
         producer = runtime.faust_app.producer._ensure_producer()  # the aiokafka producer
         # aiokafka refuses idempotence with anything but acks=all, so this checks both.

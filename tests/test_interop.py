@@ -9,13 +9,19 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer
 
-from shared.events import Event, new_event
-from shared.events.customers import CustomerErased
+from shared.events import Event
 from shared.kafka import AiokafkaPublisher
-from shared.mongo import Database, MongoClient, Session, in_transaction
-from shared.outbox import Outbox, OutboxRelay
+from shared.mongo import Database, MongoClient, Session
+from shared.outbox import Outbox
 from shared.topics import CUSTOMERS, PURCHASES, TopicNames
-from tests.service_harness import eventually, harness_settings, running_runtime
+from tests.service_harness import (
+    commit_to_outbox,
+    erased,
+    eventually,
+    harness_settings,
+    relay_once,
+    running_runtime,
+)
 
 
 def foreign_purchase(customer_id: str) -> dict[str, Any]:
@@ -83,20 +89,9 @@ async def test_an_event_published_by_rapport_is_read_by_librdkafka(
     db: Database,
     publisher: AiokafkaPublisher,
 ) -> None:
-    outbox = Outbox(db, topics)
-    event = new_event(
-        CustomerErased.model_validate({"customer_id": "c-88", "erased_at": "2026-11-22T12:00:00Z"}),
-        source="/rapport/profiles",
-    )
-
-    async def change(session: Session) -> None:
-        await outbox.add(session, [event])
-
-    await in_transaction(mongo_client, change)
-    relay = OutboxRelay(db, publisher, "tests")
-    assert await relay.acquire_lease()
-    assert await relay.publish_pending() == 1
-    await relay.stop()
+    event = erased("c-88", source="/rapport/profiles")
+    await commit_to_outbox(mongo_client, Outbox(db, topics), event)
+    assert await relay_once(db, publisher) == 1
 
     consumer = Consumer(
         {

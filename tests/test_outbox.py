@@ -11,14 +11,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from shared.consumer import EventConsumer, IncomingMessage, Outcome
-from shared.events import Event, KafkaRecord, new_event
-from shared.events.customers import CustomerErased
+from shared.events import Event, KafkaRecord
 from shared.kafka import AiokafkaPublisher, EventPublisher
-from shared.mongo import Database, MongoClient, Session, in_transaction
+from shared.mongo import Database, MongoClient, Session
 from shared.observability import span_from
 from shared.outbox import Outbox, OutboxRelay
 from shared.topics import CUSTOMERS, TopicNames
 from tests.kafka_reading import Records, read_topic
+from tests.service_harness import commit_to_outbox, erased, relay_once
 
 
 def records_with_id(records: Records, event_id: str) -> Records:
@@ -81,25 +81,15 @@ async def test_event_republished_after_a_crash_is_applied_once(
     db: Database,
     publisher: AiokafkaPublisher,
 ) -> None:
-    outbox = Outbox(db, topics)
-    event = new_event(
-        CustomerErased.model_validate({"customer_id": "c-7", "erased_at": "2026-11-22T12:00:00Z"}),
-        source="/tests",
-    )
-
-    async def change(session: Session) -> None:
-        await outbox.add(session, [event])
-
-    await in_transaction(mongo_client, change)
+    event = erased("c-7")
+    await commit_to_outbox(mongo_client, Outbox(db, topics), event)
     crashing = OutboxRelay(db, DiesAfterPublishing(publisher), "tests")
     assert await crashing.acquire_lease()
     with contextlib.suppress(ConnectionResetError):
         await crashing.publish_pending()
     assert await crashing.pending_count() == 1  # not marked: it will be published again
     await crashing.stop()
-    relay = OutboxRelay(db, publisher, "tests")
-    assert await relay.acquire_lease()
-    assert await relay.publish_pending() == 1
+    assert await relay_once(db, publisher) == 1
 
     copies = records_with_id(await read_topic(kafka_bootstrap, topics(CUSTOMERS)), event.id)
     assert len(copies) == 2
@@ -156,17 +146,10 @@ async def test_the_running_relay_publishes_events_with_the_current_trace(
     relay = OutboxRelay(db, publisher, "tests", poll_interval=0.05)
     await relay.start()
     trace_id = uuid.uuid4().hex
-    event = new_event(
-        CustomerErased.model_validate({"customer_id": "c-5", "erased_at": "2026-11-22T12:00:00Z"}),
-        source="/tests",
-    )
+    event = erased("c-5")
     try:
         with span_from({"traceparent": f"00-{trace_id}-{'1' * 16}-01"}, "request"):
-
-            async def change(session: Session) -> None:
-                await outbox.add(session, [event])
-
-            await in_transaction(mongo_client, change)
+            await commit_to_outbox(mongo_client, outbox, event)
         relay.wake()
         published = await read_topic(
             kafka_bootstrap,
