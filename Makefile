@@ -61,11 +61,9 @@ fmt: $(STAMP)
 schemas: $(STAMP)
 	$(BIN)/python -m shared.events.schemas
 
+# Starts its own broker and store unless RAPPORT_KAFKA_BOOTSTRAP / RAPPORT_MONGODB_URI are set.
 bench: $(STAMP)
-	@set -e; for script in bench/*.py; do \
-		[ -e "$$script" ] || { echo "no benchmarks in bench/"; exit 0; }; \
-		echo "== $$script"; $(BIN)/python "$$script"; \
-	done
+	$(BIN)/python -m bench
 
 clean-data:
 	@if [ -f "$(DATA_DIR)/up.lock" ] && kill -0 "$$(cat "$(DATA_DIR)/up.lock")" 2>/dev/null; then \

@@ -1,0 +1,1 @@
+"""Throughput benchmarks: raw aiokafka against Rapport's producer and consumer paths."""

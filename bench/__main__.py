@@ -1,0 +1,45 @@
+"""``python -m bench`` (``make bench``): both benchmarks on one broker and one store.
+
+With ``RAPPORT_KAFKA_BOOTSTRAP`` and ``RAPPORT_MONGODB_URI`` set it measures against those
+servers; otherwise it starts a genuine Kafka broker and a SecantusDB on free ports for the
+run (as the test suite does) and stops them afterwards. Extra arguments are passed to
+both scripts, e.g. ``python -m bench --count 5000``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+from bench import consume, produce
+from devstack.kafka import KafkaBroker
+from devstack.mongo import IN_MEMORY, SecantusServer
+from devstack.ports import free_port, free_ports
+
+
+def main() -> None:
+    extra = sys.argv[1:]
+    with ExitStack() as stack:
+        bootstrap = os.environ.get("RAPPORT_KAFKA_BOOTSTRAP")
+        mongodb_uri = os.environ.get("RAPPORT_MONGODB_URI")
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rapport-bench-")))
+        if not bootstrap:
+            broker = stack.enter_context(KafkaBroker(workdir / "kafka", *free_ports(2)))
+            bootstrap = broker.bootstrap
+        if not mongodb_uri:
+            server = stack.enter_context(
+                SecantusServer(free_port(), IN_MEMORY, log_file=workdir / "secantusd.log")
+            )
+            mongodb_uri = server.uri
+        connection = ["--bootstrap", bootstrap, "--mongodb-uri", mongodb_uri]
+        print("== produce: raw aiokafka against Rapport's producer and outbox", flush=True)
+        produce.main([*connection, *extra])
+        print("\n== consume: raw aiokafka against Rapport's consumer path", flush=True)
+        consume.main([*connection, *extra])
+
+
+if __name__ == "__main__":
+    main()
