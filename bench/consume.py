@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
@@ -263,20 +264,20 @@ async def rapport_faust(
     args: argparse.Namespace, client: MongoClient, database: str, target: int
 ) -> Rate:
     await client[database].create_collection("effects")
-    settings = BenchSettings(
-        environment=Environment.DEVELOPMENT,
-        kafka_bootstrap=args.bootstrap,
-        mongodb_uri=args.mongodb_uri,
-        topic_prefix=args.prefix,
-        mongodb_database=database,
-    )
     handler = Effects(database, target)
-    runtime = ServiceRuntime.build(
-        settings, handlers={PURCHASE_COMPLETED: handler}, subscriptions=[PURCHASES]
-    )
-    runtime.faust_app.on_partitions_assigned.connect(handler.assigned)
-    with tempfile.TemporaryDirectory(prefix="rapport-bench-faust-") as datadir:
-        runtime.faust_app.conf.datadir = datadir  # not the working directory
+    with tempfile.TemporaryDirectory(prefix="rapport-bench-faust-") as state_dir:
+        settings = BenchSettings(
+            environment=Environment.DEVELOPMENT,
+            kafka_bootstrap=args.bootstrap,
+            mongodb_uri=args.mongodb_uri,
+            topic_prefix=args.prefix,
+            mongodb_database=database,
+            state_dir=Path(state_dir),
+        )
+        runtime = ServiceRuntime.build(
+            settings, handlers={PURCHASE_COMPLETED: handler}, subscriptions=[PURCHASES]
+        )
+        runtime.faust_app.on_partitions_assigned.connect(handler.assigned)
         await runtime.start()
         try:
             await _wait_for(handler)

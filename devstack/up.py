@@ -310,6 +310,8 @@ class Stack:
             # Line-by-line output, so the streamed logs are not delayed.
             PYTHONUNBUFFERED="1",
         )
+        # The stream workers' local folders live with the rest of the stack's data.
+        env.setdefault("RAPPORT_STATE_DIR", str(self.config.data_dir / "state"))
         # Every service learns every port, e.g. to link to its siblings.
         for name, port in self.config.http_ports.items():
             env[f"RAPPORT_{name.upper()}_HTTP_PORT"] = str(port)

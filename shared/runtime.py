@@ -57,7 +57,11 @@ class ServiceRuntime:
         topics = TopicNames(settings.topic_prefix)
         client = create_client(settings.mongodb_uri, app_name=f"rapport-{name}")
         db = client[settings.mongodb_database]
-        faust_app = create_faust_app(settings.consumer_group, settings.kafka_servers)
+        faust_app = create_faust_app(
+            settings.consumer_group,
+            settings.kafka_servers,
+            datadir=str(settings.state_dir / settings.consumer_group),
+        )
         publisher = FaustPublisher(faust_app)
         consumer = EventConsumer(
             service=name,

@@ -7,7 +7,9 @@ single service can still be pointed elsewhere.
 
 from __future__ import annotations
 
+import tempfile
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from pydantic import Field, SecretStr, model_validator
@@ -59,6 +61,9 @@ class ServiceSettings(PlatformSettings):
     admin_token: SecretStr | None = None
     consumer_max_attempts: int = Field(default=3, ge=1)
     outbox_poll_interval_seconds: float = Field(default=0.2, gt=0)
+    # Local working state of the stream worker (Faust's data directory); MongoDB and
+    # Kafka hold everything that matters, so losing this folder loses nothing.
+    state_dir: Path = Path(tempfile.gettempdir()) / "rapport"
 
     @classmethod
     def settings_customise_sources(

@@ -7,7 +7,8 @@ database, so tests can run side by side against the same servers, external ones 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,15 @@ from shared.mongo import Database, MongoClient, create_client
 from shared.topics import TopicNames, ensure_topics
 
 pytest_plugins = ["devstack.pytest_plugin"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Faust's working folders go to the session's temporary folder, not the work tree."""
+    folder = tmp_path_factory.mktemp("state")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAPPORT_STATE_DIR", str(folder))
+        yield folder
 
 
 @pytest.fixture
