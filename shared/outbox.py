@@ -97,6 +97,7 @@ class OutboxRelay:
         self.owner = f"{service}-{uuid.uuid4()}"
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._lease_until: datetime | None = None
 
     def wake(self) -> None:
         """Publish now rather than at the next poll (call after a commit)."""
@@ -112,6 +113,7 @@ class OutboxRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        self._lease_until = None
         with contextlib.suppress(PyMongoError):
             await self.leases.delete_one({"_id": "relay", "owner": self.owner})
 
@@ -132,7 +134,10 @@ class OutboxRelay:
                 self._wake.clear()
 
     async def acquire_lease(self) -> bool:
+        """Take or renew the relay lease; renewal writes only once half its term has passed."""
         now = datetime.now(UTC)
+        if self._lease_until is not None and now < self._lease_until - self.lease_ttl / 2:
+            return True
         try:
             lease = await self.leases.find_one_and_update(
                 {"_id": "relay", "$or": [{"owner": self.owner}, {"expires_at": {"$lt": now}}]},
@@ -141,8 +146,11 @@ class OutboxRelay:
                 return_document=ReturnDocument.AFTER,
             )
         except DuplicateKeyError:  # another replica holds a live lease
+            self._lease_until = None
             return False
-        return lease is not None and lease.get("owner") == self.owner
+        held = lease is not None and lease.get("owner") == self.owner
+        self._lease_until = now + self.lease_ttl if held else None
+        return held
 
     async def publish_pending(self) -> int:
         """Publish one batch of pending events; returns how many were published."""
