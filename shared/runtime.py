@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +43,7 @@ class ServiceRuntime:
     tokens: TokenService
     topics: TopicNames
     subscriptions: list[str] = field(default_factory=list)
+    startup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @classmethod
     def build(
@@ -92,9 +93,15 @@ class ServiceRuntime:
             subscriptions=subscribed,
         )
 
+    def on(self, event_type: str, handler: Handler) -> None:
+        """Handle ``event_type`` with ``handler`` (for handlers built after the runtime)."""
+        self.consumer.handlers[event_type] = handler
+
     async def start(self) -> None:
         await self.outbox.ensure_indexes()
         await self.consumer.ensure_indexes()
+        for prepare in self.startup:  # e.g. the service's own indexes
+            await prepare()
         await self.faust_app.start()
         await self.relay.start()
         log.info(
@@ -129,11 +136,19 @@ class ServiceRuntime:
         finally:
             await self.stop()
 
-    def http_app(self, routers: Sequence[APIRouter], **state: Any) -> FastAPI:
-        return create_http_app(
+    def http_app(
+        self,
+        routers: Sequence[APIRouter],
+        exception_handlers: Mapping[type[Exception], Any] | None = None,
+        **state: Any,
+    ) -> FastAPI:
+        app = create_http_app(
             service=self.settings.service_name,
             lifespan=self.lifespan,
             readiness=self.readiness,
             routers=routers,
             state={"tokens": self.tokens, "runtime": self, **state},
         )
+        for error, handler in (exception_handlers or {}).items():
+            app.add_exception_handler(error, handler)
+        return app

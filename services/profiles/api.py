@@ -1,0 +1,252 @@
+"""HTTP API of the profiles service: parse, call a use case, shape the answer."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi.responses import RedirectResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.profiles import handlers
+from services.profiles.domain import (
+    Birthday,
+    Customer,
+    CustomerStatus,
+    Emails,
+    Locale,
+    Name,
+    Phones,
+    ProfileFields,
+    Tags,
+    TimeZone,
+    normalise_email,
+    normalise_phone,
+)
+from services.profiles.handlers import CustomerMoved, Profiles
+from shared.auth import CurrentPrincipal, Principal, Role, require_roles
+from shared.errors import Forbidden, InvalidInput
+from shared.events.customers import PostalAddress
+
+StaffOrService = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AGENT, Role.SERVICE))]
+# What a customer may change on its own profile (self-service); the rest is staff's.
+SELF_SERVICE_FIELDS = frozenset(
+    {
+        "given_name",
+        "family_name",
+        "preferred_name",
+        "emails",
+        "phones",
+        "address",
+        "locale",
+        "time_zone",
+        "birthday",
+    }
+)
+
+
+def get_profiles(request: Request) -> Profiles:
+    profiles: Profiles = request.app.state.profiles
+    return profiles
+
+
+ProfilesDep = Annotated[Profiles, Depends(get_profiles)]
+
+
+class CustomerCreate(ProfileFields):
+    """A new customer profile."""
+
+
+class CustomerPatch(BaseModel):
+    """Fields to change; fields left out stay as they are, ``null`` clears one."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    given_name: Name | None = None
+    family_name: Name | None = None
+    preferred_name: Name | None = None
+    emails: Emails | None = None
+    phones: Phones | None = None
+    address: PostalAddress | None = None
+    locale: Locale | None = None
+    time_zone: TimeZone | None = None
+    birthday: Birthday | None = None
+    tags: Tags | None = None
+    external_ids: dict[str, str] | None = None
+    attributes: dict[str, str | int | float | bool | None] | None = None
+
+    def changes(self) -> dict[str, Any]:
+        changes: dict[str, Any] = {}
+        for name in self.model_fields_set:
+            value = getattr(self, name)
+            if value is None:  # clearing a field means its default
+                value = ProfileFields.model_fields[name].get_default(call_default_factory=True)
+            changes[name] = value.model_dump() if isinstance(value, BaseModel) else value
+        return changes
+
+
+class CustomerPublic(ProfileFields):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    display_name: str
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+    @classmethod
+    def of(cls, customer: Customer) -> CustomerPublic:
+        return cls.model_validate({**customer.model_dump(), "display_name": customer.display_name})
+
+
+class CustomerPage(BaseModel):
+    items: list[CustomerPublic]
+    next_cursor: str | None = Field(
+        description="pass as `cursor` to get the next page; null on the last page"
+    )
+
+
+router = APIRouter(prefix="/api/v1", tags=["customers"])
+
+
+def _with_etag(response: Response, customer: Customer) -> CustomerPublic:
+    response.headers["ETag"] = customer.etag
+    return CustomerPublic.of(customer)
+
+
+def _expected_version(if_match: str | None) -> int | None:
+    if if_match is None or if_match.strip() == "*":
+        return None
+    tag = if_match.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit():
+        raise InvalidInput(f"If-Match {if_match!r} is not an ETag this API issued")
+    return int(tag)
+
+
+@router.post(
+    "/customers",
+    status_code=status.HTTP_201_CREATED,
+    responses={409: {"description": "the e-mail, phone or external id belongs to another"}},
+)
+async def create_customer(
+    body: CustomerCreate, profiles: ProfilesDep, response: Response, _: StaffOrService
+) -> CustomerPublic:
+    customer = await handlers.register_customer(profiles, body)
+    response.headers["Location"] = f"/api/v1/customers/{customer.id}"
+    return _with_etag(response, customer)
+
+
+@router.get("/customers/{customer_id}", responses={308: {"description": "merged into another"}})
+async def read_customer(
+    customer_id: str, profiles: ProfilesDep, response: Response, principal: CurrentPrincipal
+) -> CustomerPublic:
+    principal.ensure_may_access_customer(customer_id)
+    return _with_etag(response, await handlers.get_customer(profiles, customer_id))
+
+
+@router.patch(
+    "/customers/{customer_id}",
+    responses={412: {"description": "If-Match names a stale version"}},
+)
+async def patch_customer(
+    customer_id: str,
+    body: CustomerPatch,
+    profiles: ProfilesDep,
+    response: Response,
+    principal: CurrentPrincipal,
+    if_match: Annotated[str | None, Header()] = None,
+) -> CustomerPublic:
+    principal.ensure_may_access_customer(customer_id)
+    changes = body.changes()
+    if not principal.has_any(Role.ADMIN, Role.AGENT, Role.SERVICE):
+        refused = sorted(set(changes) - SELF_SERVICE_FIELDS)
+        if refused:
+            raise Forbidden(f"a customer may not change: {', '.join(refused)}")
+    customer = await handlers.update_customer(
+        profiles, customer_id, changes, _expected_version(if_match)
+    )
+    return _with_etag(response, customer)
+
+
+@router.get("/customers")
+async def list_customers(
+    profiles: ProfilesDep,
+    _: StaffOrService,
+    email: Annotated[str | None, Query(max_length=320)] = None,
+    phone: Annotated[str | None, Query(max_length=40)] = None,
+    tag: Annotated[str | None, Query(max_length=64)] = None,
+    external_id: Annotated[
+        str | None, Query(description="`system:id`, e.g. `shopify:1234`", max_length=300)
+    ] = None,
+    name_prefix: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> CustomerPage:
+    filters: dict[str, Any] = {"status": CustomerStatus.ACTIVE.value}
+    if email:
+        filters["emails"] = normalise_email(email)
+    if phone:
+        filters["phones"] = _phone_query(phone)
+    if tag:
+        filters["tags"] = tag
+    if external_id:
+        system, separator, value = external_id.partition(":")
+        if not separator:
+            raise InvalidInput("external_id is `system:id`")
+        filters[f"external_ids.{system}"] = value
+    if name_prefix:
+        filters["$or"] = _name_prefix(name_prefix)
+    created: dict[str, datetime] = {}
+    if created_after:
+        created["$gte"] = created_after
+    if created_before:
+        created["$lt"] = created_before
+    if created:
+        filters["created_at"] = created
+    customers = await profiles.store.page(filters, _decode_cursor(cursor), limit + 1)
+    has_more = len(customers) > limit
+    customers = customers[:limit]
+    next_cursor = _encode_cursor(customers[-1]) if has_more else None
+    return CustomerPage(items=[CustomerPublic.of(c) for c in customers], next_cursor=next_cursor)
+
+
+def _phone_query(phone: str) -> str:
+    try:
+        return normalise_phone(phone)
+    except ValueError as error:
+        raise InvalidInput(str(error)) from None
+
+
+def _name_prefix(prefix: str) -> list[dict[str, Any]]:
+    pattern = {"$regex": f"^{re.escape(prefix)}", "$options": "i"}
+    return [{"given_name": pattern}, {"family_name": pattern}, {"preferred_name": pattern}]
+
+
+def _encode_cursor(customer: Customer) -> str:
+    raw = json.dumps([customer.created_at.isoformat(), customer.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created_at, customer_id = json.loads(base64.urlsafe_b64decode(padded))
+        return datetime.fromisoformat(created_at), str(customer_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise InvalidInput("cursor is not one this API issued") from None
+
+
+async def redirect_moved(request: Request, error: Exception) -> Response:
+    """A merged profile's URLs lead to the surviving profile (308 keeps the method)."""
+    assert isinstance(error, CustomerMoved)
+    location = request.url.path.replace(error.customer_id, error.target_id, 1)
+    return RedirectResponse(location, status_code=status.HTTP_308_PERMANENT_REDIRECT)
