@@ -17,7 +17,6 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from services.profiles.domain import Customer
 from shared.mongo import Database, Session
 
-
 DUPLICATE_KEY = 11000
 
 
