@@ -15,9 +15,7 @@ from shared.runtime import ServiceRuntime
 
 
 def create_app(settings: ProfilesSettings) -> FastAPI:
-    runtime = ServiceRuntime.build(
-        settings, handlers=worker.handlers(), subscriptions=worker.SUBSCRIPTIONS
-    )
+    runtime = ServiceRuntime.build(settings, handlers={}, subscriptions=worker.SUBSCRIPTIONS)
     store = CustomerStore(runtime.db)
     timeline = TimelineStore(runtime.db)
     runtime.startup += [store.ensure_indexes, timeline.ensure_indexes]
@@ -29,6 +27,8 @@ def create_app(settings: ProfilesSettings) -> FastAPI:
         timeline=timeline,
         attribute_schema=Draft202012Validator(settings.attribute_schema),
     )
+    for event_type, handler in worker.handlers().items():
+        runtime.on(event_type, handler)
     return runtime.http_app(
         [ops.router, api.router],
         exception_handlers={CustomerMoved: api.redirect_moved},

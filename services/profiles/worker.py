@@ -1,4 +1,8 @@
-"""The profiles stream worker: the contract topics it consumes and the handler per event type."""
+"""The profiles stream worker: the contract topics it consumes and a handler per event type.
+
+The shared Faust agent (``shared.consumer``) decodes each event, applies it once (by event
+id) and dead-letters what cannot be applied; the handlers here are the use cases.
+"""
 
 from __future__ import annotations
 
