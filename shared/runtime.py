@@ -18,9 +18,10 @@ from fastapi import APIRouter, FastAPI
 
 from shared.auth import TokenService
 from shared.consumer import EventConsumer, Handler, attach_agent
+from shared.events import Event
 from shared.http import create_http_app
 from shared.kafka import FaustPublisher, create_faust_app
-from shared.mongo import Database, MongoClient, create_client, ping
+from shared.mongo import Database, MongoClient, Session, create_client, ping
 from shared.outbox import Outbox, OutboxRelay
 from shared.settings import ServiceSettings
 from shared.topics import TopicNames
@@ -94,8 +95,20 @@ class ServiceRuntime:
         )
 
     def on(self, event_type: str, handler: Handler) -> None:
-        """Handle ``event_type`` with ``handler`` (for handlers built after the runtime)."""
-        self.consumer.handlers[event_type] = handler
+        """Also handle ``event_type`` with ``handler``, after any handler it already has.
+
+        Handlers of one event run in the same transaction: all their effects or none.
+        """
+        earlier = self.consumer.handlers.get(event_type)
+        if earlier is None:
+            self.consumer.handlers[event_type] = handler
+            return
+
+        async def both(event: Event[Any], session: Session) -> None:
+            await earlier(event, session)
+            await handler(event, session)
+
+        self.consumer.handlers[event_type] = both
 
     async def start(self) -> None:
         await self.outbox.ensure_indexes()

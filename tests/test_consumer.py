@@ -218,3 +218,18 @@ async def test_the_process_producer_is_idempotent_with_acks_all(
         # aiokafka refuses idempotence with anything but acks=all, so this checks both.
         assert producer._txn_manager is not None, "idempotence is off"
         assert producer._sender._acks == -1
+
+
+async def test_every_handler_registered_for_an_event_applies_it_once(
+    settings: HarnessSettings,
+    topics: TopicNames,
+    db: Database,
+    publisher: AiokafkaPublisher,
+) -> None:
+    first, second = RecordingHandler(db), RecordingHandler(db)
+    async with running_runtime(settings, {}, [PURCHASES]) as runtime:
+        runtime.on("crm.purchase.completed", first)
+        runtime.on("crm.purchase.completed", second)
+        await publish(publisher, topics(PURCHASES), encode(purchase("p-both")))
+        await eventually(lambda: _effects_at_least(first, 2), message="not applied")
+    assert first.calls["p-both"] == second.calls["p-both"] == 1
