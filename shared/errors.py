@@ -43,6 +43,16 @@ class PreconditionFailed(RapportError):
     title = "Precondition failed"
 
 
+class PayloadTooLarge(RapportError):
+    status = 413
+    title = "Payload too large"
+
+
+class UnsupportedMediaType(RapportError):
+    status = 415
+    title = "Unsupported media type"
+
+
 class InvalidInput(RapportError):
     status = 422
     title = "Invalid input"

@@ -6,12 +6,13 @@ other services never miss a change and never hear of one that did not happen.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from jsonschema import Draft202012Validator
+from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
 from services.profiles.domain import (
@@ -21,9 +22,11 @@ from services.profiles.domain import (
     changed_fields,
     register,
 )
+from services.profiles.identity import Duplicate, assess
 from services.profiles.store import CustomerStore
 from services.profiles.timeline import EntryKind, TimelineStore
-from shared.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from services.profiles.transfer import Row, RowError
+from shared.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, RapportError
 from shared.events import Event, new_event
 from shared.events.customers import CustomerRegistered, CustomerUpdated
 from shared.mongo import MongoClient, Session, in_transaction
@@ -182,3 +185,176 @@ async def _guard_identities(profiles: Profiles, customer: Customer, write: Any) 
             existing_id=existing_id,
             field=kind,
         ) from None
+
+
+async def find_duplicates(profiles: Profiles, customer_id: str) -> list[Duplicate]:
+    """Live profiles likely to be the same person, most likely first."""
+    customer = await get_customer(profiles, customer_id)
+    candidates = await profiles.store.sharing_match_keys(customer)
+    found = [match for c in candidates if (match := assess(customer, c)) is not None]
+    return sorted(found, key=lambda match: (-match.score, match.customer.id))
+
+
+@dataclass
+class ImportReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Planned:
+    row: int
+    before: Customer | None
+    after: Customer
+    changed: list[str]
+
+
+IMPORT_CHUNK = 100
+
+
+async def import_customers(
+    profiles: Profiles, rows: Iterable[Row | RowError], dry_run: bool = False
+) -> ImportReport:
+    """Create or update a profile per row; a bad row is reported and written not at all.
+
+    A row names its profile by ``id``, or else by an e-mail, phone or external id that a
+    live profile already has; otherwise it creates one. Rows are checked against the store
+    and against each other (two rows may not claim one e-mail) before anything is written,
+    and each row is written whole with its events, or not at all.
+    """
+    report = ImportReport()
+    planned: list[_Planned] = []
+    claimed: dict[str, int] = {}
+    targeted: dict[str, int] = {}
+    now = profiles.clock()
+    for row in rows:
+        if isinstance(row, RowError):
+            report.errors.append(row)
+            continue
+        try:
+            plan = await _plan_row(profiles, row, now)
+        except (ValidationError, RapportError, ValueError) as error:
+            report.errors.append(RowError(row.number, _reason(error)))
+            continue
+        if plan is None:
+            report.unchanged += 1
+            continue
+        if plan.before is not None and plan.before.id in targeted:
+            number = targeted[plan.before.id]
+            report.errors.append(
+                RowError(row.number, f"customer {plan.before.id} is also updated by row {number}")
+            )
+            continue
+        reason = await _identity_clash(profiles, plan, claimed)
+        if reason:
+            report.errors.append(RowError(row.number, reason))
+            continue
+        targeted[plan.after.id] = row.number
+        planned.append(plan)
+    if not dry_run:
+        for start in range(0, len(planned), IMPORT_CHUNK):
+            await _write_planned(profiles, planned[start : start + IMPORT_CHUNK], report)
+    else:
+        for plan in planned:
+            (report.updated if plan.before else report.created).append(plan.after.id)
+    report.errors.sort(key=lambda error: error.number)
+    return report
+
+
+async def _plan_row(profiles: Profiles, row: Row, now: datetime) -> _Planned | None:
+    before = await _import_target(profiles, row)
+    if before is None:
+        after = register(ProfileFields.model_validate(row.changes), now)
+        changed: list[str] = []
+    else:
+        after = before.with_changes(row.changes, now)
+        changed = changed_fields(before, after)
+        if not changed:
+            return None
+    check_attributes(profiles, after.attributes)
+    return _Planned(row.number, before, after, changed)
+
+
+async def _import_target(profiles: Profiles, row: Row) -> Customer | None:
+    if row.customer_id:
+        return await get_customer(profiles, row.customer_id)
+    probe = ProfileFields.model_validate(row.changes)
+    keys = register(probe, profiles.clock(), customer_id="probe").identity_keys()
+    owner = await profiles.store.owner_of(keys) if keys else None
+    return None if owner is None else await get_customer(profiles, owner[1])
+
+
+async def _identity_clash(profiles: Profiles, plan: _Planned, claimed: dict[str, int]) -> str:
+    keys = plan.after.identity_keys() - (plan.before.identity_keys() if plan.before else set())
+    for key in sorted(keys):
+        kind, _, value = key.partition(":")
+        if key in claimed:
+            return f"{kind} {value} is also in row {claimed[key]}"
+        owner = await profiles.store.owner_of([key])
+        if owner is not None and owner[1] != plan.after.id:
+            return f"{kind} {value} already belongs to customer {owner[1]}"
+    for key in keys:
+        claimed[key] = plan.row
+    return ""
+
+
+async def _write_planned(profiles: Profiles, chunk: list[_Planned], report: ImportReport) -> None:
+    try:
+        await profiles.commit(lambda session: _store_planned(profiles, chunk, session))
+    except (DuplicateKeyError, PreconditionFailed):
+        if len(chunk) > 1:  # someone changed a profile meanwhile: find the row, keep the rest
+            for plan in chunk:
+                await _write_planned(profiles, [plan], report)
+            return
+        report.errors.append(RowError(chunk[0].row, "the profile changed meanwhile; retry"))
+        return
+    for plan in chunk:
+        (report.updated if plan.before else report.created).append(plan.after.id)
+
+
+async def _store_planned(profiles: Profiles, chunk: list[_Planned], session: Session) -> None:
+    for plan in chunk:
+        if plan.before is None:
+            event: Event[Any] = registered_event(plan.after)
+            await profiles.store.insert(plan.after, session)
+            summary = "profile created by import"
+        else:
+            event = updated_event(plan.after, plan.changed)
+            if not await profiles.store.replace(plan.before, plan.after, session):
+                raise PreconditionFailed(f"customer {plan.after.id} changed meanwhile")
+            summary = f"profile changed by import: {', '.join(plan.changed)}"
+        await profiles.outbox.add(session, [event])
+        await profiles.timeline.append(
+            session,
+            entry_id=event.id,
+            customer_id=plan.after.id,
+            kind=EntryKind.PROFILE,
+            occurred_at=plan.after.updated_at,
+            summary=summary,
+        )
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        parts = [
+            f"{'.'.join(str(p) for p in item['loc']) or 'row'}: {item['msg']}"
+            for item in error.errors(include_url=False)
+        ]
+        return "; ".join(parts)
+    if isinstance(error, RapportError):
+        return error.detail
+    return str(error)
+
+
+async def all_customers(profiles: Profiles, page_size: int = 500) -> AsyncIterator[Customer]:
+    """Every live profile, newest first, read page by page."""
+    after: tuple[Any, str] | None = None
+    while True:
+        page = await profiles.store.page({"status": "active"}, after, page_size)
+        for customer in page:
+            yield customer
+        if len(page) < page_size:
+            return
+        after = (page[-1].created_at, page[-1].id)

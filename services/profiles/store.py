@@ -15,6 +15,7 @@ from pymongo import DESCENDING
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.profiles.domain import Customer
+from services.profiles.identity import match_keys
 from shared.mongo import Database, Session
 
 DUPLICATE_KEY = 11000
@@ -30,6 +31,7 @@ class CustomerStore:
         await self.customers.create_index("emails")
         await self.customers.create_index("phones")
         await self.customers.create_index("tags")
+        await self.customers.create_index("match_keys")
         await self.identities.create_index("customer_id")
 
     async def get(self, customer_id: str, session: Session | None = None) -> Customer | None:
@@ -90,12 +92,24 @@ class CustomerStore:
         )
         return [_customer(document) async for document in cursor]
 
+    async def sharing_match_keys(self, customer: Customer, limit: int = 50) -> list[Customer]:
+        """Live profiles other than ``customer`` that share one of its match keys."""
+        cursor = self.customers.find(
+            {
+                "match_keys": {"$in": match_keys(customer)},
+                "_id": {"$ne": customer.id},
+                "status": "active",
+            }
+        ).limit(limit)
+        return [_customer(document) async for document in cursor]
+
     async def count(self) -> int:
         return await self.customers.count_documents({})
 
 
 def _document(customer: Customer) -> dict[str, Any]:
     document = customer.model_dump(mode="python", exclude={"id"})
+    document["match_keys"] = match_keys(customer)
     if customer.birthday is not None:
         document["birthday"] = customer.birthday.isoformat()  # BSON has no date-only type
     if customer.address is not None:
