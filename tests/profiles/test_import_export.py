@@ -9,7 +9,10 @@ from typing import Any
 from tests.profiles.conftest import Api
 from tests.profiles.test_customers import create
 
-HEADER = "given_name,family_name,emails,phones,locale,time_zone,birthday,tags,external_ids,attr.loyalty_card\n"
+HEADER = (
+    "given_name,family_name,emails,phones,locale,time_zone,birthday,tags,external_ids,"
+    "attr.loyalty_card\n"
+)
 
 
 def csv_body(*rows: str) -> bytes:
@@ -31,7 +34,8 @@ async def import_csv(api: Api, body: bytes, **params: Any) -> dict[str, Any]:
 async def test_import_writes_valid_rows_and_reports_bad_ones_by_row_number(api: Api) -> None:
     existing = await create(api)  # ana.horvat@example.hr, +385912345678, eshop:1001
     body = csv_body(
-        "Petra,Novak,petra@example.si,+386 40 123 456,sl,Europe/Ljubljana,1985-02-01,vip;new,pos:17,LC-000001",
+        "Petra,Novak,petra@example.si,+386 40 123 456,sl,Europe/Ljubljana,1985-02-01,"
+        "vip;new,pos:17,LC-000001",
         "Bad,Phone,bad@example.si,12345,sl,,,,,",
         "Jan,Dvořák,jan@example.cz,,cs,Europe/Prague,,,,",
         "Dup,Row,jan@example.cz,,cs,,,,,",
