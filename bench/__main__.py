@@ -1,9 +1,9 @@
-"""``python -m bench`` (``make bench``): both benchmarks on one broker and one store.
+"""``python -m bench`` (``make bench``): every benchmark on one broker and one store.
 
 With ``RAPPORT_KAFKA_BOOTSTRAP`` and ``RAPPORT_MONGODB_URI`` set it measures against those
 servers; otherwise it starts a genuine Kafka broker and a SecantusDB on free ports for the
-run (as the test suite does) and stops them afterwards. Extra arguments are passed to
-both scripts, e.g. ``python -m bench --count 5000``.
+run (as the test suite does) and stops them afterwards. ``python -m bench NAME [ARGS]``
+runs one benchmark (produce, consume, profiles) with its own arguments.
 """
 
 from __future__ import annotations
@@ -14,14 +14,23 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench import consume, produce
+from bench import consume, produce, profiles
 from devstack.kafka import KafkaBroker
 from devstack.mongo import IN_MEMORY, SecantusServer
 from devstack.ports import free_port, free_ports
 
 
 def main() -> None:
-    extra = sys.argv[1:]
+    benchmarks = {
+        "produce": ("raw aiokafka against Rapport's producer and outbox", produce.main),
+        "consume": ("raw aiokafka against Rapport's consumer path", consume.main),
+        "profiles": ("bare FastAPI against GET /api/v1/customers/{id}", profiles.main),
+    }
+    chosen, extra = list(benchmarks), []
+    if len(sys.argv) > 1:
+        if sys.argv[1] not in benchmarks:
+            sys.exit(f"usage: python -m bench [{'|'.join(benchmarks)} [ARGS...]]")
+        chosen, extra = [sys.argv[1]], sys.argv[2:]
     with ExitStack() as stack:
         bootstrap = os.environ.get("RAPPORT_KAFKA_BOOTSTRAP")
         mongodb_uri = os.environ.get("RAPPORT_MONGODB_URI")
@@ -35,10 +44,10 @@ def main() -> None:
             )
             mongodb_uri = server.uri
         connection = ["--bootstrap", bootstrap, "--mongodb-uri", mongodb_uri]
-        print("== produce: raw aiokafka against Rapport's producer and outbox", flush=True)
-        produce.main([*connection, *extra])
-        print("\n== consume: raw aiokafka against Rapport's consumer path", flush=True)
-        consume.main([*connection, *extra])
+        for name in chosen:
+            title, run = benchmarks[name]
+            print(f"\n== {name}: {title}", flush=True)
+            run([*connection, *extra])
 
 
 if __name__ == "__main__":

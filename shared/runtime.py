@@ -115,6 +115,7 @@ class ServiceRuntime:
         await self.consumer.ensure_indexes()
         for prepare in self.startup:  # e.g. the service's own indexes
             await prepare()
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)  # Faust makes one level
         await self.faust_app.start()
         await self.relay.start()
         log.info(

@@ -45,6 +45,7 @@ class Stack:
 def stack_env(tmp_path: Path) -> dict[str, str]:
     ports = free_ports(8)
     env = dict(os.environ)
+    env.pop("RAPPORT_STATE_DIR", None)  # make up's own default, as a developer gets it
     env.update(
         RAPPORT_DATA_DIR=str(tmp_path / "data"),
         RAPPORT_KAFKA_PORT=str(ports[0]),
