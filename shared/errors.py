@@ -38,6 +38,11 @@ class Conflict(RapportError):
     title = "Conflict"
 
 
+class Gone(RapportError):
+    status = 410
+    title = "Gone"
+
+
 class PreconditionFailed(RapportError):
     status = 412
     title = "Precondition failed"

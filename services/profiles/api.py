@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.profiles import handlers
+from services.profiles import handlers, merging
 from services.profiles.domain import (
     Birthday,
     Customer,
@@ -31,10 +31,12 @@ from services.profiles.domain import (
     normalise_phone,
 )
 from services.profiles.handlers import CustomerMoved, Profiles
+from services.profiles.merging import Merger
 from services.profiles.transfer import CsvError, header_for, read_rows, to_row, write_csv
 from shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from shared.errors import Forbidden, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from shared.events.customers import PostalAddress
+from shared.http import problem
 
 StaffOrService = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AGENT, Role.SERVICE))]
 # What a customer may change on its own profile (self-service); the rest is staff's.
@@ -397,5 +399,57 @@ def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
 async def redirect_moved(request: Request, error: Exception) -> Response:
     """A merged profile's URLs lead to the surviving profile (308 keeps the method)."""
     assert isinstance(error, CustomerMoved)
+    if error.customer_id not in request.url.path:  # named in the body: nowhere to redirect
+        return problem(409, "Conflict", str(error), merged_into=error.target_id)
     location = request.url.path.replace(error.customer_id, error.target_id, 1)
     return RedirectResponse(location, status_code=status.HTTP_308_PERMANENT_REDIRECT)
+
+
+def get_merger(request: Request) -> Merger:
+    merger: Merger = request.app.state.merger
+    return merger
+
+
+MergerDep = Annotated[Merger, Depends(get_merger)]
+
+
+class MergeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source_id: str = Field(min_length=1, max_length=200, description="the profile to fold in")
+
+
+class MergePublic(BaseModel):
+    merge_id: str = Field(description="undo with POST /api/v1/merges/{merge_id}/undo")
+    target: CustomerPublic
+    source_id: str
+    moved: dict[str, int] = Field(description="documents moved to the target, per kind")
+
+
+class UnmergePublic(BaseModel):
+    source: CustomerPublic
+    target: CustomerPublic
+
+
+@router.post(
+    "/customers/{customer_id}/merge",
+    responses={409: {"description": "a profile changed meanwhile"}},
+)
+async def merge_customers(
+    customer_id: str, body: MergeRequest, merger: MergerDep, _: StaffOrService
+) -> MergePublic:
+    """Fold ``source_id`` into this profile; the source's URLs then redirect here."""
+    result = await merging.merge(merger, customer_id, body.source_id)
+    return MergePublic(
+        merge_id=result.merge_id,
+        target=CustomerPublic.of(result.target),
+        source_id=result.source.id,
+        moved=result.moved,
+    )
+
+
+@router.post("/merges/{merge_id}/undo")
+async def undo_merge(merge_id: str, merger: MergerDep, _: StaffOrService) -> UnmergePublic:
+    """Give the merged profile back its data and its own URLs."""
+    source, target = await merging.undo_merge(merger, merge_id)
+    return UnmergePublic(source=CustomerPublic.of(source), target=CustomerPublic.of(target))

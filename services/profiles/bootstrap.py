@@ -5,11 +5,17 @@ from __future__ import annotations
 from fastapi import FastAPI
 from jsonschema import Draft202012Validator
 
-from services.profiles import api, worker
+from services.profiles import activity_api, api, contracts_api, purchases, purchases_api, worker
+from services.profiles.consents import Consents, ConsentStore
+from services.profiles.contracts import ContractBook, ContractStore
+from services.profiles.gdpr import CollectionSection, FieldEraser, Gdpr, OutboxScrubber
 from services.profiles.handlers import CustomerMoved, Profiles
+from services.profiles.interactions import Interactions, InteractionStore
+from services.profiles.ledger_store import LedgerStore
+from services.profiles.merging import Merger
 from services.profiles.settings import ProfilesSettings
 from services.profiles.store import CustomerStore
-from services.profiles.timeline import TimelineStore
+from services.profiles.timeline import RECORDED_EVENT_TYPES, TimelineStore, event_recorder
 from shared import ops
 from shared.runtime import ServiceRuntime
 
@@ -27,10 +33,73 @@ def create_app(settings: ProfilesSettings) -> FastAPI:
         timeline=timeline,
         attribute_schema=Draft202012Validator(settings.attribute_schema),
     )
+    ledger_store, contract_store = LedgerStore(runtime.db), ContractStore(runtime.db)
+    runtime.startup += [ledger_store.ensure_indexes, contract_store.ensure_indexes]
+    ledger = purchases.Ledger(
+        client=runtime.client,
+        customers=store,
+        store=ledger_store,
+        outbox=runtime.outbox,
+        relay=runtime.relay,
+        timeline=timeline,
+    )
+    contract_book = ContractBook(
+        client=runtime.client,
+        customers=store,
+        store=contract_store,
+        outbox=runtime.outbox,
+        relay=runtime.relay,
+        timeline=timeline,
+    )
     for event_type, handler in worker.handlers().items():
         runtime.on(event_type, handler)
+    interactions, consents, gdpr = _activity(runtime, profiles)
+    for event_type, handler in purchases.handlers(ledger).items():
+        runtime.on(event_type, handler)
+    merger = Merger.of(profiles, runtime.db)
+    runtime.startup.append(merger.ensure_indexes)
     return runtime.http_app(
-        [ops.router, api.router],
+        [ops.router, api.router, purchases_api.router, contracts_api.router, activity_api.router],
         exception_handlers={CustomerMoved: api.redirect_moved},
         profiles=profiles,
+        ledger=ledger,
+        contracts=contract_book,
+        interactions=interactions,
+        consents=consents,
+        gdpr=gdpr,
+        merger=merger,
     )
+
+
+def _activity(runtime: ServiceRuntime, profiles: Profiles) -> tuple[Interactions, Consents, Gdpr]:
+    """Interactions, consents and the data rights (export, erasure); the timeline records
+    the complaint and notification events the worker consumes."""
+    db = runtime.db
+    interaction_store, consent_store = InteractionStore(db), ConsentStore(db)
+    runtime.startup.append(interaction_store.ensure_indexes)
+    recorder = event_recorder(profiles.store, profiles.timeline)
+    for event_type in RECORDED_EVENT_TYPES:
+        runtime.on(event_type, recorder)
+    gdpr = Gdpr(
+        profiles,
+        exporters=[
+            consent_store,
+            interaction_store,
+            profiles.timeline,
+            CollectionSection("ledger", db["ledger"]),
+            CollectionSection("customer_figures", db["customer_figures"], key="_id"),
+            CollectionSection("contracts", db["contracts"]),
+        ],
+        erasers=[
+            consent_store,
+            interaction_store,
+            profiles.timeline,
+            OutboxScrubber(runtime.outbox),
+            # The ledger keeps amounts and items; how a purchase named its buyer goes.
+            FieldEraser(
+                db["ledger"], ["customer_ref.customer_email", "customer_ref.customer_external_id"]
+            ),
+            FieldEraser(db["contracts"], ["external_reference"]),
+        ],
+    )
+    return Interactions(profiles, interaction_store), Consents(profiles, consent_store), gdpr

@@ -26,7 +26,14 @@ from services.profiles.identity import Duplicate, assess
 from services.profiles.store import CustomerStore
 from services.profiles.timeline import EntryKind, TimelineStore
 from services.profiles.transfer import Row, RowError
-from shared.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, RapportError
+from shared.errors import (
+    Conflict,
+    Gone,
+    InvalidInput,
+    NotFound,
+    PreconditionFailed,
+    RapportError,
+)
 from shared.events import Event, new_event
 from shared.events.customers import CustomerRegistered, CustomerUpdated
 from shared.mongo import MongoClient, Session, in_transaction
@@ -119,13 +126,22 @@ async def register_customer(profiles: Profiles, fields: ProfileFields) -> Custom
     return customer
 
 
-async def get_customer(profiles: Profiles, customer_id: str) -> Customer:
-    customer = await profiles.store.get(customer_id)
-    if customer is None or customer.status is CustomerStatus.ERASED:
+async def live_customer(
+    store: CustomerStore, customer_id: str, session: Session | None = None
+) -> Customer:
+    """The live profile ``customer_id``: 404 unknown, 410 erased, 308 merged elsewhere."""
+    customer = await store.get(customer_id, session)
+    if customer is None:
         raise NotFound(f"no customer {customer_id}")
+    if customer.status is CustomerStatus.ERASED:
+        raise Gone(f"customer {customer_id} was erased")
     if customer.status is CustomerStatus.MERGED and customer.merged_into:
         raise CustomerMoved(customer_id, customer.merged_into)
     return customer
+
+
+async def get_customer(profiles: Profiles, customer_id: str) -> Customer:
+    return await live_customer(profiles.store, customer_id)
 
 
 async def update_customer(

@@ -36,6 +36,23 @@ class PostalAddress(Record):
     country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = None
 
 
+class ContractStatus(StrEnum):
+    ACTIVE = "active"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+class ContractSummary(Record):
+    """A contract or subscription of the customer, enough to remind them before it ends."""
+
+    contract_id: Identifier
+    product: ShortText
+    status: ContractStatus
+    renews_at: date | None = None
+    expires_at: date | None = None
+    auto_renew: bool = False
+
+
 class CustomerSnapshot(EventPayload):
     """The public profile, carried whole so consumers can keep local read models."""
 
@@ -54,6 +71,13 @@ class CustomerSnapshot(EventPayload):
     tags: list[ShortText] = Field(default_factory=list)
     external_ids: dict[str, ShortText] = Field(default_factory=dict)
     attributes: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    contracts: list[ContractSummary] | None = Field(
+        default=None,
+        description=(
+            "all the customer's contracts when the event speaks of them (changed_fields "
+            "names `contracts`); null when it does not, so keep what you knew"
+        ),
+    )
     created_at: Timestamp
     updated_at: Timestamp
     version: int = Field(ge=1)

@@ -1,0 +1,226 @@
+"""HTTP API of the purchase ledger: post purchases and returns, read ledgers and figures."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.profiles import purchases
+from services.profiles.ledger import (
+    EntryKind,
+    Figures,
+    LedgerEntry,
+    Origin,
+)
+from services.profiles.purchases import Ledger
+from shared.auth import CurrentPrincipal, Principal, Role, require_roles
+from shared.errors import InvalidInput
+from shared.events.base import Amount
+from shared.events.purchases import PurchaseCompleted, PurchaseReturned
+
+StaffOrService = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AGENT, Role.SERVICE))]
+_STRICT = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+def get_ledger(request: Request) -> Ledger:
+    ledger: Ledger = request.app.state.ledger
+    return ledger
+
+
+LedgerDep = Annotated[Ledger, Depends(get_ledger)]
+
+
+class PurchaseCreate(PurchaseCompleted):
+    """A purchase, as in ``crm.purchase.completed``; ``purchased_at`` defaults to now."""
+
+    model_config = _STRICT
+
+
+class ReturnCreate(PurchaseReturned):
+    """A return, as in ``crm.purchase.returned``; ``returned_at`` defaults to now."""
+
+    model_config = _STRICT
+
+
+class LedgerItemPublic(BaseModel):
+    sku: str
+    name: str | None = None
+    category: str | None = None
+    quantity: int
+    unit_price: Amount | None = None
+
+
+class LedgerEntryPublic(BaseModel):
+    kind: EntryKind
+    entry_id: str
+    purchase_id: str
+    return_id: str | None = None
+    complaint_id: str | None = None
+    customer_id: str
+    occurred_at: datetime
+    recorded_at: datetime
+    currency: str
+    amount: Amount = Field(description="the purchase's total, or the amount refunded")
+    channel: str | None = None
+    reason: str | None = None
+    items: list[LedgerItemPublic]
+    refunded: Amount | None = Field(
+        default=None, description="of a purchase: how much of it was refunded so far"
+    )
+    origin: Origin
+    summary: str
+
+    @classmethod
+    def of(cls, entry: LedgerEntry) -> LedgerEntryPublic:
+        fields = entry.model_dump(exclude={"returned", "revision"})
+        items = [LedgerItemPublic.model_validate(item) for item in fields.pop("items")]
+        return cls.model_validate(
+            {
+                **fields,
+                "kind": entry.kind,
+                "entry_id": entry.entry_id,
+                "items": items,
+                "summary": entry.summary(),
+            }
+        )
+
+
+class LedgerPage(BaseModel):
+    items: list[LedgerEntryPublic]
+    next_cursor: str | None = Field(
+        description="pass as `cursor` to get the next page; null on the last page"
+    )
+
+
+class CurrencyFiguresPublic(BaseModel):
+    currency: str
+    purchase_count: int
+    total_spent: Amount
+    refunded: Amount
+    net_spent: Amount = Field(description="total spent minus refunds")
+    average_order_value: Amount | None = Field(description="total spent per purchase")
+
+
+class CategoryPublic(BaseModel):
+    category: str
+    quantity: int
+
+
+class FiguresPublic(BaseModel):
+    customer_id: str
+    purchase_count: int
+    return_count: int = Field(description="returns and complaint refunds")
+    currencies: list[CurrencyFiguresPublic]
+    first_purchase_at: datetime | None
+    last_purchase_at: datetime | None
+    mean_interval_days: float | None = Field(
+        description="mean gap between consecutive purchases; null below two purchases"
+    )
+    favourite_categories: list[CategoryPublic] = Field(
+        description="categories by quantity bought and kept, most first"
+    )
+
+    @classmethod
+    def of(cls, figures: Figures) -> FiguresPublic:
+        return cls(
+            customer_id=figures.customer_id,
+            purchase_count=figures.purchase_count,
+            return_count=figures.return_count,
+            currencies=[
+                CurrencyFiguresPublic(
+                    currency=code,
+                    purchase_count=spent.purchase_count,
+                    total_spent=spent.total_spent,
+                    refunded=spent.refunded,
+                    net_spent=spent.net_spent,
+                    average_order_value=spent.average_order_value,
+                )
+                for code, spent in sorted(figures.currencies.items())
+            ],
+            first_purchase_at=figures.first_purchase_at,
+            last_purchase_at=figures.last_purchase_at,
+            mean_interval_days=figures.mean_interval_days,
+            favourite_categories=[
+                CategoryPublic(category=count.category, quantity=count.quantity)
+                for count in figures.favourite_categories()
+            ],
+        )
+
+
+router = APIRouter(prefix="/api/v1", tags=["purchases"])
+_RECORDED: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the same id was recorded before with the same content"},
+    409: {"description": "the id was recorded before with different content"},
+}
+
+
+@router.post("/purchases", status_code=status.HTTP_201_CREATED, responses=_RECORDED)
+async def post_purchase(
+    body: PurchaseCreate, ledger: LedgerDep, response: Response, _: StaffOrService
+) -> LedgerEntryPublic:
+    purchase = PurchaseCompleted.model_validate(body.model_dump())
+    entry, created = await purchases.submit_purchase(ledger, purchase)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return LedgerEntryPublic.of(entry)
+
+
+@router.post("/returns", status_code=status.HTTP_201_CREATED, responses=_RECORDED)
+async def post_return(
+    body: ReturnCreate, ledger: LedgerDep, response: Response, _: StaffOrService
+) -> LedgerEntryPublic:
+    returned = PurchaseReturned.model_validate(body.model_dump())
+    entry, created = await purchases.submit_return(ledger, returned)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return LedgerEntryPublic.of(entry)
+
+
+@router.get("/customers/{customer_id}/ledger")
+async def read_ledger(
+    customer_id: str,
+    ledger: LedgerDep,
+    principal: CurrentPrincipal,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> LedgerPage:
+    """Purchases, returns and refunds, newest first."""
+    principal.ensure_may_access_customer(customer_id)
+    entries = await purchases.ledger_page(ledger, customer_id, _decode_cursor(cursor), limit + 1)
+    has_more = len(entries) > limit
+    entries = entries[:limit]
+    return LedgerPage(
+        items=[LedgerEntryPublic.of(entry) for entry in entries],
+        next_cursor=_encode_cursor(entries[-1]) if has_more else None,
+    )
+
+
+@router.get("/customers/{customer_id}/figures")
+async def read_figures(
+    customer_id: str, ledger: LedgerDep, principal: CurrentPrincipal
+) -> FiguresPublic:
+    """What the customer's ledger adds up to: counts, spend per currency, buying habits."""
+    principal.ensure_may_access_customer(customer_id)
+    return FiguresPublic.of(await purchases.figures_of(ledger, customer_id))
+
+
+def _encode_cursor(entry: LedgerEntry) -> str:
+    raw = json.dumps([entry.occurred_at.isoformat(), entry.entry_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        occurred_at, entry_id = json.loads(base64.urlsafe_b64decode(padded))
+        return datetime.fromisoformat(occurred_at), str(entry_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise InvalidInput("cursor is not one this API issued") from None
