@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import RapportError
 from shared.observability import HTTP_LATENCY, HTTP_REQUESTS, current_trace_context, span_from
@@ -107,6 +108,62 @@ def _title(status: int) -> str:
         return "Error"
 
 
+DEFAULT_MAX_BODY = 1024 * 1024
+
+
+class BodySizeLimit:
+    """Refuses request bodies over a limit with 413, before the app reads them.
+
+    The declared ``Content-Length`` is checked first; a body sent without one is counted
+    as it streams in. ``larger`` names paths that may take more (e.g. file imports).
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int = DEFAULT_MAX_BODY, larger: dict[str, int] | None = None
+    ) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.larger = larger or {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.larger.get(scope["path"], self.max_bytes)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(scope, receive, send, limit)
+            return
+        received = 0
+        exceeded = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # The app sees the body end here; whatever it answers is replaced.
+                    exceeded = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not exceeded:
+                await send(message)
+
+        await self.app(scope, counting_receive, guarded_send)
+        if exceeded:
+            await self._refuse(scope, receive, send, limit)
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        response = problem(
+            413, "Payload too large", f"the request body is larger than {limit} bytes"
+        )
+        await response(scope, receive, send)
+
+
 def create_http_app(
     *,
     service: str,
@@ -114,6 +171,7 @@ def create_http_app(
     readiness: ReadinessCheck,
     routers: Sequence[APIRouter] = (),
     state: dict[str, Any] | None = None,
+    larger_bodies: dict[str, int] | None = None,
 ) -> FastAPI:
     """The FastAPI app of a service, with the platform's conventions built in."""
     app = FastAPI(
@@ -127,6 +185,7 @@ def create_http_app(
             422: {"description": "Invalid request (problem+json)"},
         },
     )
+    app.add_middleware(BodySizeLimit, larger=larger_bodies)
     for name, value in (state or {}).items():
         setattr(app.state, name, value)
     install_problem_handlers(app)

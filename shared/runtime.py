@@ -154,9 +154,11 @@ class ServiceRuntime:
         self,
         routers: Sequence[APIRouter],
         exception_handlers: Mapping[type[Exception], Any] | None = None,
+        larger_bodies: dict[str, int] | None = None,
         **state: Any,
     ) -> FastAPI:
         app = create_http_app(
+            larger_bodies=larger_bodies,
             service=self.settings.service_name,
             lifespan=self.lifespan,
             readiness=self.readiness,

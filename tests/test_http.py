@@ -198,3 +198,33 @@ async def test_errors_are_problem_json_with_the_right_status(
     assert crash.status_code == 500
     assert crash.headers["content-type"] == PROBLEM
     assert "secret" not in crash.text
+
+
+async def test_oversize_bodies_get_413_declared_or_streamed(settings: ProfilesSettings) -> None:
+    router = APIRouter()
+
+    @router.post("/orders")
+    async def order(body: Order) -> dict[str, int]:
+        return {"quantity": body.quantity}
+
+    app = create_app(settings)
+    app.include_router(router)
+    big = b'{"quantity": 1, "padding": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+
+    async def streamed() -> AsyncIterator[bytes]:
+        for start in range(0, len(big), 65536):
+            yield big[start : start + 65536]
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://p") as client:
+        declared = await client.post(
+            "/orders", content=big, headers={"Content-Type": "application/json"}
+        )
+        chunked = await client.post(
+            "/orders", content=streamed(), headers={"Content-Type": "application/json"}
+        )
+        small = await client.post("/orders", json={"quantity": 2})
+    for response in (declared, chunked):
+        assert response.status_code == 413
+        assert response.headers["content-type"] == PROBLEM
+    assert small.json() == {"quantity": 2}

@@ -61,6 +61,7 @@ def create_app(settings: ProfilesSettings) -> FastAPI:
     return runtime.http_app(
         [ops.router, api.router, purchases_api.router, contracts_api.router, activity_api.router],
         exception_handlers={CustomerMoved: api.redirect_moved},
+        larger_bodies={"/api/v1/customers/import": api.MAX_IMPORT_BYTES},
         profiles=profiles,
         ledger=ledger,
         contracts=contract_book,
