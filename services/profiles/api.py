@@ -109,6 +109,13 @@ class CustomerPublic(ProfileFields):
         return cls.model_validate({**customer.model_dump(), "display_name": customer.display_name})
 
 
+class CustomerSort(StrEnum):
+    NEWEST_CREATED = "-created_at"
+    OLDEST_CREATED = "created_at"
+    LAST_UPDATED = "-updated_at"
+    FIRST_UPDATED = "updated_at"
+
+
 class CustomerPage(BaseModel):
     items: list[CustomerPublic]
     next_cursor: str | None = Field(
@@ -319,6 +326,9 @@ async def list_customers(
     name_prefix: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
+    sort: Annotated[
+        CustomerSort, Query(description="`-` first for newest first (the default)")
+    ] = CustomerSort.NEWEST_CREATED,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> CustomerPage:
@@ -343,10 +353,13 @@ async def list_customers(
         created["$lt"] = created_before
     if created:
         filters["created_at"] = created
-    customers = await profiles.store.page(filters, _decode_cursor(cursor), limit + 1)
+    sort_by, descending = sort.value.lstrip("-"), sort.value.startswith("-")
+    customers = await profiles.store.page(
+        filters, _decode_cursor(cursor, sort), limit + 1, sort_by=sort_by, descending=descending
+    )
     has_more = len(customers) > limit
     customers = customers[:limit]
-    next_cursor = _encode_cursor(customers[-1]) if has_more else None
+    next_cursor = _encode_cursor(customers[-1], sort) if has_more else None
     return CustomerPage(items=[CustomerPublic.of(c) for c in customers], next_cursor=next_cursor)
 
 
@@ -380,20 +393,24 @@ def _name_prefix(prefix: str) -> list[dict[str, Any]]:
     return [{"given_name": pattern}, {"family_name": pattern}, {"preferred_name": pattern}]
 
 
-def _encode_cursor(customer: Customer) -> str:
-    raw = json.dumps([customer.created_at.isoformat(), customer.id]).encode()
+def _encode_cursor(customer: Customer, sort: CustomerSort) -> str:
+    moment: datetime = getattr(customer, sort.value.lstrip("-"))
+    raw = json.dumps([sort.value, moment.isoformat(), customer.id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+def _decode_cursor(cursor: str | None, sort: CustomerSort) -> tuple[datetime, str] | None:
     if not cursor:
         return None
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        created_at, customer_id = json.loads(base64.urlsafe_b64decode(padded))
-        return datetime.fromisoformat(created_at), str(customer_id)
+        field, moment, customer_id = json.loads(base64.urlsafe_b64decode(padded))
+        value = datetime.fromisoformat(moment)
     except (ValueError, TypeError, binascii.Error):
         raise InvalidInput("cursor is not one this API issued") from None
+    if field != sort.value:
+        raise InvalidInput(f"this cursor belongs to sort={field}; keep the sort while paging")
+    return value, str(customer_id)
 
 
 async def redirect_moved(request: Request, error: Exception) -> Response:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from pymongo import DESCENDING
+from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.profiles.domain import Customer
@@ -28,6 +28,7 @@ class CustomerStore:
 
     async def ensure_indexes(self) -> None:
         await self.customers.create_index([("created_at", DESCENDING), ("_id", DESCENDING)])
+        await self.customers.create_index([("updated_at", DESCENDING), ("_id", DESCENDING)])
         await self.customers.create_index("emails")
         await self.customers.create_index("phones")
         await self.customers.create_index("tags")
@@ -75,20 +76,28 @@ class CustomerStore:
             raise
 
     async def page(
-        self, filters: dict[str, Any], after: tuple[Any, str] | None, limit: int
+        self,
+        filters: dict[str, Any],
+        after: tuple[Any, str] | None,
+        limit: int,
+        sort_by: str = "created_at",
+        descending: bool = True,
     ) -> list[Customer]:
-        """Newest first, keyset-paginated on (created_at, _id) so pages never shift."""
-        query = dict(filters)
+        """Keyset pagination on (``sort_by``, _id): pages never shift or repeat rows."""
+        query = filters
         if after is not None:
-            created_at, customer_id = after
-            query["$or"] = [
-                {"created_at": {"$lt": created_at}},
-                {"created_at": created_at, "_id": {"$lt": customer_id}},
-            ]
+            value, customer_id = after
+            beyond = "$lt" if descending else "$gt"
+            keyset = {
+                "$or": [
+                    {sort_by: {beyond: value}},
+                    {sort_by: value, "_id": {beyond: customer_id}},
+                ]
+            }
+            query = {"$and": [filters, keyset]}
+        direction = DESCENDING if descending else ASCENDING
         cursor = (
-            self.customers.find(query)
-            .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
-            .limit(limit)
+            self.customers.find(query).sort([(sort_by, direction), ("_id", direction)]).limit(limit)
         )
         return [_customer(document) async for document in cursor]
 

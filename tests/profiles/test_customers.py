@@ -183,6 +183,34 @@ async def test_search_filters_and_cursor_pagination_are_stable(api: Api) -> None
         assert response.status_code == 200, response.text
         return [item["id"] for item in response.json()["items"]]
 
+    oldest_first = await ids(sort="created_at", limit=7)
+    assert oldest_first == [customer["id"] for customer in created]
+    middle = created[3]["created_at"]
+    assert await ids(created_after=middle, sort="created_at") == [c["id"] for c in created[3:]]
+    assert await ids(created_before=middle, sort="created_at") == [c["id"] for c in created[:3]]
+    touched = created[1]["id"]
+    await api.http.patch(f"/api/v1/customers/{touched}", json={"tags": ["x"]}, headers=api.agent)
+    assert (await ids(sort="-updated_at"))[0] == touched
+    first_page = (
+        await api.http.get(
+            "/api/v1/customers", params={"name_prefix": "nov", "limit": 2}, headers=api.agent
+        )
+    ).json()
+    second_page = (
+        await api.http.get(
+            "/api/v1/customers",
+            params={"name_prefix": "nov", "limit": 2, "cursor": first_page["next_cursor"]},
+            headers=api.agent,
+        )
+    ).json()
+    assert len(first_page["items"]) + len(second_page["items"]) == 3  # filter kept on page 2
+    assert (
+        await api.http.get(
+            "/api/v1/customers",
+            params={"sort": "created_at", "cursor": first_page["next_cursor"]},
+            headers=api.agent,
+        )
+    ).status_code == 422
     assert await ids(email="PERSON3@example.cz") == [created[3]["id"]]
     assert await ids(external_id="pos:p5") == [created[5]["id"]]
     assert len(await ids(tag="even")) == 4
