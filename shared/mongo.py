@@ -35,5 +35,23 @@ async def in_transaction(client: MongoClient, work: Callable[[Session], Awaitabl
         return await session.with_transaction(work)
 
 
+async def in_transaction_retrying(
+    client: MongoClient,
+    work: Callable[[Session], Awaitable[T]],
+    *,
+    retry_on: tuple[type[Exception], ...],
+    attempts: int = 3,
+) -> T:
+    """Like :func:`in_transaction`, run again when ``work`` found that a concurrent write
+    got there first (one of ``retry_on``); the last such error propagates."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await in_transaction(client, work)
+        except retry_on:
+            if attempt == attempts:
+                raise
+    raise AssertionError("attempts must be at least 1")
+
+
 async def ping(client: MongoClient) -> None:
     await client.admin.command("ping")

@@ -25,7 +25,7 @@ from services.profiles.timeline import EntryKind, TimelineStore
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.events import new_event
 from shared.events.customers import ContractStatus, ContractSummary, CustomerUpdated
-from shared.mongo import Database, MongoClient, Session, in_transaction
+from shared.mongo import Database, MongoClient, Session, in_transaction_retrying
 from shared.outbox import Outbox, OutboxRelay
 
 SOURCE = "/rapport/profiles"
@@ -203,16 +203,14 @@ class ContractBook:
     clock: Callable[[], datetime] = utc_now
 
     async def commit(self, work: Callable[[Session], Awaitable[T]]) -> T:
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                result = await in_transaction(self.client, work)
-            except _Contention:
-                if attempt == ATTEMPTS:
-                    raise Conflict("the customer changed concurrently; try again") from None
-                continue
-            self.relay.wake()
-            return result
-        raise AssertionError("unreachable")
+        try:
+            result = await in_transaction_retrying(
+                self.client, work, retry_on=(_Contention,), attempts=ATTEMPTS
+            )
+        except _Contention:
+            raise Conflict("the customer changed concurrently; try again") from None
+        self.relay.wake()
+        return result
 
 
 async def _announce(

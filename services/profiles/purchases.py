@@ -45,7 +45,7 @@ from shared.errors import Conflict, InvalidInput, NotFound, RapportError
 from shared.events import Event, new_event
 from shared.events.complaints import ComplaintResolved, ResolutionType
 from shared.events.purchases import PurchaseCompleted, PurchaseReturned
-from shared.mongo import MongoClient, Session, in_transaction
+from shared.mongo import MongoClient, Session, in_transaction_retrying
 from shared.outbox import Outbox, OutboxRelay
 
 log = logging.getLogger(__name__)
@@ -75,16 +75,17 @@ class Ledger:
         A second run sees what the first one raced with: the purchase stored by a parallel
         request, the profile created for the same e-mail, the figures' new version.
         """
-        for attempt in range(1, HTTP_ATTEMPTS + 1):
-            try:
-                result = await in_transaction(self.client, work)
-            except (DuplicateKeyError, LedgerContention):
-                if attempt == HTTP_ATTEMPTS:
-                    raise Conflict("the ledger changed concurrently; try again") from None
-                continue
-            self.relay.wake()
-            return result
-        raise AssertionError("unreachable")
+        try:
+            result = await in_transaction_retrying(
+                self.client,
+                work,
+                retry_on=(DuplicateKeyError, LedgerContention),
+                attempts=HTTP_ATTEMPTS,
+            )
+        except (DuplicateKeyError, LedgerContention):
+            raise Conflict("the ledger changed concurrently; try again") from None
+        self.relay.wake()
+        return result
 
 
 # Customers
