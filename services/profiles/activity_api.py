@@ -119,6 +119,21 @@ async def log_interaction(
 
 
 @router.get(
+    "/customers/{customer_id}/interactions/{interaction_id}",
+    tags=["interactions"],
+    responses=ERASED_OR_MOVED,
+)
+async def read_interaction(
+    customer_id: str,
+    interaction_id: str,
+    interactions: InteractionsDep,
+    principal: CurrentPrincipal,
+) -> Interaction:
+    principal.ensure_may_access_customer(customer_id)
+    return await interaction_cases.get_interaction(interactions, customer_id, interaction_id)
+
+
+@router.get(
     "/customers/{customer_id}/interactions",
     tags=["interactions"],
     responses=ERASED_OR_MOVED,

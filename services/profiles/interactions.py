@@ -17,7 +17,7 @@ from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, 
 
 from services.profiles.handlers import SOURCE, Profiles, get_customer
 from services.profiles.timeline import ERASED, NEWEST_FIRST, EntryKind, newer_than_cursor
-from shared.errors import InvalidInput
+from shared.errors import InvalidInput, NotFound
 from shared.events import Event, new_event
 from shared.events.customers import Direction, InteractionKind, InteractionLogged
 from shared.mongo import Database, Session
@@ -127,6 +127,12 @@ class InteractionStore:
         document["direction"] = interaction.direction.value
         await self.interactions.insert_one({"_id": interaction.id, **document}, session=session)
 
+    async def get(self, customer_id: str, interaction_id: str) -> Interaction | None:
+        document = await self.interactions.find_one(
+            {"_id": interaction_id, "customer_id": customer_id}
+        )
+        return None if document is None else _interaction(document)
+
     async def page(
         self, customer_id: str, after: tuple[datetime, str] | None, limit: int
     ) -> list[Interaction]:
@@ -203,3 +209,13 @@ async def list_interactions(
 ) -> list[Interaction]:
     customer = await get_customer(interactions.profiles, customer_id)
     return await interactions.store.page(customer.id, after, limit)
+
+
+async def get_interaction(
+    interactions: Interactions, customer_id: str, interaction_id: str
+) -> Interaction:
+    customer = await get_customer(interactions.profiles, customer_id)
+    interaction = await interactions.store.get(customer.id, interaction_id)
+    if interaction is None:
+        raise NotFound(f"customer {customer_id} has no interaction {interaction_id}")
+    return interaction

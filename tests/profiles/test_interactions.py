@@ -176,3 +176,19 @@ async def test_a_customer_reads_its_own_interactions_and_logs_none(api: Api) -> 
         headers=me,
     )
     assert logging_itself.status_code == 403
+
+
+async def test_the_location_of_a_logged_interaction_can_be_read(api: Api) -> None:
+    customer = await new_customer(api)
+    response = await api.http.post(
+        f"/api/v1/customers/{customer['id']}/interactions",
+        json={"kind": "visit", "direction": "inbound", "summary": "came to the store"},
+        headers=api.agent,
+    )
+    location = response.headers["location"]
+    read = await api.http.get(location, headers=api.customer(customer["id"]))
+    assert read.status_code == 200
+    assert read.json()["summary"] == "came to the store"
+    missing = await api.http.get(f"{location}-nope", headers=api.agent)
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
