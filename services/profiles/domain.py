@@ -119,8 +119,11 @@ class ProfileFields(BaseModel):
 
     @model_validator(mode="after")
     def _named_or_reachable(self) -> Self:
-        if not (self.given_name or self.family_name or self.emails or self.phones):
-            raise ValueError("a customer needs a name, an e-mail or a phone")
+        # An external id alone is enough: a POS may know a loyalty card and nothing else.
+        if not (
+            self.given_name or self.family_name or self.emails or self.phones or self.external_ids
+        ):
+            raise ValueError("a customer needs a name, an e-mail, a phone or an external id")
         return self
 
 

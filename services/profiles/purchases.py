@@ -146,7 +146,8 @@ async def find_customer(
 async def resolve_customer(
     ledger: Ledger, purchase: PurchaseCompleted, session: Session, now: datetime
 ) -> str:
-    """The profile a purchase belongs to; one is created for an e-mail met the first time."""
+    """The profile a purchase belongs to; one is created for an e-mail or an external id
+    met the first time."""
     found = await find_customer(ledger, purchase, session)
     if found is not None:
         return found
@@ -154,16 +155,10 @@ async def resolve_customer(
         _external_key(purchase.customer_external_id) if purchase.customer_external_id else None
     )
     email = normalise_email(purchase.customer_email) if purchase.customer_email else None
-    if email is None:
-        # A profile needs a name, an e-mail or a phone; an external id alone is none of them.
-        raise InvalidInput(
-            f"no customer has the external id {purchase.customer_external_id}, and a profile "
-            "cannot be created from an external id alone: register the customer first or "
-            "send customer_email"
-        )
     try:
         fields = ProfileFields(
-            emails=[email], external_ids={external[0]: external[1]} if external else {}
+            emails=[email] if email else [],
+            external_ids={external[0]: external[1]} if external else {},
         )
     except ValidationError as error:
         raise InvalidInput(f"cannot create a profile for this purchase: {error}") from None

@@ -59,7 +59,7 @@ async def test_import_writes_valid_rows_and_reports_bad_ones_by_row_number(api: 
     assert sorted(errors) == [3, 5, 7, 8, 9, 10]
     assert "international form" in errors[3]
     assert "also in row 4" in errors[5]
-    assert "needs a name, an e-mail or a phone" in errors[7]
+    assert "needs a name, an e-mail, a phone or an external id" in errors[7]
     assert "also updated by row 6" in errors[8]  # row 8 names her by phone
     assert "IANA" in errors[9]
     assert "attribute" in errors[10]
@@ -179,3 +179,21 @@ async def test_likely_duplicates_are_listed_with_reasons(api: Api) -> None:
     assert "same e-mail address once normalised" in found[twin["id"]]["reasons"]
     assert "same birthday" in found[namesake["id"]]["reasons"]
     assert found[twin["id"]]["score"] > found[namesake["id"]]["score"]
+
+
+async def test_import_accepts_an_uploaded_file(api: Api) -> None:
+    body = csv_body("Mina,Rahimi,mina@example.ir,,fa-IR,Asia/Tehran,,,,")
+    response = await api.http.post(
+        "/api/v1/customers/import",
+        files={"file": ("customers.csv", body, "text/csv")},
+        headers=api.agent,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["created"] == 1
+    missing = await api.http.post(
+        "/api/v1/customers/import",
+        files={"other": ("customers.csv", body, "text/csv")},
+        headers=api.agent,
+    )
+    assert missing.status_code == 422
+    assert "`file`" in missing.json()["detail"]

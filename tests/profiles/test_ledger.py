@@ -333,6 +333,34 @@ async def test_a_purchase_by_email_or_external_id_finds_or_creates_the_profile(
     assert nova["emails"] == ["nova@example.si"]
     await wait_for_entry(api, known, "purchase:by-pos-1")
 
+    # A loyalty card never seen before: the POS knows nothing else, and that is enough.
+    produce_foreign(
+        kafka_bootstrap,
+        topics(PURCHASES),
+        (
+            "pos:new-card",
+            cloudevent(
+                "crm.purchase.completed",
+                "pos:new-card",
+                purchase_body("by-pos-2", {"customer_external_id": "pos:new-card"}),
+            ),
+        ),
+    )
+
+    async def card_holder() -> list[dict[str, Any]]:
+        response = await api.http.get(
+            "/api/v1/customers", params={"external_id": "pos:new-card"}, headers=api.agent
+        )
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+    async def has_holder() -> bool:
+        return bool(await card_holder())
+
+    await eventually(has_holder, message="no profile for the new card")
+    [holder] = await card_holder()
+    await wait_for_entry(api, holder["id"], "purchase:by-pos-2")
+
     registered = await read_topic(
         kafka_bootstrap,
         topics(CUSTOMERS),
