@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
 from services.profiles.domain import CustomerStatus, ProfileFields, normalise_email, register
-from services.profiles.handlers import CustomerMoved, registered_event, utc_now
+from services.profiles.handlers import live_customer, registered_event, utc_now
 from services.profiles.ledger import (
     EntryKind,
     Figures,
@@ -105,16 +105,6 @@ async def live_customer_id(ledger: Ledger, customer_id: str, session: Session | 
             continue
         return current
     raise InvalidInput(f"customer {customer_id} is merged in a chain too long to follow")
-
-
-async def existing_customer(ledger: Ledger, customer_id: str) -> str:
-    """For reads by id: a merged profile's URLs lead to the survivor (308)."""
-    customer = await ledger.customers.get(customer_id)
-    if customer is None or customer.status is CustomerStatus.ERASED:
-        raise NotFound(f"no customer {customer_id}")
-    if customer.status is CustomerStatus.MERGED and customer.merged_into:
-        raise CustomerMoved(customer_id, customer.merged_into)
-    return customer.id
 
 
 def _external_key(external_id: str) -> tuple[str, str]:
@@ -441,10 +431,10 @@ def handlers(ledger: Ledger) -> dict[str, Handler]:
 async def ledger_page(
     ledger: Ledger, customer_id: str, after: tuple[datetime, str] | None, limit: int
 ) -> list[LedgerEntry]:
-    await existing_customer(ledger, customer_id)
+    await live_customer(ledger.customers, customer_id)
     return await ledger.store.page(customer_id, after, limit)
 
 
 async def figures_of(ledger: Ledger, customer_id: str) -> Figures:
-    await existing_customer(ledger, customer_id)
+    await live_customer(ledger.customers, customer_id)
     return await ledger.store.figures_of(customer_id)
