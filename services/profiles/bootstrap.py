@@ -15,7 +15,7 @@ from services.profiles.ledger_store import LedgerStore
 from services.profiles.merging import Merger
 from services.profiles.settings import ProfilesSettings
 from services.profiles.store import CustomerStore
-from services.profiles.timeline import RECORDED_EVENT_TYPES, TimelineStore, event_recorder
+from services.profiles.timeline import TimelineStore, event_recorder
 from shared import ops
 from shared.runtime import ServiceRuntime
 
@@ -51,10 +51,9 @@ def create_app(settings: ProfilesSettings) -> FastAPI:
         relay=runtime.relay,
         timeline=timeline,
     )
-    for event_type, handler in worker.handlers().items():
-        runtime.on(event_type, handler)
     interactions, consents, gdpr = _activity(runtime, profiles)
-    for event_type, handler in purchases.handlers(ledger).items():
+    recorder = event_recorder(profiles.store, profiles.timeline)
+    for event_type, handler in worker.handlers(ledger, recorder):
         runtime.on(event_type, handler)
     merger = Merger.of(profiles, runtime.db)
     runtime.startup.append(merger.ensure_indexes)
@@ -73,14 +72,10 @@ def create_app(settings: ProfilesSettings) -> FastAPI:
 
 
 def _activity(runtime: ServiceRuntime, profiles: Profiles) -> tuple[Interactions, Consents, Gdpr]:
-    """Interactions, consents and the data rights (export, erasure); the timeline records
-    the complaint and notification events the worker consumes."""
+    """Interactions, consents and the data rights (export, erasure)."""
     db = runtime.db
     interaction_store, consent_store = InteractionStore(db), ConsentStore(db)
     runtime.startup.append(interaction_store.ensure_indexes)
-    recorder = event_recorder(profiles.store, profiles.timeline)
-    for event_type in RECORDED_EVENT_TYPES:
-        runtime.on(event_type, recorder)
     gdpr = Gdpr(
         profiles,
         exporters=[
@@ -96,10 +91,8 @@ def _activity(runtime: ServiceRuntime, profiles: Profiles) -> tuple[Interactions
             interaction_store,
             profiles.timeline,
             OutboxScrubber(runtime.outbox),
-            # The ledger keeps amounts and items; how a purchase named its buyer goes.
-            FieldEraser(
-                db["ledger"], ["customer_ref.customer_email", "customer_ref.customer_external_id"]
-            ),
+            # The ledger keeps amounts and items; the free text of a return's reason goes.
+            FieldEraser(db["ledger"], ["reason"]),
             FieldEraser(db["contracts"], ["external_reference"]),
         ],
     )
