@@ -69,6 +69,7 @@ def test_no_request_makes_the_profiles_service_fail(
             capture_output=True,
             text=True,
             timeout=600,
+            cwd=tmp_path,  # schemathesis keeps a cache folder in its working directory
             check=False,
         )
     finally:
