@@ -45,6 +45,7 @@ class ServiceRuntime:
     topics: TopicNames
     subscriptions: list[str] = field(default_factory=list)
     startup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @classmethod
     def build(
@@ -125,6 +126,8 @@ class ServiceRuntime:
         )
 
     async def stop(self) -> None:
+        for finish in reversed(self.shutdown):  # e.g. the service's background tasks
+            await finish()
         await self.relay.stop()
         await self.faust_app.stop()
         await self.client.close()

@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import FastAPI
 
-from services.complaints import worker
+from services.complaints import api, worker
+from services.complaints.handlers import Complaints, Watcher
 from services.complaints.settings import ComplaintsSettings
+from services.complaints.store import ComplaintStore, SlaConfigStore
 from shared import ops
 from shared.runtime import ServiceRuntime
 
 
 def create_app(settings: ComplaintsSettings) -> FastAPI:
-    runtime = ServiceRuntime.build(
-        settings, handlers=worker.handlers(), subscriptions=worker.SUBSCRIPTIONS
+    runtime = ServiceRuntime.build(settings, handlers={}, subscriptions=worker.SUBSCRIPTIONS)
+    store = ComplaintStore(runtime.db)
+    complaints = Complaints(
+        client=runtime.client,
+        store=store,
+        config=SlaConfigStore(runtime.db),
+        outbox=runtime.outbox,
+        relay=runtime.relay,
+        warning_share=settings.sla_warning_share,
+        escalation_team=settings.escalation_team,
+        reopen_window=timedelta(hours=settings.reopen_window_hours),
     )
-    return runtime.http_app([ops.router])
+    for event_type, handler in worker.handlers(complaints).items():
+        runtime.on(event_type, handler)
+    watcher = Watcher(complaints, settings.sla_check_interval_seconds)
+    runtime.startup += [store.ensure_indexes, watcher.start]
+    runtime.shutdown.append(watcher.stop)
+    return runtime.http_app([ops.router, api.router], complaints=complaints, watcher=watcher)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -14,3 +15,16 @@ class ComplaintsSettings(ServiceSettings):
 
     service_name: ClassVar[str] = "complaints"
     default_http_port: ClassVar[int] = 8002
+
+    sla_check_interval_seconds: float = Field(
+        default=15.0, gt=0, description="how often the SLA watcher looks for due deadlines"
+    )
+    sla_warning_share: float = Field(
+        default=0.8, gt=0, lt=1, description="share of an SLA target at which to warn"
+    )
+    escalation_team: str = Field(
+        default="escalations", min_length=1, description="team a breached complaint goes to"
+    )
+    reopen_window_hours: float = Field(
+        default=14 * 24, ge=0, description="how long after resolution a complaint may reopen"
+    )

@@ -1,0 +1,219 @@
+"""MongoDB adapter of the complaints service (pymongo's AsyncMongoClient).
+
+``complaints`` holds one document per complaint with its clocks, conversation, history,
+resolutions and feedback; ``version`` guards every replacement, so two writers never both
+win (a lost race is retried by the use case). ``sla_calendars`` and ``sla_policies`` hold
+the SLA configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import datetime
+from typing import Any
+
+from bson import Binary
+from pymongo import ASCENDING, DESCENDING
+
+from services.complaints.calendar import BusinessCalendar
+from services.complaints.domain import ACTIVE, ERASED_TEXT, Complaint, SlaPolicy
+from shared.events.complaints import SlaClock
+from shared.events.envelope import InvalidEvent, decode, encode
+from shared.mongo import Collection, Database, Session
+from shared.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+# Lists leave out what only a single complaint's page shows.
+SUMMARY_PROJECTION = {"comments": 0, "history": 0}
+
+
+class ComplaintStore:
+    def __init__(self, db: Database) -> None:
+        self.complaints = db["complaints"]
+
+    async def ensure_indexes(self) -> None:
+        await self.complaints.create_index([("created_at", DESCENDING), ("_id", DESCENDING)])
+        await self.complaints.create_index([("customer_id", ASCENDING), ("created_at", DESCENDING)])
+        await self.complaints.create_index([("status", ASCENDING), ("created_at", DESCENDING)])
+        await self.complaints.create_index("calendar")
+        for clock in SlaClock:
+            await self.complaints.create_index(f"clocks.{clock.value}.due_at")
+            await self.complaints.create_index(f"clocks.{clock.value}.warn_at")
+
+    async def get(self, complaint_id: str, session: Session | None = None) -> Complaint | None:
+        document = await self.complaints.find_one({"_id": complaint_id}, session=session)
+        return None if document is None else _complaint(document)
+
+    async def insert(self, complaint: Complaint, session: Session) -> None:
+        await self.complaints.insert_one(_document(complaint), session=session)
+
+    async def replace(self, before: Complaint, after: Complaint, session: Session) -> bool:
+        """Store ``after`` if the stored version is still ``before``'s; False otherwise."""
+        stored = after.model_copy(update={"version": before.version + 1})
+        result = await self.complaints.replace_one(
+            {"_id": before.id, "version": before.version}, _document(stored), session=session
+        )
+        return result.matched_count == 1
+
+    async def page(
+        self, filters: dict[str, Any], after: tuple[datetime, str] | None, limit: int
+    ) -> list[Complaint]:
+        """Newest first, keyset-paginated on (created_at, _id): pages never shift."""
+        query = filters
+        if after is not None:
+            moment, complaint_id = after
+            keyset = {
+                "$or": [
+                    {"created_at": {"$lt": moment}},
+                    {"created_at": moment, "_id": {"$lt": complaint_id}},
+                ]
+            }
+            query = {"$and": [filters, keyset]} if filters else keyset
+        cursor = (
+            self.complaints.find(query, SUMMARY_PROJECTION)
+            .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+            .limit(limit)
+        )
+        return [_complaint(document) async for document in cursor]
+
+    async def due_for_alerts(self, now: datetime, reopen_before: datetime) -> list[str]:
+        """Complaints with a warning or breach due and not yet announced, or resolved
+        longer ago than the reopen window."""
+        alternatives: list[dict[str, Any]] = [
+            {"status": "resolved", "resolved_at": {"$lte": reopen_before}}
+        ]
+        for clock in SlaClock:
+            prefix = f"clocks.{clock.value}"
+            running = {f"{prefix}.running": True, f"{prefix}.stopped_at": None}
+            alternatives.append(
+                {**running, f"{prefix}.warn_at": {"$lte": now}, f"{prefix}.warned_at": None}
+            )
+            alternatives.append(
+                {**running, f"{prefix}.due_at": {"$lte": now}, f"{prefix}.breached_at": None}
+            )
+        cursor = self.complaints.find({"$or": alternatives}, {"_id": 1})
+        return [document["_id"] async for document in cursor]
+
+    async def ids_on_calendar(self, calendar: str) -> list[str]:
+        cursor = self.complaints.find(
+            {"calendar": calendar, "status": {"$in": sorted(ACTIVE)}}, {"_id": 1}
+        )
+        return [document["_id"] async for document in cursor]
+
+    async def ids_of_customer(self, customer_id: str, session: Session) -> list[str]:
+        cursor = self.complaints.find({"customer_id": customer_id}, {"_id": 1}, session=session)
+        return [document["_id"] async for document in cursor]
+
+    async def move_customer(
+        self, source_id: str, target_id: str, session: Session, *, undo: bool
+    ) -> int:
+        """Complaints follow a merge to the survivor; an undone merge takes back exactly
+        those that moved."""
+        if undo:
+            result = await self.complaints.update_many(
+                {"customer_id": target_id, "moved_from": source_id},
+                {"$set": {"customer_id": source_id, "moved_from": None}, "$inc": {"version": 1}},
+                session=session,
+            )
+        else:
+            result = await self.complaints.update_many(
+                {"customer_id": source_id},
+                {
+                    "$set": {"customer_id": target_id, "moved_from": source_id},
+                    "$inc": {"version": 1},
+                },
+                session=session,
+            )
+        return result.modified_count
+
+
+class SlaConfigStore:
+    def __init__(self, db: Database) -> None:
+        self.calendars = db["sla_calendars"]
+        self.policies = db["sla_policies"]
+
+    async def all_calendars(self, session: Session | None = None) -> dict[str, BusinessCalendar]:
+        cursor = self.calendars.find({}, session=session)
+        return {
+            document["_id"]: BusinessCalendar.model_validate(
+                {k: v for k, v in document.items() if k != "_id"}
+            )
+            async for document in cursor
+        }
+
+    async def put_calendar(self, name: str, calendar: BusinessCalendar) -> None:
+        await self.calendars.replace_one(
+            {"_id": name}, {"_id": name, **calendar.model_dump(mode="json")}, upsert=True
+        )
+
+    async def all_policies(self, session: Session | None = None) -> list[SlaPolicy]:
+        cursor = self.policies.find({}, session=session)
+        return [
+            SlaPolicy.model_validate({k: v for k, v in document.items() if k != "_id"})
+            async for document in cursor
+        ]
+
+    async def put_policy(self, policy: SlaPolicy) -> None:
+        key = f"{policy.priority.value}:{policy.category or '*'}"
+        await self.policies.replace_one(
+            {"_id": key}, {"_id": key, **policy.model_dump(mode="json")}, upsert=True
+        )
+
+
+def _document(complaint: Complaint) -> dict[str, Any]:
+    document = complaint.model_dump(mode="python", exclude={"id"})
+    document["_id"] = complaint.id
+    return document
+
+
+def _complaint(document: dict[str, Any]) -> Complaint:
+    return Complaint.model_validate({**document, "id": document["_id"]})
+
+
+# Fields of complaint events that may carry what a person wrote about themselves.
+PERSONAL_TEXT = ("subject", "description", "summary", "comment", "public_comment", "reason")
+
+
+class OutboxScrubber:
+    """Erasure reaches the outbox too: published copies go, pending ones are blanked."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.collection: Collection = outbox.collection
+
+    async def erase(self, session: Session, customer_id: str) -> None:
+        key = Binary(customer_id.encode())
+        await self.collection.delete_many(
+            {"key": key, "published_at": {"$ne": None}}, session=session
+        )
+        async for document in self.collection.find(
+            {"key": key, "published_at": None}, session=session
+        ):
+            rewritten = _scrubbed(document)
+            if rewritten is not None:
+                await self.collection.update_one(
+                    {"_id": document["_id"]}, {"$set": rewritten}, session=session
+                )
+
+
+def _scrubbed(document: dict[str, Any]) -> dict[str, Any] | None:
+    headers = [(name, bytes(value)) for name, value in document["headers"]]
+    try:
+        event = decode(bytes(document["value"]), headers)
+    except InvalidEvent:
+        log.warning("outbox event %s cannot be read; it is left as it is", document["_id"])
+        return None
+    fields = type(event.payload).model_fields
+    changes = {
+        name: (None if fields[name].default is None else ERASED_TEXT)
+        for name in PERSONAL_TEXT
+        if name in fields and getattr(event.payload, name) is not None
+    }
+    if not changes:
+        return None
+    record = encode(dataclasses.replace(event, payload=event.payload.model_copy(update=changes)))
+    return {
+        "value": Binary(record.value),
+        "headers": [[name, Binary(value)] for name, value in record.headers],
+    }
