@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from services.complaints import api, worker
 from services.complaints.handlers import Complaints, Watcher
 from services.complaints.settings import ComplaintsSettings
-from services.complaints.store import ComplaintStore, SlaConfigStore
+from services.complaints.store import ComplaintStore, CustomerDirectory, SlaConfigStore
 from shared import ops
 from shared.runtime import ServiceRuntime
 
@@ -23,6 +23,7 @@ def create_app(settings: ComplaintsSettings) -> FastAPI:
         config=SlaConfigStore(runtime.db),
         outbox=runtime.outbox,
         relay=runtime.relay,
+        directory=CustomerDirectory(runtime.db),
         warning_share=settings.sla_warning_share,
         escalation_team=settings.escalation_team,
         reopen_window=timedelta(hours=settings.reopen_window_hours),

@@ -20,9 +20,14 @@ from typing import Any
 from services.complaints import domain
 from services.complaints.calendar import DEFAULT_CALENDAR, BusinessCalendar
 from services.complaints.domain import Actor, Change, Complaint, SlaPolicy, SlaRules
-from services.complaints.store import ComplaintStore, OutboxScrubber, SlaConfigStore
+from services.complaints.store import (
+    ComplaintStore,
+    CustomerDirectory,
+    OutboxScrubber,
+    SlaConfigStore,
+)
 from shared.consumer import Handler
-from shared.errors import Forbidden, InvalidInput, NotFound
+from shared.errors import Forbidden, Gone, InvalidInput, NotFound
 from shared.events import Event, new_event
 from shared.events.base import EventPayload
 from shared.events.complaints import ComplaintStatus
@@ -53,6 +58,7 @@ class Complaints:
     config: SlaConfigStore
     outbox: Outbox
     relay: OutboxRelay
+    directory: CustomerDirectory
     warning_share: float = 0.8
     escalation_team: str = "escalations"
     reopen_window: timedelta = timedelta(days=14)
@@ -116,6 +122,12 @@ def ensure_may_access(actor: Actor, complaint: Complaint) -> None:
 
 
 async def open_complaint(ctx: Complaints, command: domain.OpenComplaint, actor: Actor) -> Complaint:
+    filed_under, erased = await ctx.directory.current_id(command.customer_id)
+    if erased:
+        raise Gone(f"customer {command.customer_id} was erased")
+    if filed_under != command.customer_id and not actor.is_customer:
+        # The customer was merged: new complaints go where the old ones went.
+        command = command.model_copy(update={"customer_id": filed_under})
     now = ctx.now()
     complaint, payloads = domain.open_complaint(command, actor, await ctx.rules(), now)
 
@@ -312,11 +324,15 @@ def event_handlers(ctx: Complaints) -> dict[str, Handler]:
         await ctx.store.move_customer(
             merged.source_customer_id, merged.customer_id, session, undo=merged.undone
         )
+        await ctx.directory.record_merge(
+            session, merged.source_customer_id, merged.customer_id, undone=merged.undone
+        )
 
     async def customer_erased(event: Event[Any], session: Session) -> None:
         erased = event.payload
         assert isinstance(erased, CustomerErased)
         now = ctx.now()
+        await ctx.directory.mark_erased(session, erased.customer_id, erased.erased_at)
         for complaint_id in await ctx.store.ids_of_customer(erased.customer_id, session):
             before = await ctx.store.get(complaint_id, session)
             if before is None or before.erased:

@@ -129,6 +129,47 @@ class ComplaintStore:
         return result.modified_count
 
 
+class CustomerDirectory:
+    """What the complaints service heard of customers from profiles' events: who was
+    merged into whom, and who was erased (no new complaint may name them)."""
+
+    def __init__(self, db: Database) -> None:
+        self.entries = db["customer_directory"]
+
+    async def record_merge(
+        self, session: Session, source_id: str, target_id: str, *, undone: bool
+    ) -> None:
+        """New complaints naming the source go to the survivor, until the merge is undone."""
+        if undone:
+            await self.entries.delete_one(
+                {"_id": source_id, "merged_into": target_id}, session=session
+            )
+        else:
+            await self.entries.update_one(
+                {"_id": source_id}, {"$set": {"merged_into": target_id}}, upsert=True,
+                session=session,
+            )  # fmt: skip
+
+    async def mark_erased(self, session: Session, customer_id: str, erased_at: datetime) -> None:
+        await self.entries.update_one(
+            {"_id": customer_id}, {"$set": {"erased_at": erased_at}}, upsert=True, session=session
+        )
+
+    async def current_id(self, customer_id: str) -> tuple[str, bool]:
+        """The id complaints of ``customer_id`` are filed under, and whether it was erased."""
+        current = customer_id
+        for _ in range(10):  # merges chain rarely; a loop would be a bug upstream
+            entry = await self.entries.find_one({"_id": current})
+            if entry is None:
+                return current, False
+            if entry.get("erased_at") is not None:
+                return current, True
+            if not entry.get("merged_into"):
+                return current, False
+            current = entry["merged_into"]
+        return current, False
+
+
 class SlaConfigStore:
     def __init__(self, db: Database) -> None:
         self.calendars = db["sla_calendars"]

@@ -13,7 +13,7 @@ from shared.events.envelope import KafkaRecord, encode
 from shared.kafka import AiokafkaPublisher
 from shared.topics import CUSTOMERS, TopicNames
 from tests.complaints.conftest import Api
-from tests.complaints.test_complaints import open_one
+from tests.complaints.test_complaints import complaint_body, open_one
 from tests.kafka_reading import read_topic
 from tests.service_harness import eventually
 
@@ -124,3 +124,52 @@ async def test_a_malformed_customer_event_goes_to_the_dlq_with_the_reason(
     headers = dict(record.headers)
     assert b"erased_at" in headers["dlq-reason"]
     assert headers["dlq-consumer"] == b"complaints"
+
+
+async def test_new_complaints_follow_a_merge_and_are_refused_for_an_erased_customer(
+    api: Api, publisher: AiokafkaPublisher, topics: TopicNames
+) -> None:
+    await send(
+        publisher,
+        topics,
+        CustomerMerged(
+            customer_id="cus_kept", source_customer_id="cus_old", merged_at="2026-11-23T10:00:00Z"
+        ),
+    )
+    await send(
+        publisher,
+        topics,
+        CustomerErased(customer_id="cus_forgotten", erased_at="2026-11-23T12:00:00Z"),
+    )
+
+    async def both_consumed() -> bool:
+        entries = api.complaints.directory.entries
+        return await entries.count_documents({}) == 2
+
+    await eventually(both_consumed, timeout=20, message="the customer events were not consumed")
+    filed = await open_one(api, customer_id="cus_old")
+    assert filed["customer_id"] == "cus_kept"
+    refused = await api.http.post(
+        "/api/v1/complaints", json=complaint_body(customer_id="cus_forgotten"), headers=api.agent
+    )
+    assert refused.status_code == 410
+    assert refused.headers["content-type"] == "application/problem+json"
+    listing = await api.call("GET", "/complaints", params={"customer_id": "cus_forgotten"})
+    assert listing["items"] == []
+
+
+async def test_a_customer_reopens_its_own_resolved_complaint(api: Api) -> None:
+    mine = api.customer("cus_ana")
+    complaint = await open_one(api, headers=mine)
+    path = f"/complaints/{complaint['id']}"
+    await api.call("POST", f"{path}/acknowledge")
+    await api.call("POST", f"{path}/status", json={"status": "in_progress"})
+    await api.call(
+        "POST", f"{path}/resolve", json={"resolution_type": "explanation", "summary": "Explained"}
+    )
+    other = await api.http.post(
+        f"/api/v1{path}/reopen", json={"reason": "not me"}, headers=api.customer("cus_eve")
+    )
+    assert other.status_code == 403
+    reopened = await api.call("POST", f"{path}/reopen", mine, json={"reason": "still leaking"})
+    assert reopened["status"] == "reopened"
