@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -40,6 +37,7 @@ from shared.events.complaints import (
     Priority,
     SlaClock,
 )
+from shared.pagination import decode_cursor, encode_cursor
 
 StaffPrincipal = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AGENT))]
 AdminPrincipal = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
@@ -236,9 +234,9 @@ async def list_complaints(
         created["$lt"] = created_before
     if created:
         filters["created_at"] = created
-    found = await ctx.store.page(filters, _decode_cursor(cursor), limit + 1)
+    found = await ctx.store.page(filters, decode_cursor(cursor), limit + 1)
     page = found[:limit]
-    next_cursor = _encode_cursor(page[-1]) if len(found) > limit else None
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(found) > limit else None
     return ComplaintPage(
         items=[ComplaintPublic.of(c.visible_to(actor)) for c in page], next_cursor=next_cursor
     )
@@ -429,19 +427,3 @@ def _assignee_and_sla(
             }
         )
     return clauses
-
-
-def _encode_cursor(complaint: Complaint) -> str:
-    raw = json.dumps([complaint.created_at.isoformat(), complaint.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
-    if not cursor:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        moment, complaint_id = json.loads(base64.urlsafe_b64decode(padded))
-        return datetime.fromisoformat(moment), str(complaint_id)
-    except (ValueError, TypeError, binascii.Error):
-        raise InvalidInput("cursor is not one this API issued") from None

@@ -9,10 +9,6 @@ URLs answer 410 Gone (problem+json); a merged one's redirect to the survivor (30
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
@@ -35,6 +31,7 @@ from services.profiles.timeline import EntryKind, TimelineEntry
 from shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from shared.errors import Forbidden, InvalidInput
 from shared.events.customers import Channel, Purpose
+from shared.pagination import decode_cursor, encode_cursor
 
 StaffOrService = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AGENT, Role.SERVICE))]
 Cursor = Annotated[
@@ -261,22 +258,3 @@ async def erase_customer(customer_id: str, gdpr: GdprDep, principal: CurrentPrin
             raise Forbidden("only an admin or the customer itself may erase a customer")
         principal.ensure_may_access_customer(customer_id)
     await gdpr_cases.erase_customer(gdpr, customer_id)
-
-
-def encode_cursor(occurred_at: datetime, item_id: str) -> str:
-    raw = json.dumps([occurred_at.isoformat(), item_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
-    if not cursor:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        occurred_at, item_id = json.loads(base64.urlsafe_b64decode(padded))
-        moment = datetime.fromisoformat(occurred_at)
-    except (ValueError, TypeError, binascii.Error):
-        raise InvalidInput("cursor is not one this API issued") from None
-    if moment.tzinfo is None:
-        raise InvalidInput("cursor is not one this API issued")
-    return moment, str(item_id)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -37,6 +34,7 @@ from shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from shared.errors import Forbidden, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from shared.events.customers import PostalAddress
 from shared.http import problem
+from shared.pagination import decode_cursor, encode_cursor
 
 StaffOrService = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AGENT, Role.SERVICE))]
 # What a customer may change on its own profile (self-service); the rest is staff's.
@@ -355,11 +353,18 @@ async def list_customers(
         filters["created_at"] = created
     sort_by, descending = sort.value.lstrip("-"), sort.value.startswith("-")
     customers = await profiles.store.page(
-        filters, _decode_cursor(cursor, sort), limit + 1, sort_by=sort_by, descending=descending
+        filters,
+        decode_cursor(cursor, sort.value),
+        limit + 1,
+        sort_by=sort_by,
+        descending=descending,
     )
     has_more = len(customers) > limit
     customers = customers[:limit]
-    next_cursor = _encode_cursor(customers[-1], sort) if has_more else None
+    last = customers[-1] if has_more else None
+    next_cursor = (
+        None if last is None else encode_cursor(getattr(last, sort_by), last.id, sort.value)
+    )
     return CustomerPage(items=[CustomerPublic.of(c) for c in customers], next_cursor=next_cursor)
 
 
@@ -391,26 +396,6 @@ def _phone_query(phone: str) -> str:
 def _name_prefix(prefix: str) -> list[dict[str, Any]]:
     pattern = {"$regex": f"^{re.escape(prefix)}", "$options": "i"}
     return [{"given_name": pattern}, {"family_name": pattern}, {"preferred_name": pattern}]
-
-
-def _encode_cursor(customer: Customer, sort: CustomerSort) -> str:
-    moment: datetime = getattr(customer, sort.value.lstrip("-"))
-    raw = json.dumps([sort.value, moment.isoformat(), customer.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None, sort: CustomerSort) -> tuple[datetime, str] | None:
-    if not cursor:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        field, moment, customer_id = json.loads(base64.urlsafe_b64decode(padded))
-        value = datetime.fromisoformat(moment)
-    except (ValueError, TypeError, binascii.Error):
-        raise InvalidInput("cursor is not one this API issued") from None
-    if field != sort.value:
-        raise InvalidInput(f"this cursor belongs to sort={field}; keep the sort while paging")
-    return value, str(customer_id)
 
 
 async def redirect_moved(request: Request, error: Exception) -> Response:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -20,9 +17,9 @@ from services.profiles.ledger import (
 )
 from services.profiles.purchases import Ledger
 from shared.auth import CurrentPrincipal, Principal, Role, require_roles
-from shared.errors import InvalidInput
 from shared.events.base import Amount
 from shared.events.purchases import PurchaseCompleted, PurchaseReturned
+from shared.pagination import decode_cursor, encode_cursor
 
 StaffOrService = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AGENT, Role.SERVICE))]
 _STRICT = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
@@ -192,12 +189,14 @@ async def read_ledger(
 ) -> LedgerPage:
     """Purchases, returns and refunds, newest first."""
     principal.ensure_may_access_customer(customer_id)
-    entries = await purchases.ledger_page(ledger, customer_id, _decode_cursor(cursor), limit + 1)
+    entries = await purchases.ledger_page(ledger, customer_id, decode_cursor(cursor), limit + 1)
     has_more = len(entries) > limit
     entries = entries[:limit]
     return LedgerPage(
         items=[LedgerEntryPublic.of(entry) for entry in entries],
-        next_cursor=_encode_cursor(entries[-1]) if has_more else None,
+        next_cursor=(
+            encode_cursor(entries[-1].occurred_at, entries[-1].entry_id) if has_more else None
+        ),
     )
 
 
@@ -208,19 +207,3 @@ async def read_figures(
     """What the customer's ledger adds up to: counts, spend per currency, buying habits."""
     principal.ensure_may_access_customer(customer_id)
     return FiguresPublic.of(await purchases.figures_of(ledger, customer_id))
-
-
-def _encode_cursor(entry: LedgerEntry) -> str:
-    raw = json.dumps([entry.occurred_at.isoformat(), entry.entry_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
-    if not cursor:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        occurred_at, entry_id = json.loads(base64.urlsafe_b64decode(padded))
-        return datetime.fromisoformat(occurred_at), str(entry_id)
-    except (ValueError, TypeError, binascii.Error):
-        raise InvalidInput("cursor is not one this API issued") from None
