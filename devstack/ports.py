@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -34,15 +33,6 @@ def port_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
-
-
-def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
-    """Block until ``host:port`` accepts connections or raise TimeoutError."""
-    deadline = time.monotonic() + timeout
-    while not port_accepts(host, port):
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:.0f}s")
-        time.sleep(0.1)
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:

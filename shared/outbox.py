@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +22,8 @@ from bson import Binary, ObjectId
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from shared.events.envelope import Event, KafkaRecord, encode
+from shared.events.base import EventPayload
+from shared.events.envelope import Event, InvalidEvent, KafkaRecord, decode, encode
 from shared.kafka import EventPublisher
 from shared.mongo import Database, Session
 from shared.observability import EVENTS_PUBLISHED, OUTBOX_PENDING, current_trace_context
@@ -73,6 +74,47 @@ class Outbox:
                 }
             )
         await self.collection.insert_many(documents, session=session)
+
+    async def forget(
+        self,
+        session: Session,
+        customer_ids: Sequence[str],
+        scrub: Callable[[EventPayload], EventPayload],
+    ) -> None:
+        """Erasure in the outbox: the customers' published events (kept for inspection)
+        go; pending ones are still published, in order, but with ``scrub``'s data."""
+        keys = [Binary(customer_id.encode()) for customer_id in customer_ids]
+        await self.collection.delete_many(
+            {"key": {"$in": keys}, "published_at": {"$ne": None}}, session=session
+        )
+        pending = self.collection.find(
+            {"key": {"$in": keys}, "published_at": None}, session=session
+        )
+        async for document in pending:
+            rewritten = _scrubbed(document, scrub)
+            if rewritten is not None:
+                await self.collection.update_one(
+                    {"_id": document["_id"]}, {"$set": rewritten}, session=session
+                )
+
+
+def _scrubbed(
+    document: dict[str, Any], scrub: Callable[[EventPayload], EventPayload]
+) -> dict[str, Any] | None:
+    headers = [(name, bytes(value)) for name, value in document["headers"]]
+    try:
+        event = decode(bytes(document["value"]), headers)
+    except InvalidEvent:
+        log.warning("outbox event %s cannot be read; it is left as it is", document["_id"])
+        return None
+    payload = scrub(event.payload)
+    if payload == event.payload:
+        return None
+    record = encode(dataclasses.replace(event, payload=payload))
+    return {
+        "value": Binary(record.value),
+        "headers": [[name, Binary(value)] for name, value in record.headers],
+    }
 
 
 class OutboxRelay:

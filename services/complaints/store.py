@@ -8,22 +8,17 @@ the SLA configuration.
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 from datetime import datetime
 from typing import Any
 
-from bson import Binary
 from pymongo import ASCENDING, DESCENDING
 
 from services.complaints.calendar import BusinessCalendar
 from services.complaints.domain import ACTIVE, ERASED_TEXT, Complaint, SlaPolicy
+from shared.events.base import EventPayload
 from shared.events.complaints import SlaClock
-from shared.events.envelope import InvalidEvent, decode, encode
-from shared.mongo import Collection, Database, Session
+from shared.mongo import Database, Session
 from shared.outbox import Outbox
-
-log = logging.getLogger(__name__)
 
 # Lists leave out what only a single complaint's page shows.
 SUMMARY_PROJECTION = {"comments": 0, "history": 0}
@@ -221,40 +216,18 @@ class OutboxScrubber:
     """Erasure reaches the outbox too: published copies go, pending ones are blanked."""
 
     def __init__(self, outbox: Outbox) -> None:
-        self.collection: Collection = outbox.collection
+        self.outbox = outbox
 
     async def erase(self, session: Session, customer_id: str) -> None:
-        key = Binary(customer_id.encode())
-        await self.collection.delete_many(
-            {"key": key, "published_at": {"$ne": None}}, session=session
-        )
-        async for document in self.collection.find(
-            {"key": key, "published_at": None}, session=session
-        ):
-            rewritten = _scrubbed(document)
-            if rewritten is not None:
-                await self.collection.update_one(
-                    {"_id": document["_id"]}, {"$set": rewritten}, session=session
-                )
+        await self.outbox.forget(session, [customer_id], scrub_payload)
 
 
-def _scrubbed(document: dict[str, Any]) -> dict[str, Any] | None:
-    headers = [(name, bytes(value)) for name, value in document["headers"]]
-    try:
-        event = decode(bytes(document["value"]), headers)
-    except InvalidEvent:
-        log.warning("outbox event %s cannot be read; it is left as it is", document["_id"])
-        return None
-    fields = type(event.payload).model_fields
+def scrub_payload(payload: EventPayload) -> EventPayload:
+    """A complaint event without what the person wrote."""
+    fields = type(payload).model_fields
     changes = {
         name: (None if fields[name].default is None else ERASED_TEXT)
         for name in PERSONAL_TEXT
-        if name in fields and getattr(event.payload, name) is not None
+        if name in fields and getattr(payload, name) is not None
     }
-    if not changes:
-        return None
-    record = encode(dataclasses.replace(event, payload=event.payload.model_copy(update=changes)))
-    return {
-        "value": Binary(record.value),
-        "headers": [[name, Binary(value)] for name, value in record.headers],
-    }
+    return payload.model_copy(update=changes) if changes else payload

@@ -30,8 +30,6 @@ Erasing an erased customer again is refused with 410 and publishes nothing.
 from __future__ import annotations
 
 import base64
-import dataclasses
-import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,19 +37,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from bson import Binary, Decimal128, ObjectId
+from bson import Decimal128, ObjectId
 
 from services.profiles.domain import Customer, CustomerStatus, ProfileFields
 from services.profiles.handlers import SOURCE, Profiles, get_customer
 from services.profiles.store import CustomerStore
 from services.profiles.timeline import ERASED, MAX_MERGE_HOPS
 from shared.errors import Conflict, Gone
-from shared.events import Event, EventPayload, InvalidEvent, decode, encode, new_event
+from shared.events import Event, EventPayload, new_event
 from shared.events.customers import ConsentChanged, CustomerErased, InteractionLogged
-from shared.mongo import Document, Session
+from shared.mongo import Session
 from shared.outbox import Outbox
-
-log = logging.getLogger(__name__)
 
 
 class Exporter(Protocol):
@@ -172,39 +168,10 @@ class OutboxScrubber:
     """Erasure in the outbox: drop published events, blank the pending ones."""
 
     def __init__(self, outbox: Outbox) -> None:
-        self.collection = outbox.collection
+        self.outbox = outbox
 
     async def erase(self, session: Session, customer_ids: Sequence[str]) -> None:
-        keys = [Binary(customer_id.encode()) for customer_id in customer_ids]
-        await self.collection.delete_many(
-            {"key": {"$in": keys}, "published_at": {"$ne": None}}, session=session
-        )
-        pending = self.collection.find(
-            {"key": {"$in": keys}, "published_at": None}, session=session
-        )
-        async for document in pending:
-            rewritten = _scrubbed_record(document)
-            if rewritten is not None:
-                await self.collection.update_one(
-                    {"_id": document["_id"]}, {"$set": rewritten}, session=session
-                )
-
-
-def _scrubbed_record(document: Document) -> dict[str, Any] | None:
-    headers = [(name, bytes(value)) for name, value in document["headers"]]
-    try:
-        event = decode(bytes(document["value"]), headers)
-    except InvalidEvent:
-        log.warning("outbox event %s cannot be read; it is left as it is", document["_id"])
-        return None
-    payload = scrub_payload(event.payload)
-    if payload == event.payload:
-        return None
-    record = encode(dataclasses.replace(event, payload=payload))
-    return {
-        "value": Binary(record.value),
-        "headers": [[name, Binary(value)] for name, value in record.headers],
-    }
+        await self.outbox.forget(session, customer_ids, scrub_payload)
 
 
 def scrub_payload(payload: EventPayload) -> EventPayload:
