@@ -11,10 +11,11 @@ DATA_DIR ?= .rapport/data
 CODE_DIRS := $(foreach dir,shared services devstack tests bench,$(if $(wildcard $(dir)/*.py $(dir)/*/*.py),$(dir)))
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: help install up test check lint typecheck fmt schemas bench kafka-jars clean clean-data
+.PHONY: help install up demo test check lint typecheck fmt schemas bench kafka-jars browser clean clean-data
 
 help:
 	@echo "make up          run the whole stack locally (Kafka, SecantusDB, SMTP sink, 4 services)"
+	@echo "make demo        run the whole stack and feed it synthetic customers (see the dashboard)"
 	@echo "make test        lint, type-check, import contracts, then the test suite"
 	@echo "make lint        ruff check + ruff format --check + mypy --strict + lint-imports"
 	@echo "make fmt         format and auto-fix with ruff"
@@ -40,7 +41,22 @@ kafka-jars: $(STAMP)
 up: $(STAMP)
 	$(BIN)/python -m devstack.up
 
-test: lint kafka-jars
+demo: $(STAMP)
+	$(BIN)/python -m devstack.demo
+
+# The dashboard test drives Debian's chromium headless; install it when missing
+# (as root through apt-get, the only way to get a browser on a machine without a
+# download-anything network). RAPPORT_CHROMIUM points at another binary.
+browser:
+	@command -v $${RAPPORT_CHROMIUM:-chromium} >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the dashboard test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "chromium is missing: install it (apt-get install chromium) or set RAPPORT_CHROMIUM" >&2; exit 1; \
+	  fi; }
+
+test: lint kafka-jars browser
 	$(BIN)/python -m pytest
 
 check: test
