@@ -18,6 +18,7 @@ import pytest
 from devstack.kafka import KafkaBroker
 from devstack.mongo import IN_MEMORY, SecantusServer
 from devstack.ports import free_port, free_ports
+from devstack.sms import SmsSink
 from devstack.smtp import SmtpSink
 
 _previous_sigterm: signal.Handlers | None = None
@@ -99,6 +100,21 @@ def smtp_sink() -> Iterator[SmtpSink]:
     mails are in there too.
     """
     sink = SmtpSink("127.0.0.1", free_port())
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
+@pytest.fixture(scope="session")
+def sms_sink() -> Iterator[SmsSink]:
+    """An in-memory SMS provider sink on a free port, shared by the whole session.
+
+    Use ``wait_for`` with a predicate specific to your test: other tests' messages are in
+    there too.
+    """
+    sink = SmsSink("127.0.0.1", 0)
     sink.start()
     try:
         yield sink

@@ -2,16 +2,98 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import FastAPI
 
-from services.notifications import worker
+from services.notifications import api, inbox, templates_api, webhooks, worker
+from services.notifications.channels import ChannelSettings, InAppSender, SmsSender, SmtpSender
+from services.notifications.directory import Directory
+from services.notifications.dispatcher import Dispatcher
+from services.notifications.domain import Channel, Sender
+from services.notifications.handlers import Notifications, Scheduler
+from services.notifications.respect import QuietHours
+from services.notifications.schedules import ScheduleStore
 from services.notifications.settings import NotificationsSettings
+from services.notifications.store import Ledger, PreferenceStore, RuleStore
+from services.notifications.templating import JinjaTemplateRenderer, TemplateStore
 from shared import ops
 from shared.runtime import ServiceRuntime
 
 
 def create_app(settings: NotificationsSettings) -> FastAPI:
-    runtime = ServiceRuntime.build(
-        settings, handlers=worker.handlers(), subscriptions=worker.SUBSCRIPTIONS
+    runtime = ServiceRuntime.build(settings, handlers={}, subscriptions=worker.SUBSCRIPTIONS)
+    db = runtime.db
+    ledger, directory, schedules = Ledger(db), Directory(db), ScheduleStore(db)
+    notifications = Notifications(
+        client=runtime.client,
+        ledger=ledger,
+        directory=directory,
+        preferences=PreferenceStore(db),
+        rule_store=RuleStore(db),
+        schedules=schedules,
+        outbox=runtime.outbox,
+        relay=runtime.relay,
+        rule_settings=settings.rules,
+        default_time_zone=settings.default_time_zone,
+        default_locale=settings.default_locale,
+        default_quiet_hours=QuietHours.parse(settings.quiet_hours_start, settings.quiet_hours_end),
+        marketing_cap=settings.marketing_daily_cap,
+        escalation_address=settings.escalation_address,
+        team_addresses=settings.team_addresses,
+        owner_fallback_address=settings.owner_fallback_address,
+        portal_url=settings.portal_url,
     )
-    return runtime.http_app([ops.router])
+    inbox_store = inbox.InboxStore(db, clock=notifications.now)
+    notifications.inbox = inbox_store
+    renderer = JinjaTemplateRenderer(
+        TemplateStore(db), company=settings.company_name, default_locale=settings.default_locale
+    )
+    channel_settings = ChannelSettings.model_validate(settings, from_attributes=True)
+    webhook_delivery = webhooks.WebhookDelivery(webhooks.WebhookStore(db), channel_settings)
+    notifications.webhooks = webhook_delivery
+    sms = SmsSender(channel_settings)
+    senders: dict[Channel, Sender] = {
+        Channel.EMAIL: SmtpSender(channel_settings),
+        Channel.SMS: sms,
+        Channel.IN_APP: InAppSender(inbox_store),
+    }
+    dispatcher = Dispatcher(
+        notifications,
+        renderer,
+        senders,
+        poll_interval=settings.dispatcher_poll_interval_seconds,
+        batch_size=settings.dispatcher_batch_size,
+        concurrency=settings.dispatcher_concurrency,
+        lease=timedelta(seconds=settings.dispatcher_lease_seconds),
+        max_attempts=settings.max_attempts,
+        backoff_base=settings.backoff_base_seconds,
+        backoff_cap=settings.backoff_cap_seconds,
+        send_timeout=settings.send_timeout_seconds,
+        webhook_timeout=settings.webhook_timeout_seconds,
+        unknown_customer_grace=timedelta(seconds=settings.unknown_customer_grace_seconds),
+    )
+    scheduler = Scheduler(notifications, settings.scheduler_poll_interval_seconds)
+    for event_type, handler in worker.handlers(notifications).items():
+        runtime.on(event_type, handler)
+    runtime.startup += [
+        ledger.ensure_indexes,
+        directory.ensure_indexes,
+        schedules.ensure_indexes,
+        renderer.ensure_indexes,
+        inbox_store.ensure_indexes,
+        webhook_delivery.ensure_indexes,
+        dispatcher.start,
+        scheduler.start,
+    ]
+    runtime.shutdown += [scheduler.stop, dispatcher.stop, sms.close, webhook_delivery.close]
+    return runtime.http_app(
+        [ops.router, api.router, templates_api.router, inbox.router, webhooks.router],
+        inbox=inbox_store,
+        templates=renderer,
+        webhooks=webhook_delivery,
+        notifications=notifications,
+        dispatcher=dispatcher,
+        scheduler=scheduler,
+        renderer=renderer,
+    )

@@ -1,0 +1,160 @@
+"""HTTP API of the notifications core: the delivery ledger, redrive, preferences, rules.
+
+Templates, the in-app inbox and webhook subscriptions have their own routers
+(``templates_api``, ``inbox``, ``webhooks``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, Field
+
+from services.notifications import handlers
+from services.notifications import rules as r
+from services.notifications.handlers import Notifications
+from services.notifications.rules import RuleConfig, RuleUpdate
+from services.notifications.store import (
+    CustomerPreferences,
+    Delivery,
+    DeliveryStatus,
+    status_filter,
+)
+from shared.auth import AdminPrincipal, CurrentPrincipal, Principal, Role, require_roles
+from shared.errors import Conflict, InvalidInput, NotFound
+from shared.pagination import decode_cursor, encode_cursor
+
+StaffPrincipal = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AGENT))]
+CustomerId = Annotated[str, Path(min_length=1, max_length=200)]
+DeliveryId = Annotated[str, Path(min_length=1, max_length=200)]
+RuleName = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+def get_notifications(request: Request) -> Notifications:
+    notifications: Notifications = request.app.state.notifications
+    return notifications
+
+
+NotificationsDep = Annotated[Notifications, Depends(get_notifications)]
+
+
+class DeliveryPage(BaseModel):
+    items: list[Delivery]
+    next_cursor: str | None = Field(
+        description="pass as `cursor` to get the next page; null on the last page"
+    )
+
+
+router = APIRouter(prefix="/api/v1", tags=["notifications"])
+
+
+@router.get("/deliveries")
+async def list_deliveries(
+    ctx: NotificationsDep,
+    principal: CurrentPrincipal,
+    status: Annotated[
+        list[DeliveryStatus] | None,
+        Query(description="pending (incl. deferred and retrying), sent, failed, suppressed"),
+    ] = None,
+    customer_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    rule: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> DeliveryPage:
+    """The delivery ledger, newest first; a customer token sees its own deliveries."""
+    if not principal.has_any(Role.ADMIN, Role.AGENT, Role.SERVICE):
+        if customer_id not in (None, principal.customer_id):
+            raise InvalidInput("a customer token lists only its own deliveries")
+        customer_id = principal.customer_id
+    if rule is not None and rule not in r.RULE_NAMES:
+        raise InvalidInput(f"no rule {rule}; rules are: {', '.join(r.RULE_NAMES)}")
+    filters = status_filter(status or [], [customer_id] if customer_id else [], rule)
+    found = await ctx.ledger.page(filters, decode_cursor(cursor, "deliveries"), limit + 1)
+    page = found[:limit]
+    next_cursor = (
+        encode_cursor(page[-1].created_at, page[-1].id, "deliveries")
+        if len(found) > limit
+        else None
+    )
+    return DeliveryPage(items=page, next_cursor=next_cursor)
+
+
+@router.get("/deliveries/{delivery_id}")
+async def read_delivery(
+    delivery_id: DeliveryId, ctx: NotificationsDep, principal: CurrentPrincipal
+) -> Delivery:
+    delivery = await ctx.ledger.get(delivery_id)
+    if delivery is None:
+        raise NotFound(f"no delivery {delivery_id}")
+    principal.ensure_may_access_customer(delivery.customer_id)
+    return delivery
+
+
+@router.post(
+    "/deliveries/{delivery_id}/redrive",
+    responses={409: {"description": "only a failed delivery can be redriven"}},
+)
+async def redrive(delivery_id: DeliveryId, ctx: NotificationsDep, _: StaffPrincipal) -> Delivery:
+    """Try a failed delivery again from its first attempt (same delivery id, so a
+    receiver that saw it before can tell)."""
+    delivery = await ctx.ledger.get(delivery_id)
+    if delivery is None:
+        raise NotFound(f"no delivery {delivery_id}")
+    if delivery.status is not DeliveryStatus.FAILED:
+        raise Conflict(f"delivery {delivery_id} is {delivery.status.value}, not failed")
+    if not await ctx.ledger.redrive(delivery, ctx.now()):
+        raise Conflict(f"delivery {delivery_id} changed meanwhile; read it again")
+    redriven = await ctx.ledger.get(delivery_id)
+    assert redriven is not None
+    return redriven
+
+
+@router.get("/customers/{customer_id}/preferences", tags=["preferences"])
+async def read_preferences(
+    customer_id: CustomerId, ctx: NotificationsDep, principal: CurrentPrincipal
+) -> CustomerPreferences:
+    principal.ensure_may_access_customer(customer_id)
+    return await ctx.preferences.get(await ctx.directory.current_id(customer_id))
+
+
+@router.put("/customers/{customer_id}/preferences", tags=["preferences"])
+async def put_preferences(
+    customer_id: CustomerId,
+    body: CustomerPreferences,
+    ctx: NotificationsDep,
+    principal: CurrentPrincipal,
+) -> CustomerPreferences:
+    """Opt-outs per channel and purpose, and quiet hours (local HH:MM in the customer's
+    time zone); the customer may change their own."""
+    principal.ensure_may_access_customer(customer_id)
+    unique = list(dict.fromkeys(body.opt_outs))
+    body = body.model_copy(update={"opt_outs": unique})
+    return await ctx.preferences.put(await ctx.directory.current_id(customer_id), body, ctx.now())
+
+
+@router.get("/rules", tags=["rules"])
+async def list_rules(ctx: NotificationsDep, _: StaffPrincipal) -> list[RuleConfig]:
+    return await ctx.all_rules()
+
+
+@router.get("/rules/{name}", tags=["rules"])
+async def read_rule(name: RuleName, ctx: NotificationsDep, _: StaffPrincipal) -> RuleConfig:
+    r.definition(name)
+    return await ctx.rule(name)
+
+
+@router.put("/rules/{name}", tags=["rules"])
+async def put_rule(
+    name: RuleName, body: RuleUpdate, ctx: NotificationsDep, _: AdminPrincipal
+) -> RuleConfig:
+    """Switch a rule on or off, choose its channels, set its parameters (422 when they do
+    not fit the rule). New times or days of a scheduled rule move its pending schedules."""
+    r.definition(name)
+    current = await ctx.rule(name)
+    override = r.validate_update(name, body, current)
+    if override:
+        await ctx.rule_store.put(name, override)
+        if name in (r.BIRTHDAY_GREETING, r.RENEWAL_REMINDER) and "parameters" in override:
+            await handlers.resync_schedules(ctx)
+    return await ctx.rule(name)

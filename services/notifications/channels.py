@@ -1,0 +1,249 @@
+"""Senders: one message out on one channel (SMTP e-mail, an SMS provider, the in-app inbox).
+
+Each raises ``TransientDeliveryError`` for what may work on a later attempt (the server
+is down, slow or says "try later": 4xx in SMTP, 5xx/408/429 in HTTP) and
+``PermanentDeliveryError`` for what never will (the recipient is refused: 5xx in SMTP,
+other 4xx in HTTP, or there is no usable address). The message's ``delivery_id`` is stable
+across attempts and reaches the other side (the e-mail's ``Message-ID``, the SMS
+provider's idempotency key, the inbox entry's id), so a retry after a lost answer can be
+recognised as the same message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate, parseaddr
+from typing import Any
+
+import aiosmtplib
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from services.notifications.domain import (
+    Channel,
+    OutgoingMessage,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+from services.notifications.inbox import InboxStore
+from shared.settings import Environment
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+_PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,76}$")
+
+
+class ChannelSettings(BaseModel):
+    """What the senders and webhooks need. Field names match ``NotificationsSettings`` so
+    ``ChannelSettings.model_validate(settings, from_attributes=True)`` builds it from
+    the service's settings (fields it does not have keep these defaults)."""
+
+    model_config = ConfigDict(extra="ignore", from_attributes=True)
+
+    environment: Environment = Environment.DEVELOPMENT
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=1025, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_tls: bool = Field(default=False, description="implicit TLS (port 465)")
+    smtp_from: str = "Rapport <notifications@rapport.local>"
+    sms_url: str = "http://127.0.0.1:1026/messages"
+    sms_api_key: SecretStr | None = None
+    sms_sender_id: str = "Rapport"
+    send_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0)
+    webhook_allow_private: bool | None = Field(
+        default=None,
+        description=(
+            "allow webhook URLs on loopback/private addresses and plain http; default: only"
+            " outside production"
+        ),
+    )
+    webhook_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="hosts allowed even when private addresses are not (e.g. an internal relay)",
+    )
+
+    @property
+    def sender_address(self) -> str:
+        return parseaddr(self.smtp_from)[1] or "notifications@rapport.local"
+
+    @property
+    def sender_name(self) -> str:
+        return parseaddr(self.smtp_from)[0]
+
+    @property
+    def company(self) -> str:
+        """The name customers know the sender by: the display name of ``smtp_from``."""
+        return self.sender_name or "Rapport"
+
+    @property
+    def private_webhooks_allowed(self) -> bool:
+        if self.webhook_allow_private is not None:
+            return self.webhook_allow_private
+        return self.environment is not Environment.PRODUCTION
+
+
+def message_id(delivery_id: str, domain: str) -> str:
+    """A ``Message-ID`` that is the same for every attempt of one delivery."""
+    local = delivery_id if _SAFE_ID.match(delivery_id) else _digest(delivery_id)
+    return f"<{local}@{domain}>"
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:40]
+
+
+class SmtpSender:
+    """E-mail over SMTP: a multipart/alternative message (plain text, then HTML)."""
+
+    channel = Channel.EMAIL
+
+    def __init__(self, settings: ChannelSettings) -> None:
+        self.settings = settings
+
+    def build(self, message: OutgoingMessage) -> EmailMessage:
+        settings = self.settings
+        rendered = message.rendered
+        mail = EmailMessage()
+        mail["From"] = formataddr((settings.sender_name, settings.sender_address))
+        mail["To"] = formataddr((message.recipient.name or "", message.address))
+        mail["Subject"] = rendered.subject
+        mail["Date"] = formatdate(usegmt=True)
+        domain = settings.sender_address.rpartition("@")[2] or "rapport.local"
+        mail["Message-ID"] = message_id(message.delivery_id, domain)
+        mail["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
+        mail["X-Rapport-Delivery-Id"] = message.delivery_id
+        mail["X-Rapport-Rule"] = message.rule
+        for name, value in message.headers.items():
+            if _HEADER_NAME.match(name) and "\n" not in value and "\r" not in value:
+                mail[name] = value
+        mail.set_content(rendered.text)
+        if rendered.html:
+            mail.add_alternative(rendered.html, subtype="html")
+        mail["Content-Language"] = rendered.locale  # after the body: set_content drops it
+        return mail
+
+    async def send(self, message: OutgoingMessage) -> None:
+        address = message.address.strip()
+        try:
+            Address(addr_spec=address)
+        except (ValueError, IndexError, TypeError) as error:
+            raise PermanentDeliveryError(f"not an e-mail address: {address!r} ({error})") from None
+        if "@" not in address:
+            raise PermanentDeliveryError(f"not an e-mail address: {address!r}")
+        try:
+            mail = self.build(message)
+        except (ValueError, TypeError) as error:
+            raise PermanentDeliveryError(f"the e-mail cannot be built: {error}") from None
+        settings = self.settings
+        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+        try:
+            await aiosmtplib.send(
+                mail,
+                sender=settings.sender_address,
+                recipients=[address],
+                hostname=settings.smtp_host,
+                port=settings.smtp_port,
+                username=settings.smtp_username,
+                password=password,
+                start_tls=settings.smtp_starttls,
+                use_tls=settings.smtp_tls,
+                timeout=settings.send_timeout_seconds,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as error:
+            codes = [refused.code for refused in error.recipients]
+            reasons = "; ".join(f"{r.code} {r.message}" for r in error.recipients)
+            if codes and all(400 <= code < 500 for code in codes):
+                raise TransientDeliveryError(f"recipient deferred: {reasons}") from None
+            raise PermanentDeliveryError(f"recipient refused: {reasons}") from None
+        except aiosmtplib.SMTPAuthenticationError as error:
+            # The server is misconfigured for us, not the message: retry, then redrive.
+            raise TransientDeliveryError(
+                f"SMTP login refused: {error.code} {error.message}"
+            ) from None
+        except aiosmtplib.SMTPResponseException as error:
+            text = f"SMTP {error.code} {error.message}"
+            if 500 <= error.code < 600:
+                raise PermanentDeliveryError(text) from None
+            raise TransientDeliveryError(text) from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            raise TransientDeliveryError(
+                f"SMTP server {settings.smtp_host}:{settings.smtp_port} unavailable:"
+                f" {type(error).__name__}: {error}"
+            ) from None
+
+
+def classify_http(status: int, what: str, body: str = "") -> None:
+    """Raise for an HTTP answer that is not a success: 5xx, 408 and 429 are worth another
+    try; any other 4xx (and a redirect, which is not followed) never will be."""
+    if 200 <= status < 300:
+        return
+    detail = f"{what} answered {status}" + (f": {body[:200]}" if body else "")
+    if status >= 500 or status in (408, 425, 429):
+        raise TransientDeliveryError(detail)
+    raise PermanentDeliveryError(detail)
+
+
+class SmsSender:
+    """SMS through a provider's HTTP API: ``POST {to, text, idempotency_key, sender}`` as
+    JSON with ``Authorization: Bearer <api key>``. Call :meth:`close` at shutdown."""
+
+    channel = Channel.SMS
+
+    def __init__(self, settings: ChannelSettings, client: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self._client = client
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.settings.send_timeout_seconds), follow_redirects=False
+            )
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def send(self, message: OutgoingMessage) -> None:
+        phone = re.sub(r"[\s().-]", "", message.address)
+        if not _PHONE.match(phone):
+            raise PermanentDeliveryError(f"not a phone number in E.164 form: {message.address!r}")
+        headers = {"Idempotency-Key": message.delivery_id}
+        if self.settings.sms_api_key is not None:
+            headers["Authorization"] = f"Bearer {self.settings.sms_api_key.get_secret_value()}"
+        payload: dict[str, Any] = {
+            "to": phone,
+            "text": message.rendered.text,
+            "idempotency_key": message.delivery_id,
+            "sender": self.settings.sms_sender_id,
+        }
+        try:
+            response = await self._http().post(self.settings.sms_url, json=payload, headers=headers)
+        except httpx.TimeoutException:
+            raise TransientDeliveryError(
+                f"the SMS provider did not answer within {self.settings.send_timeout_seconds} s"
+            ) from None
+        except httpx.HTTPError as error:
+            raise TransientDeliveryError(
+                f"the SMS provider is unreachable: {type(error).__name__}: {error}"
+            ) from None
+        classify_http(response.status_code, "the SMS provider", response.text)
+
+
+class InAppSender:
+    """Puts the message in the customer's in-app inbox (see ``inbox.py``)."""
+
+    channel = Channel.IN_APP
+
+    def __init__(self, inbox: InboxStore) -> None:
+        self.inbox = inbox
+
+    async def send(self, message: OutgoingMessage) -> None:
+        await self.inbox.deliver(message)

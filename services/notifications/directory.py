@@ -1,0 +1,304 @@
+"""What the notifications service knows about customers: a local read model of the
+``crm.customer.*`` events (and of complaint events, for the open complaints).
+
+Profiles publishes the whole public profile in ``crm.customer.registered`` and
+``crm.customer.updated``; the directory keeps the newest version it saw (an older
+snapshot arriving late changes nothing), the consents from
+``crm.customer.consent_changed``, the open complaints, merges (a merged customer resolves
+to the survivor) and erasure (nothing personal is kept, only the fact).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from pymongo import ASCENDING
+
+from services.notifications.domain import Channel, Purpose, Recipient
+from shared.events.customers import ContractStatus, CustomerSnapshot
+from shared.mongo import Database, Session
+
+
+@dataclass(frozen=True)
+class Contract:
+    contract_id: str
+    product: str
+    active: bool
+    ends_on: date | None  # the renewal date, or the expiry date when it does not renew
+    auto_renew: bool = False
+
+
+@dataclass(frozen=True)
+class Customer:
+    id: str
+    given_name: str | None = None
+    family_name: str | None = None
+    preferred_name: str | None = None
+    emails: tuple[str, ...] = ()
+    phones: tuple[str, ...] = ()
+    locale: str | None = None
+    time_zone: str | None = None
+    birthday: date | None = None
+    contracts: tuple[Contract, ...] = ()
+    account_owner: str | None = None
+    consents: Mapping[tuple[Channel, Purpose], bool] = field(default_factory=dict)
+    open_complaints: tuple[str, ...] = ()
+    erased: bool = False
+    registered: bool = False  # a profile snapshot was seen (not only consents or complaints)
+    version: int = 0
+
+    @property
+    def name(self) -> str | None:
+        """How messages address the customer: the preferred name, else the given name."""
+        return self.preferred_name or self.given_name or self.family_name
+
+    @property
+    def full_name(self) -> str | None:
+        parts = [part for part in (self.given_name, self.family_name) if part]
+        return " ".join(parts) or self.preferred_name
+
+    def address(self, channel: Channel) -> str | None:
+        if channel is Channel.EMAIL:
+            return self.emails[0] if self.emails else None
+        if channel is Channel.SMS:
+            return self.phones[0] if self.phones else None
+        if channel is Channel.IN_APP:
+            return self.id
+        return None
+
+    def recipient(self, default_locale: str, default_time_zone: str) -> Recipient:
+        return Recipient(
+            customer_id=self.id,
+            name=self.name,
+            email=self.address(Channel.EMAIL),
+            phone=self.address(Channel.SMS),
+            locale=self.locale or default_locale,
+            time_zone=self.time_zone or default_time_zone,
+        )
+
+
+def _consent_key(channel: Channel, purpose: Purpose) -> str:
+    return f"{channel.value}:{purpose.value}"
+
+
+def _customer(document: Mapping[str, Any]) -> Customer:
+    consents: dict[tuple[Channel, Purpose], bool] = {}
+    for key, granted in (document.get("consents") or {}).items():
+        channel, _, purpose = key.partition(":")
+        try:
+            consents[(Channel(channel), Purpose(purpose))] = bool(granted)
+        except ValueError:
+            continue
+    birthday = document.get("birthday")
+    return Customer(
+        id=document["_id"],
+        given_name=document.get("given_name"),
+        family_name=document.get("family_name"),
+        preferred_name=document.get("preferred_name"),
+        emails=tuple(document.get("emails") or ()),
+        phones=tuple(document.get("phones") or ()),
+        locale=document.get("locale"),
+        time_zone=document.get("time_zone"),
+        birthday=date.fromisoformat(birthday) if birthday else None,
+        contracts=tuple(
+            Contract(
+                contract_id=c["contract_id"],
+                product=c.get("product", ""),
+                active=bool(c.get("active")),
+                ends_on=date.fromisoformat(c["ends_on"]) if c.get("ends_on") else None,
+                auto_renew=bool(c.get("auto_renew")),
+            )
+            for c in document.get("contracts") or ()
+        ),
+        account_owner=document.get("account_owner"),
+        consents=consents,
+        open_complaints=tuple(document.get("open_complaints") or ()),
+        erased=bool(document.get("erased")),
+        registered=bool(document.get("version")),
+        version=int(document.get("version") or 0),
+    )
+
+
+def _contracts(snapshot: CustomerSnapshot) -> list[dict[str, Any]] | None:
+    if snapshot.contracts is None:
+        return None
+    contracts = []
+    for contract in snapshot.contracts:
+        ends = contract.renews_at or contract.expires_at
+        contracts.append(
+            {
+                "contract_id": contract.contract_id,
+                "product": contract.product,
+                "active": contract.status is ContractStatus.ACTIVE,
+                "ends_on": ends.isoformat() if ends else None,
+                "auto_renew": contract.auto_renew,
+            }
+        )
+    return contracts
+
+
+PERSONAL_FIELDS = (
+    "given_name",
+    "family_name",
+    "preferred_name",
+    "emails",
+    "phones",
+    "birthday",
+    "contracts",
+    "account_owner",
+    "external_ids",
+)
+
+
+class Directory:
+    def __init__(self, db: Database) -> None:
+        self.customers = db["customers"]
+
+    async def ensure_indexes(self) -> None:
+        await self.customers.create_index([("emails", ASCENDING)])
+        await self.customers.create_index([("external_ids", ASCENDING)])
+        await self.customers.create_index([("merged_into", ASCENDING)])
+
+    async def get(self, customer_id: str, session: Session | None = None) -> Customer | None:
+        """The customer, following merges to the survivor; None when never heard of."""
+        current = customer_id
+        for _ in range(10):  # merges rarely chain; a loop would be a bug upstream
+            document = await self.customers.find_one({"_id": current}, session=session)
+            if document is None:
+                return None
+            if not document.get("merged_into"):
+                return _customer(document)
+            current = document["merged_into"]
+        return None
+
+    async def current_id(self, customer_id: str, session: Session | None = None) -> str:
+        customer = await self.get(customer_id, session)
+        return customer.id if customer is not None else customer_id
+
+    async def find_by_email(self, email: str, session: Session | None = None) -> Customer | None:
+        document = await self.customers.find_one(
+            {"emails": email.lower(), "erased": {"$ne": True}, "merged_into": None},
+            session=session,
+        )
+        return None if document is None else _customer(document)
+
+    async def find_by_external_id(
+        self, external_id: str, session: Session | None = None
+    ) -> Customer | None:
+        document = await self.customers.find_one(
+            {"external_ids": external_id, "erased": {"$ne": True}, "merged_into": None},
+            session=session,
+        )
+        return None if document is None else _customer(document)
+
+    async def apply_snapshot(
+        self, session: Session, snapshot: CustomerSnapshot
+    ) -> tuple[Customer | None, Customer | None]:
+        """Keep the snapshot if it is newer than what is stored; (before, after), after
+        being None when the snapshot was stale or the customer erased."""
+        stored = await self.customers.find_one({"_id": snapshot.customer_id}, session=session)
+        before = None if stored is None else _customer(stored)
+        if stored is not None and (
+            stored.get("erased") or int(stored.get("version") or 0) >= snapshot.version
+        ):
+            return before, None
+        owner = snapshot.attributes.get("account_owner")
+        changes: dict[str, Any] = {
+            "version": snapshot.version,
+            "given_name": snapshot.given_name,
+            "family_name": snapshot.family_name,
+            "preferred_name": snapshot.preferred_name,
+            "emails": [str(email).lower() for email in snapshot.emails],
+            "phones": list(snapshot.phones),
+            "locale": snapshot.locale,
+            "time_zone": snapshot.time_zone,
+            "birthday": snapshot.birthday.isoformat() if snapshot.birthday else None,
+            "account_owner": owner if isinstance(owner, str) and owner else None,
+            "external_ids": [f"{system}:{key}" for system, key in snapshot.external_ids.items()],
+            "updated_at": snapshot.updated_at,
+        }
+        contracts = _contracts(snapshot)
+        if contracts is not None:
+            changes["contracts"] = contracts
+        await self.customers.update_one(
+            {"_id": snapshot.customer_id}, {"$set": changes}, upsert=True, session=session
+        )
+        after = await self.customers.find_one({"_id": snapshot.customer_id}, session=session)
+        assert after is not None
+        return before, _customer(after)
+
+    async def record_consent(
+        self, session: Session, customer_id: str, channel: Channel, purpose: Purpose, granted: bool
+    ) -> None:
+        await self.customers.update_one(
+            {"_id": customer_id, "erased": {"$ne": True}},
+            {"$set": {f"consents.{_consent_key(channel, purpose)}": granted}},
+            upsert=True,
+            session=session,
+        )
+
+    async def complaint_opened(self, session: Session, customer_id: str, complaint_id: str) -> None:
+        target = await self.current_id(customer_id, session)
+        await self.customers.update_one(
+            {"_id": target},
+            {"$addToSet": {"open_complaints": complaint_id}},
+            upsert=True,
+            session=session,
+        )
+
+    async def complaint_ended(self, session: Session, complaint_id: str) -> None:
+        await self.customers.update_many(
+            {"open_complaints": complaint_id},
+            {"$pull": {"open_complaints": complaint_id}},
+            session=session,
+        )
+
+    async def record_merge(
+        self, session: Session, source_id: str, target_id: str, *, undone: bool
+    ) -> None:
+        """The source resolves to the survivor (its open complaints move along) until the
+        merge is undone."""
+        if undone:
+            await self.customers.update_one(
+                {"_id": source_id, "merged_into": target_id},
+                {"$set": {"merged_into": None}},
+                session=session,
+            )
+            moved = await self.customers.find_one({"_id": source_id}, session=session)
+            for complaint_id in (moved or {}).get("moved_complaints") or ():
+                await self.customers.update_one(
+                    {"_id": target_id},
+                    {"$pull": {"open_complaints": complaint_id}},
+                    session=session,
+                )
+            return
+        source = await self.customers.find_one({"_id": source_id}, session=session)
+        complaints: Sequence[str] = (source or {}).get("open_complaints") or ()
+        await self.customers.update_one(
+            {"_id": source_id},
+            {"$set": {"merged_into": target_id, "moved_complaints": list(complaints)}},
+            upsert=True,
+            session=session,
+        )
+        if complaints:
+            await self.customers.update_one(
+                {"_id": target_id},
+                {"$addToSet": {"open_complaints": {"$each": list(complaints)}}},
+                upsert=True,
+                session=session,
+            )
+
+    async def mark_erased(self, session: Session, customer_id: str, erased_at: datetime) -> None:
+        """Only the fact remains: no name, address, birthday or contract."""
+        await self.customers.update_one(
+            {"_id": customer_id},
+            {
+                "$set": {"erased": True, "erased_at": erased_at},
+                "$unset": dict.fromkeys(PERSONAL_FIELDS, ""),
+            },
+            upsert=True,
+            session=session,
+        )

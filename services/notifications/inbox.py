@@ -1,0 +1,236 @@
+"""The in-app inbox: messages a customer reads in the app or portal.
+
+``inbox`` holds one document per delivered message, keyed by the delivery id, so a
+delivery that is attempted again never shows twice. A customer token reads only its own
+inbox (403 otherwise); staff and services read any. An erased customer's messages keep
+only their ids (so a late retry cannot bring the text back) and disappear from the API;
+a merge moves them to the surviving customer, and an undone merge takes them back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, Field
+from pymongo import DESCENDING
+from pymongo.errors import DuplicateKeyError
+
+from services.notifications.domain import OutgoingMessage, TextDirection
+from shared.auth import CurrentPrincipal
+from shared.errors import NotFound
+from shared.mongo import Database, Session
+from shared.pagination import decode_cursor, encode_cursor
+
+CURSOR_SCOPE = "inbox"
+
+
+class InboxMessage(BaseModel):
+    id: str
+    customer_id: str
+    rule: str
+    subject: str
+    text: str
+    locale: str
+    direction: TextDirection
+    created_at: datetime
+    read_at: datetime | None = None
+
+    @property
+    def read(self) -> bool:
+        return self.read_at is not None
+
+
+class InboxPage(BaseModel):
+    items: list[InboxMessage]
+    unread_count: int = Field(description="unread messages in the whole inbox")
+    next_cursor: str | None = Field(
+        description="pass as `cursor` to get the next page; null on the last page"
+    )
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class InboxStore:
+    def __init__(self, db: Database, clock: Callable[[], datetime] = _utcnow) -> None:
+        self.messages = db["inbox"]
+        self.clock = clock
+
+    async def ensure_indexes(self) -> None:
+        await self.messages.create_index(
+            [("customer_id", 1), ("created_at", DESCENDING), ("_id", DESCENDING)]
+        )
+        await self.messages.create_index([("customer_id", 1), ("read_at", 1)])
+
+    async def deliver(self, message: OutgoingMessage) -> None:
+        """Store the message once per delivery id; a repeat changes nothing."""
+        rendered = message.rendered
+        document = {
+            "_id": message.delivery_id,
+            "customer_id": message.recipient.customer_id,
+            "rule": message.rule,
+            "subject": rendered.subject,
+            "text": rendered.text,
+            "locale": rendered.locale,
+            "direction": rendered.direction.value,
+            "created_at": self.clock(),
+            "read_at": None,
+        }
+        with contextlib.suppress(DuplicateKeyError):
+            await self.messages.insert_one(document)
+
+    async def page(
+        self,
+        customer_id: str,
+        *,
+        unread_only: bool,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[InboxMessage]:
+        query: dict[str, Any] = {"customer_id": customer_id, "erased": {"$ne": True}}
+        if unread_only:
+            query["read_at"] = None
+        if after is not None:
+            moment, message_id = after
+            query["$or"] = [
+                {"created_at": {"$lt": moment}},
+                {"created_at": moment, "_id": {"$lt": message_id}},
+            ]
+        cursor = (
+            self.messages.find(query)
+            .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+            .limit(limit)
+        )
+        return [_message(document) async for document in cursor]
+
+    async def unread_count(self, customer_id: str) -> int:
+        return await self.messages.count_documents(
+            {"customer_id": customer_id, "read_at": None, "erased": {"$ne": True}}
+        )
+
+    async def mark_read(self, customer_id: str, message_id: str) -> InboxMessage:
+        """Mark read once; marking again keeps the first time."""
+        owned = {"_id": message_id, "customer_id": customer_id, "erased": {"$ne": True}}
+        await self.messages.update_one(
+            {**owned, "read_at": None}, {"$set": {"read_at": self.clock()}}
+        )
+        document = await self.messages.find_one(owned)
+        if document is None:
+            raise NotFound(f"customer {customer_id} has no inbox message {message_id}")
+        return _message(document)
+
+    async def mark_all_read(self, customer_id: str) -> int:
+        result = await self.messages.update_many(
+            {"customer_id": customer_id, "read_at": None, "erased": {"$ne": True}},
+            {"$set": {"read_at": self.clock()}},
+        )
+        return result.modified_count
+
+    async def erase_customer(self, customer_id: str, session: Session | None = None) -> None:
+        """Forget what the messages said; keep their ids so a retried delivery stays a
+        repeat instead of bringing the text back."""
+        await self.messages.update_many(
+            {"customer_id": customer_id},
+            {"$set": {"subject": "", "text": "", "erased": True}},
+            session=session,
+        )
+
+    async def move_customer(
+        self, source_id: str, target_id: str, *, undo: bool = False, session: Session | None = None
+    ) -> None:
+        """Messages follow a merge to the survivor; an undone merge takes back exactly
+        those that moved."""
+        if undo:
+            await self.messages.update_many(
+                {"customer_id": target_id, "moved_from": source_id},
+                {"$set": {"customer_id": source_id}, "$unset": {"moved_from": ""}},
+                session=session,
+            )
+        else:
+            await self.messages.update_many(
+                {"customer_id": source_id},
+                {"$set": {"customer_id": target_id, "moved_from": source_id}},
+                session=session,
+            )
+
+
+def _message(document: dict[str, Any]) -> InboxMessage:
+    return InboxMessage(
+        id=document["_id"],
+        customer_id=document["customer_id"],
+        rule=document["rule"],
+        subject=document["subject"],
+        text=document["text"],
+        locale=document["locale"],
+        direction=TextDirection(document.get("direction", "ltr")),
+        created_at=document["created_at"],
+        read_at=document.get("read_at"),
+    )
+
+
+def get_inbox(request: Request) -> InboxStore:
+    inbox: InboxStore = request.app.state.inbox
+    return inbox
+
+
+InboxDep = Annotated[InboxStore, Depends(get_inbox)]
+CustomerId = Annotated[str, Path(min_length=1, max_length=200)]
+MessageId = Annotated[str, Path(min_length=1, max_length=500)]
+
+router = APIRouter(prefix="/api/v1", tags=["inbox"])
+
+
+@router.get("/customers/{customer_id}/inbox")
+async def read_inbox(
+    customer_id: CustomerId,
+    inbox: InboxDep,
+    principal: CurrentPrincipal,
+    unread: Annotated[bool, Query(description="only messages not read yet")] = False,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> InboxPage:
+    """The customer's in-app messages, newest first (*self*: a customer token reads only
+    its own)."""
+    principal.ensure_may_access_customer(customer_id)
+    found = await inbox.page(
+        customer_id,
+        unread_only=unread,
+        after=decode_cursor(cursor, CURSOR_SCOPE),
+        limit=limit + 1,
+    )
+    page = found[:limit]
+    next_cursor = (
+        encode_cursor(page[-1].created_at, page[-1].id, CURSOR_SCOPE)
+        if len(found) > limit
+        else None
+    )
+    return InboxPage(
+        items=page, unread_count=await inbox.unread_count(customer_id), next_cursor=next_cursor
+    )
+
+
+class MarkedRead(BaseModel):
+    marked: int = Field(description="messages that were unread until now")
+
+
+@router.post("/customers/{customer_id}/inbox/read-all")
+async def mark_all_read(
+    customer_id: CustomerId, inbox: InboxDep, principal: CurrentPrincipal
+) -> MarkedRead:
+    """Mark every message read (*self*)."""
+    principal.ensure_may_access_customer(customer_id)
+    return MarkedRead(marked=await inbox.mark_all_read(customer_id))
+
+
+@router.post("/customers/{customer_id}/inbox/{message_id}/read")
+async def mark_read(
+    customer_id: CustomerId, message_id: MessageId, inbox: InboxDep, principal: CurrentPrincipal
+) -> InboxMessage:
+    """Mark a message read; doing it again changes nothing (*self*)."""
+    principal.ensure_may_access_customer(customer_id)
+    return await inbox.mark_read(customer_id, message_id)

@@ -1,0 +1,154 @@
+"""Respect for the customer: whether a message may go, and when. Pure: no I/O.
+
+The order of the checks is the order of the reasons a customer would accept:
+
+1. internal messages (audience staff) go to staff at once: no consent, no quiet hours;
+2. an erased customer gets nothing;
+3. an explicit refusal of the channel x purpose (``crm.customer.consent_changed`` with
+   ``granted: false``) suppresses; marketing also needs an explicit grant;
+4. the customer's own opt-outs (preferences) suppress;
+5. no marketing while the customer has an open complaint;
+6. at most ``marketing_cap`` marketing messages per customer per local day;
+7. quiet hours in the customer's time zone *defer* an e-mail or SMS to their end; a
+   message is never dropped for the hour it was due (in-app and webhooks are silent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from services.notifications.domain import Channel, Purpose
+from services.notifications.rules import Audience
+
+INTERRUPTING = frozenset({Channel.EMAIL, Channel.SMS})
+
+
+def zone(name: str | None, default: str = "UTC") -> ZoneInfo:
+    """The IANA zone ``name``, or ``default`` when it is missing or unknown."""
+    for candidate in (name, default, "UTC"):
+        if not candidate:
+            continue
+        try:
+            return ZoneInfo(candidate)
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+    return ZoneInfo("UTC")
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """Local hours in which nothing interrupting is sent; ``start > end`` spans midnight."""
+
+    start: time
+    end: time
+
+    @classmethod
+    def parse(cls, start: str | None, end: str | None) -> QuietHours | None:
+        if not start or not end or start == end:
+            return None
+        return cls(time.fromisoformat(start), time.fromisoformat(end))
+
+    def contains(self, moment: time) -> bool:
+        if self.start < self.end:
+            return self.start <= moment < self.end
+        return moment >= self.start or moment < self.end
+
+    def ends_after(self, local: datetime) -> datetime:
+        """The end of the quiet period ``local`` (zone-aware) falls in."""
+        end = datetime.combine(local.date(), self.end, tzinfo=local.tzinfo)
+        if end <= local:
+            end = datetime.combine(local.date() + timedelta(days=1), self.end, tzinfo=local.tzinfo)
+        return _exists(end)
+
+
+def _exists(local: datetime) -> datetime:
+    """A wall time that a DST gap skips moves forward to when the clock shows it again."""
+    roundtrip = local.astimezone(UTC).astimezone(local.tzinfo)
+    return roundtrip if roundtrip.replace(tzinfo=None) != local.replace(tzinfo=None) else local
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """What the customer chose: channel x purpose opt-outs and their own quiet hours."""
+
+    opt_outs: frozenset[tuple[Channel, Purpose]] = frozenset()
+    quiet_hours: QuietHours | None = None
+    quiet_hours_off: bool = False
+
+
+@dataclass(frozen=True)
+class Situation:
+    """Everything the decision needs about one message on one channel."""
+
+    channel: Channel
+    purpose: Purpose
+    audience: Audience
+    now: datetime
+    time_zone: str = "UTC"
+    consents: Mapping[tuple[Channel, Purpose], bool] = field(default_factory=dict)
+    preferences: Preferences = Preferences()
+    default_quiet_hours: QuietHours | None = None
+    open_complaints: int = 0
+    marketing_today: int = 0
+    marketing_cap: int = 2
+    erased: bool = False
+
+
+@dataclass(frozen=True)
+class Send:
+    at: datetime
+    deferred_because: str | None = None
+
+
+@dataclass(frozen=True)
+class Suppress:
+    reason: str
+
+
+Decision = Send | Suppress
+
+
+def decide(situation: Situation) -> Decision:
+    s = situation
+    if s.audience is Audience.STAFF:
+        return Send(s.now)
+    if s.erased:
+        return Suppress("customer erased")
+    consent = s.consents.get((s.channel, s.purpose))
+    if consent is False:
+        return Suppress(f"no {s.purpose.value} consent for {s.channel.value}")
+    if s.purpose is Purpose.MARKETING and consent is not True:
+        return Suppress(f"no marketing consent for {s.channel.value}")
+    if (s.channel, s.purpose) in s.preferences.opt_outs:
+        return Suppress(f"customer opted out of {s.purpose.value} {s.channel.value}")
+    if s.purpose is Purpose.MARKETING:
+        if s.open_complaints:
+            return Suppress("no marketing while a complaint is open")
+        if s.marketing_today >= s.marketing_cap:
+            return Suppress(f"daily marketing cap of {s.marketing_cap} reached")
+    return Send(*quiet_hours_deferral(s))
+
+
+def quiet_hours_deferral(s: Situation) -> tuple[datetime, str | None]:
+    """When an interrupting message may go: now, or the end of the quiet hours."""
+    hours = None if s.preferences.quiet_hours_off else s.preferences.quiet_hours
+    if hours is None and not s.preferences.quiet_hours_off:
+        hours = s.default_quiet_hours
+    if hours is None or s.channel not in INTERRUPTING:
+        return s.now, None
+    local = s.now.astimezone(zone(s.time_zone))
+    if not hours.contains(local.time()):
+        return s.now, None
+    return hours.ends_after(local).astimezone(UTC), "quiet hours"
+
+
+def local_day(moment: datetime, time_zone: str) -> tuple[datetime, datetime]:
+    """The UTC bounds of the customer's local day that ``moment`` falls in."""
+    tz = zone(time_zone)
+    local = moment.astimezone(tz)
+    start = datetime.combine(local.date(), time(0), tzinfo=tz)
+    end = datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=tz)
+    return start.astimezone(UTC), end.astimezone(UTC)

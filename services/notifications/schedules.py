@@ -1,0 +1,273 @@
+"""Persisted schedules: birthdays, renewal reminders and daily complaint status reports.
+
+A schedule is a document with the next time it is due (UTC) and the occurrence it last
+fired. The scheduler fires a due schedule and moves it on in *one* transaction that also
+records the deliveries, guarded by the schedule's version: when two schedulers (or a
+restarted one) reach the same schedule, one commits and the other's transaction is
+aborted; and the deliveries' ledger key includes the occurrence, so even a repeat could
+not send twice. Schedules follow the profile: a new birthday or renewal date moves them,
+a cancelled contract, a closed complaint or an erased customer cancels them.
+
+The time computations are pure functions at the top of the module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pymongo import ASCENDING
+
+from services.notifications.respect import zone
+from services.notifications.rules import (
+    BIRTHDAY_GREETING,
+    COMPLAINT_DAILY_STATUS,
+    RENEWAL_REMINDER,
+)
+from shared.mongo import Database, Session
+
+# -- pure: when things are due -------------------------------------------------------------
+
+
+def _on(day: date, at: time, time_zone: str) -> datetime:
+    """``at`` on ``day`` in the zone, as UTC; a wall time a DST gap skips moves forward."""
+    tz = zone(time_zone)
+    local = datetime.combine(day, at, tzinfo=tz)
+    roundtrip = local.astimezone(UTC).astimezone(tz)
+    if roundtrip.replace(tzinfo=None) != local.replace(tzinfo=None):
+        local = roundtrip
+    return local.astimezone(UTC)
+
+
+def birthday_in(birthday: date, year: int) -> date:
+    """The birthday in ``year``; 29 February is kept on the 28th in common years."""
+    try:
+        return birthday.replace(year=year)
+    except ValueError:
+        return date(year, 2, 28)
+
+
+def next_birthday(
+    birthday: date, at: time, time_zone: str, now: datetime, fired: str | None
+) -> tuple[datetime, str]:
+    """The next greeting (UTC) and its occurrence (the year): the first one still ahead
+    that was not fired already."""
+    year = now.astimezone(zone(time_zone)).year - 1
+    while True:
+        due = _on(birthday_in(birthday, year), at, time_zone)
+        if due >= now and (fired is None or year > int(fired)):
+            return due, str(year)
+        year += 1
+
+
+def following_birthday(
+    birthday: date, at: time, time_zone: str, fired: str
+) -> tuple[datetime, str]:
+    year = int(fired) + 1
+    return _on(birthday_in(birthday, year), at, time_zone), str(year)
+
+
+def renewal_due(ends_on: date, days_before: int, at: time, time_zone: str) -> datetime:
+    return _on(ends_on - timedelta(days=days_before), at, time_zone)
+
+
+def next_daily(at: time, time_zone: str, after: datetime) -> tuple[datetime, str]:
+    """The first ``at`` on a later local day than ``after``'s, and that day."""
+    day = after.astimezone(zone(time_zone)).date() + timedelta(days=1)
+    return _on(day, at, time_zone), day.isoformat()
+
+
+# -- the store -----------------------------------------------------------------------------
+
+
+class ScheduleStatus(StrEnum):
+    ACTIVE = "active"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    id: str
+    rule: str
+    customer_id: str
+    due_at: datetime
+    occurrence: str  # what the next firing is: a year, a local date, a renewal date
+    status: ScheduleStatus
+    params: Mapping[str, Any]
+    fired: str | None
+    version: int
+
+
+def _schedule(document: Mapping[str, Any]) -> Schedule:
+    return Schedule(
+        id=document["_id"],
+        rule=document["rule"],
+        customer_id=document["customer_id"],
+        due_at=document["due_at"],
+        occurrence=document["occurrence"],
+        status=ScheduleStatus(document["status"]),
+        params=document.get("params") or {},
+        fired=document.get("fired"),
+        version=int(document.get("version") or 1),
+    )
+
+
+class StaleSchedule(Exception):
+    """Another scheduler fired or changed the schedule first."""
+
+
+class ScheduleStore:
+    def __init__(self, db: Database) -> None:
+        self.schedules = db["schedules"]
+
+    async def ensure_indexes(self) -> None:
+        await self.schedules.create_index([("status", ASCENDING), ("due_at", ASCENDING)])
+        await self.schedules.create_index([("customer_id", ASCENDING), ("rule", ASCENDING)])
+        await self.schedules.create_index([("params.complaint_id", ASCENDING)])
+
+    async def get(self, schedule_id: str, session: Session | None = None) -> Schedule | None:
+        document = await self.schedules.find_one({"_id": schedule_id}, session=session)
+        return None if document is None else _schedule(document)
+
+    async def of_customer(
+        self, customer_id: str, session: Session | None = None, rule: str | None = None
+    ) -> list[Schedule]:
+        query: dict[str, Any] = {"customer_id": customer_id}
+        if rule:
+            query["rule"] = rule
+        cursor = self.schedules.find(query, session=session).sort("_id", ASCENDING)
+        return [_schedule(document) async for document in cursor]
+
+    async def due(self, now: datetime, limit: int = 200) -> list[Schedule]:
+        cursor = (
+            self.schedules.find({"status": ScheduleStatus.ACTIVE.value, "due_at": {"$lte": now}})
+            .sort("due_at", ASCENDING)
+            .limit(limit)
+        )
+        return [_schedule(document) async for document in cursor]
+
+    async def put(
+        self,
+        session: Session,
+        schedule_id: str,
+        *,
+        rule: str,
+        customer_id: str,
+        due_at: datetime,
+        occurrence: str,
+        params: Mapping[str, Any],
+        now: datetime,
+    ) -> None:
+        """Create or move a schedule (what it last fired is kept, so nothing repeats)."""
+        await self.schedules.update_one(
+            {"_id": schedule_id},
+            {
+                "$set": {
+                    "rule": rule,
+                    "customer_id": customer_id,
+                    "due_at": due_at,
+                    "occurrence": occurrence,
+                    "status": ScheduleStatus.ACTIVE.value,
+                    "params": dict(params),
+                    "updated_at": now,
+                },
+                "$inc": {"version": 1},
+                "$setOnInsert": {"fired": None, "created_at": now},
+            },
+            upsert=True,
+            session=session,
+        )
+
+    async def advance(
+        self,
+        session: Session,
+        schedule: Schedule,
+        *,
+        fired: str,
+        next_due: datetime | None,
+        next_occurrence: str | None,
+        now: datetime,
+    ) -> None:
+        """Record that ``schedule`` fired ``fired``, if nobody else did meanwhile."""
+        changes: dict[str, Any] = {"fired": fired, "last_fired_at": now, "updated_at": now}
+        if next_due is None:
+            changes["status"] = ScheduleStatus.DONE.value
+        else:
+            changes.update(due_at=next_due, occurrence=next_occurrence)
+        result = await self.schedules.update_one(
+            {"_id": schedule.id, "version": schedule.version,
+             "status": ScheduleStatus.ACTIVE.value},
+            {"$set": changes, "$inc": {"version": 1}},
+            session=session,
+        )  # fmt: skip
+        if result.matched_count != 1:
+            raise StaleSchedule(schedule.id)
+
+    async def cancel(
+        self, session: Session, query: Mapping[str, Any], reason: str, now: datetime
+    ) -> int:
+        result = await self.schedules.update_many(
+            {**query, "status": ScheduleStatus.ACTIVE.value},
+            {"$set": {"status": ScheduleStatus.CANCELLED.value, "cancelled_because": reason,
+                      "updated_at": now}, "$inc": {"version": 1}},
+            session=session,
+        )  # fmt: skip
+        return result.modified_count
+
+    async def reactivate(
+        self, session: Session, query: Mapping[str, Any], reason: str, now: datetime
+    ) -> None:
+        await self.schedules.update_many(
+            {**query, "status": ScheduleStatus.CANCELLED.value, "cancelled_because": reason},
+            {"$set": {"status": ScheduleStatus.ACTIVE.value, "cancelled_because": None,
+                      "updated_at": now}, "$inc": {"version": 1}},
+            session=session,
+        )  # fmt: skip
+
+    async def move(
+        self, session: Session, query: Mapping[str, Any], customer_id: str, moved_from: str | None
+    ) -> None:
+        await self.schedules.update_many(
+            dict(query),
+            {"$set": {"customer_id": customer_id, "moved_from": moved_from},
+             "$inc": {"version": 1}},
+            session=session,
+        )  # fmt: skip
+
+    async def forget_customer(self, session: Session, customer_id: str, now: datetime) -> None:
+        """Erasure: schedules are cancelled and keep no birthday or contract."""
+        await self.schedules.update_many(
+            {"customer_id": customer_id},
+            {"$set": {"status": ScheduleStatus.CANCELLED.value, "cancelled_because": "erased",
+                      "params": {}, "updated_at": now}, "$inc": {"version": 1}},
+            session=session,
+        )  # fmt: skip
+
+
+def birthday_id(customer_id: str) -> str:
+    return f"{BIRTHDAY_GREETING}:{customer_id}"
+
+
+def renewal_id(customer_id: str, contract_id: str, days_before: int) -> str:
+    return f"{RENEWAL_REMINDER}:{customer_id}:{contract_id}:{days_before}"
+
+
+def daily_id(complaint_id: str) -> str:
+    return f"{COMPLAINT_DAILY_STATUS}:{complaint_id}"
+
+
+def wanted_renewals(
+    contracts: Iterable[tuple[str, str, date | None, bool]], offsets: Iterable[int]
+) -> dict[tuple[str, int], tuple[str, date]]:
+    """(contract, days before) → (product, end date) for every active contract with a date."""
+    offsets = list(offsets)
+    return {
+        (contract_id, offset): (product, ends_on)
+        for contract_id, product, ends_on, active in contracts
+        if active and ends_on is not None
+        for offset in offsets
+    }

@@ -1,0 +1,616 @@
+"""Message templates: Jinja2 in a sandbox, per trigger, channel and locale.
+
+Templates come from two places. The shipped ones are files in ``shipped/`` (one TOML file
+per trigger and locale, a table per channel); an edited one saved through the API lives in
+MongoDB (``templates``) and wins over the shipped one of the same trigger, channel and
+locale until it is deleted again.
+
+Rendering walks a locale fallback chain built from the BCP 47 tag (``sr-Latn-RS`` →
+``sr-Latn`` → ``sr`` → the default ``en``), so a customer always gets the closest
+language there is. A webhook uses its own template, else the in-app one, else the
+e-mail's subject and text. An e-mail whose template has no HTML part gets one made from
+the text; an HTML part that is not a whole document is put inside the shipped layout,
+which carries ``lang`` and ``dir`` (``rtl`` for Persian, Arabic, Hebrew, Urdu...).
+
+Templates run in Jinja's immutable sandbox with ``StrictUndefined``; HTML is autoescaped.
+Saving checks that a template compiles, uses only its trigger's fields (see
+``catalog.py``) and renders with the trigger's sample data; anything else is a 422.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from importlib import resources
+from types import FrameType
+from typing import Any, TypeVar
+
+import langcodes
+from jinja2 import StrictUndefined, Template, TemplateError, meta, pass_context
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import Markup, escape
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.notifications import catalog, formatting
+from services.notifications.domain import (
+    Channel,
+    PermanentDeliveryError,
+    RenderedMessage,
+    TextDirection,
+)
+from shared.errors import InvalidInput, NotFound
+from shared.mongo import Database
+
+T = TypeVar("T")
+
+DEFAULT_LOCALE = "en"
+SHIPPED_PACKAGE = "services.notifications"
+SHIPPED_FOLDER = "shipped"
+LAYOUT_FILE = "_layout.html"
+
+COMPILED_CACHE_SIZE = 512
+RENDER_BUDGET_SECONDS = 2.0
+MAX_SUBJECT = 1_000
+MAX_TEXT = 20_000
+MAX_HTML = 200_000
+MAX_SMS = 480  # three concatenated GSM-7 segments
+
+# Languages written right to left (ISO 639), and scripts that are.
+RTL_LANGUAGES = frozenset({"ar", "fa", "he", "ur", "ps", "sd", "ug", "yi", "dv", "ckb", "syr"})
+RTL_SCRIPTS = frozenset({"Arab", "Hebr", "Thaa", "Syrc", "Nkoo", "Adlm", "Rohg", "Mand"})
+
+_CHANNEL_CHAIN: dict[Channel, tuple[Channel, ...]] = {
+    Channel.EMAIL: (Channel.EMAIL,),
+    Channel.SMS: (Channel.SMS,),
+    Channel.IN_APP: (Channel.IN_APP,),
+    Channel.WEBHOOK: (Channel.WEBHOOK, Channel.IN_APP, Channel.EMAIL),
+}
+
+
+class Part(StrEnum):
+    SUBJECT = "subject"
+    TEXT = "text"
+    HTML = "html"
+
+
+# What each channel's template is made of: required parts, then optional ones.
+CHANNEL_PARTS: dict[Channel, tuple[frozenset[Part], frozenset[Part]]] = {
+    Channel.EMAIL: (frozenset({Part.SUBJECT, Part.TEXT}), frozenset({Part.HTML})),
+    Channel.SMS: (frozenset({Part.TEXT}), frozenset()),
+    Channel.IN_APP: (frozenset({Part.SUBJECT, Part.TEXT}), frozenset()),
+    Channel.WEBHOOK: (frozenset({Part.SUBJECT, Part.TEXT}), frozenset()),
+}
+
+
+class Source(StrEnum):
+    SHIPPED = "shipped"
+    CUSTOM = "custom"
+    DRAFT = "draft"
+
+
+class TemplateRenderError(PermanentDeliveryError):
+    """A template could not be rendered with the message's data; sending it again will not
+    help until the template is fixed (then the delivery can be redriven)."""
+
+
+class TemplateBody(BaseModel):
+    """A template's parts: Jinja2 source. Which parts a channel takes: e-mail subject, text
+    and optionally html; sms text; in_app and webhook subject and text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str | None = Field(default=None, max_length=MAX_SUBJECT)
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
+    html: str | None = Field(default=None, max_length=MAX_HTML)
+
+    def parts(self) -> dict[Part, str]:
+        found = {Part.SUBJECT: self.subject, Part.TEXT: self.text, Part.HTML: self.html}
+        return {part: source for part, source in found.items() if source and source.strip()}
+
+
+@dataclass(frozen=True)
+class StoredTemplate:
+    trigger: str
+    channel: Channel
+    locale: str
+    source: Source
+    body: TemplateBody
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+
+# --- locales ---------------------------------------------------------------------------
+
+
+def normalize_locale(tag: str) -> str:
+    """The canonical form of a BCP 47 tag (``sr-latn-rs`` → ``sr-Latn-RS``); 422 when it is
+    not a valid tag of a known language."""
+    if not re.fullmatch(r"[A-Za-z0-9]{1,8}(-[A-Za-z0-9]{1,8}){0,7}", tag or ""):
+        raise InvalidInput(f"locale {tag!r} is not a BCP 47 language tag (e.g. hr, fa-IR)")
+    if not langcodes.tag_is_valid(tag) or tag.lower() == "und":
+        raise InvalidInput(f"locale {tag!r} is not a valid BCP 47 language tag")
+    return langcodes.standardize_tag(tag)
+
+
+def fallback_chain(locale: str, default: str = DEFAULT_LOCALE) -> list[str]:
+    """Most specific first: ``fa-IR`` → ``fa`` → ``en``; ``sr-Latn-RS`` → ``sr-Latn`` →
+    ``sr`` → ``en``. A tag that is not valid falls back to the default alone."""
+    chain: list[str] = []
+    try:
+        tag = normalize_locale(locale)
+    except InvalidInput:
+        tag = None
+    if tag is not None:
+        language = langcodes.Language.get(tag)
+        chain.append(tag)
+        base = language.language or ""
+        if language.script and language.territory:
+            chain.append(f"{base}-{language.script}-{language.territory}")
+        if language.script:
+            # sr-Latn-RS must not fall to sr-RS, which is written in another script
+            chain.append(f"{base}-{language.script}")
+        elif language.territory:
+            chain.append(f"{base}-{language.territory}")
+        chain.append(base)
+    chain.append(default)
+    return [tag for tag in dict.fromkeys(chain) if tag]
+
+
+def direction_of(locale: str) -> TextDirection:
+    try:
+        language = langcodes.Language.get(locale)
+    except (ValueError, LookupError):
+        return TextDirection.LTR
+    if language.script:
+        rtl = language.script in RTL_SCRIPTS
+    else:
+        rtl = (language.language or "") in RTL_LANGUAGES
+    return TextDirection.RTL if rtl else TextDirection.LTR
+
+
+# --- the shipped templates -------------------------------------------------------------
+
+
+class ShippedTemplates:
+    """The templates that come with the service, read once from the package's files."""
+
+    def __init__(self, folder: Any = None) -> None:
+        root = folder if folder is not None else resources.files(SHIPPED_PACKAGE) / SHIPPED_FOLDER
+        self.templates: dict[tuple[str, Channel, str], TemplateBody] = {}
+        self.layout = (root / LAYOUT_FILE).read_text(encoding="utf-8")
+        for trigger_folder in root.iterdir():
+            if not trigger_folder.is_dir() or trigger_folder.name not in catalog.TRIGGERS:
+                continue
+            for file in trigger_folder.iterdir():
+                if not file.name.endswith(".toml"):
+                    continue
+                locale = normalize_locale(file.name.removesuffix(".toml"))
+                tables = tomllib.loads(file.read_text(encoding="utf-8"))
+                for channel_name, parts in tables.items():
+                    channel = Channel(channel_name)
+                    key = (trigger_folder.name, channel, locale)
+                    self.templates[key] = TemplateBody.model_validate(parts)
+
+    def get(self, trigger: str, channel: Channel, locale: str) -> TemplateBody | None:
+        return self.templates.get((trigger, channel, locale))
+
+
+# --- custom templates in MongoDB -------------------------------------------------------
+
+
+def _key(trigger: str, channel: Channel, locale: str) -> str:
+    return f"{trigger}/{channel.value}/{locale}"
+
+
+class TemplateStore:
+    """Templates edited through the API; they override the shipped ones."""
+
+    def __init__(self, db: Database) -> None:
+        self.templates = db["templates"]
+
+    async def ensure_indexes(self) -> None:
+        await self.templates.create_index([("trigger", 1), ("channel", 1), ("locale", 1)])
+
+    async def find(
+        self, trigger: str, channels: Iterable[Channel], locales: Iterable[str]
+    ) -> dict[tuple[Channel, str], StoredTemplate]:
+        keys = [_key(trigger, channel, locale) for channel in channels for locale in locales]
+        found: dict[tuple[Channel, str], StoredTemplate] = {}
+        async for document in self.templates.find({"_id": {"$in": keys}}):
+            template = _stored(document)
+            found[(template.channel, template.locale)] = template
+        return found
+
+    async def all(self) -> list[StoredTemplate]:
+        return [_stored(document) async for document in self.templates.find({})]
+
+    async def save(self, template: StoredTemplate) -> None:
+        document = {
+            "trigger": template.trigger,
+            "channel": template.channel.value,
+            "locale": template.locale,
+            **template.body.model_dump(),
+            "updated_at": template.updated_at,
+            "updated_by": template.updated_by,
+        }
+        await self.templates.replace_one(
+            {"_id": _key(template.trigger, template.channel, template.locale)},
+            document,
+            upsert=True,
+        )
+
+    async def delete(self, trigger: str, channel: Channel, locale: str) -> bool:
+        result = await self.templates.delete_one({"_id": _key(trigger, channel, locale)})
+        return result.deleted_count == 1
+
+
+def _stored(document: Mapping[str, Any]) -> StoredTemplate:
+    return StoredTemplate(
+        trigger=document["trigger"],
+        channel=Channel(document["channel"]),
+        locale=document["locale"],
+        source=Source.CUSTOM,
+        body=TemplateBody(
+            subject=document.get("subject"), text=document["text"], html=document.get("html")
+        ),
+        updated_at=document.get("updated_at"),
+        updated_by=document.get("updated_by"),
+    )
+
+
+# --- rendering -------------------------------------------------------------------------
+
+
+def _locale_of(context: Context) -> str:
+    return str(context.get("locale") or DEFAULT_LOCALE)
+
+
+def _zone_of(context: Context) -> str | None:
+    zone = context.get("time_zone")
+    return str(zone) if zone else None
+
+
+@pass_context
+def _date_filter(context: Context, value: object) -> str:
+    return formatting.format_date(value, _locale_of(context), _zone_of(context))
+
+
+@pass_context
+def _datetime_filter(context: Context, value: object) -> str:
+    return formatting.format_datetime(value, _locale_of(context), _zone_of(context))
+
+
+@pass_context
+def _money_filter(context: Context, value: object, currency: object = None) -> str:
+    return formatting.format_money(value, currency, _locale_of(context))
+
+
+@pass_context
+def _number_filter(context: Context, value: object, places: int | None = None) -> str:
+    return formatting.format_number(value, _locale_of(context), places)
+
+
+class _OverBudget(Exception):
+    pass
+
+
+def _within_budget(work: Callable[[], T], seconds: float = RENDER_BUDGET_SECONDS) -> T:
+    """Run ``work`` in this thread, stopping it once it has run for ``seconds``."""
+    deadline = time.monotonic() + seconds
+    steps = 0
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+        nonlocal steps
+        steps += 1
+        if steps % 1000 == 0 and time.monotonic() > deadline:
+            raise _OverBudget
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        return work()
+    finally:
+        sys.settrace(None)
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, also refusing to build huge strings or numbers."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > 100:
+            raise SecurityError("exponents above 100 are not allowed in templates")
+        if operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                if (
+                    isinstance(sequence, str | list | tuple)
+                    and isinstance(times, int)
+                    and len(sequence) * times > MAX_TEXT * 10
+                ):
+                    raise SecurityError("the template builds a value too large to send")
+        return super().call_binop(context, operator, left, right)
+
+
+def _environment(*, html: bool) -> ImmutableSandboxedEnvironment:
+    environment = _Sandbox(
+        autoescape=html,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+    environment.filters.update(
+        date=_date_filter, datetime=_datetime_filter, money=_money_filter, number=_number_filter
+    )
+    return environment
+
+
+_BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
+# A link ends before trailing punctuation: "...: https://x.example/a." links to /a.
+_URL = re.compile(r"https?://[^\s<>\"']*[^\s<>\"'.,;:!?)\]»“”]")
+
+
+def html_from_text(text: str) -> Markup:
+    """Paragraphs for blank-line-separated blocks, line breaks kept, links clickable."""
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        lines = []
+        for line in block.splitlines():
+            escaped = str(escape(line))
+            lines.append(_URL.sub(lambda m: f'<a href="{m.group(0)}">{m.group(0)}</a>', escaped))
+        paragraphs.append("<p>" + "<br>\n".join(lines) + "</p>")
+    return Markup("\n".join(paragraphs))  # noqa: S704 - every piece was escaped above
+
+
+@dataclass(frozen=True)
+class _Chosen:
+    channel: Channel
+    locale: str
+    source: Source
+    body: TemplateBody
+
+
+class JinjaTemplateRenderer:
+    """The domain's ``TemplateRenderer``, plus what the templates API needs: listing,
+    saving with validation, reverting to the shipped template, and previews."""
+
+    def __init__(
+        self,
+        store: TemplateStore,
+        *,
+        shipped: ShippedTemplates | None = None,
+        company: str = "Rapport",
+        default_locale: str = DEFAULT_LOCALE,
+    ) -> None:
+        self.store = store
+        self.shipped = shipped or ShippedTemplates()
+        self.company = company
+        self.default_locale = normalize_locale(default_locale)
+        self._text = _environment(html=False)
+        self._html = _environment(html=True)
+        self._layout = self._html.from_string(self.shipped.layout)
+        self._compiled: dict[tuple[bool, str], Template] = {}
+
+    async def ensure_indexes(self) -> None:
+        await self.store.ensure_indexes()
+
+    def fallback_chain(self, locale: str) -> list[str]:
+        return fallback_chain(locale, self.default_locale)
+
+    # The domain port -------------------------------------------------------------------
+
+    async def render(
+        self, trigger: str, channel: Channel, locale: str, context: Mapping[str, Any]
+    ) -> RenderedMessage:
+        spec = catalog.trigger(trigger)
+        chosen = await self._choose(trigger, channel, self.fallback_chain(locale))
+        return self._render(spec, channel, chosen, context)
+
+    # Management ------------------------------------------------------------------------
+
+    async def all_templates(self) -> list[StoredTemplate]:
+        """Every template there is, a custom one in place of the shipped one it overrides."""
+        entries = {
+            (trigger, channel, locale): StoredTemplate(
+                trigger, channel, locale, Source.SHIPPED, body
+            )
+            for (trigger, channel, locale), body in self.shipped.templates.items()
+        }
+        for template in await self.store.all():
+            entries[(template.trigger, template.channel, template.locale)] = template
+        return sorted(entries.values(), key=lambda t: (t.trigger, t.channel.value, t.locale))
+
+    async def get(self, trigger: str, channel: Channel, locale: str) -> StoredTemplate:
+        """The template of exactly this locale (no fallback); 404 when there is none."""
+        catalog.trigger(trigger)
+        tag = normalize_locale(locale)
+        custom = (await self.store.find(trigger, [channel], [tag])).get((channel, tag))
+        if custom is not None:
+            return custom
+        shipped = self.shipped.get(trigger, channel, tag)
+        if shipped is None:
+            raise NotFound(
+                f"no {channel.value} template for {trigger} in {tag}; messages in {tag} use"
+                f" the fallback chain {' → '.join(self.fallback_chain(tag))}"
+            )
+        return StoredTemplate(trigger, channel, tag, Source.SHIPPED, shipped)
+
+    async def save(
+        self, trigger: str, channel: Channel, locale: str, body: TemplateBody, *, by: str
+    ) -> StoredTemplate:
+        """Validate and store a custom template; 422 naming what is wrong."""
+        spec = catalog.trigger(trigger)
+        tag = normalize_locale(locale)
+        await self.validate(spec, channel, tag, body)
+        template = StoredTemplate(trigger, channel, tag, Source.CUSTOM, body, datetime.now(UTC), by)
+        await self.store.save(template)
+        return template
+
+    async def revert(self, trigger: str, channel: Channel, locale: str) -> None:
+        """Delete the custom template; the shipped one (if any) is used again."""
+        catalog.trigger(trigger)
+        tag = normalize_locale(locale)
+        if not await self.store.delete(trigger, channel, tag):
+            raise NotFound(f"there is no custom {channel.value} template for {trigger} in {tag}")
+
+    async def preview(
+        self, trigger: str, channel: Channel, locale: str, draft: TemplateBody | None = None
+    ) -> tuple[Source, RenderedMessage]:
+        """Render with the trigger's sample data: the draft if given (validated as at
+        save), else the template in use for this locale after the fallback chain."""
+        spec = catalog.trigger(trigger)
+        tag = normalize_locale(locale)
+        sample = {**spec.sample, "locale": tag}
+        if draft is not None:
+            return Source.DRAFT, await self.validate(spec, channel, tag, draft)
+        chosen = await self._choose(trigger, channel, self.fallback_chain(tag))
+        return chosen.source, self._render(spec, channel, chosen, sample)
+
+    async def validate(
+        self, spec: catalog.Trigger, channel: Channel, locale: str, body: TemplateBody
+    ) -> RenderedMessage:
+        """Check a template as it would be saved; its rendering of the sample data."""
+        required, optional = CHANNEL_PARTS[channel]
+        parts = body.parts()
+        missing = sorted(required - set(parts))
+        extra = sorted(set(parts) - required - optional)
+        if missing:
+            raise InvalidInput(f"a {channel.value} template needs {', '.join(missing)}")
+        if extra:
+            raise InvalidInput(f"a {channel.value} template has no {', '.join(extra)}")
+        allowed = spec.all_fields | set(self._text.globals)
+        for part, source in parts.items():
+            environment = self._html if part is Part.HTML else self._text
+            try:
+                tree = environment.parse(source)
+            except TemplateError as error:
+                line = getattr(error, "lineno", None)
+                where = f" (line {line})" if line else ""
+                raise InvalidInput(
+                    f"the {part.value} does not compile{where}: {error}", part=part.value
+                ) from None
+            unknown = sorted(meta.find_undeclared_variables(tree) - allowed)
+            if unknown:
+                raise InvalidInput(
+                    f"the {part.value} uses {', '.join(unknown)}, which {spec.name} does not"
+                    f" have; its fields are {', '.join(sorted(spec.all_fields))}",
+                    part=part.value,
+                    unknown_fields=unknown,
+                )
+        sample = {**spec.sample, "locale": locale}
+        chosen = _Chosen(channel, locale, Source.DRAFT, body)
+        try:
+            # A thread, so a template that loops for long cannot stall the event loop.
+            rendered = await asyncio.to_thread(
+                _within_budget, lambda: self._render(spec, channel, chosen, sample)
+            )
+        except TemplateRenderError as error:
+            raise InvalidInput(f"the template fails with the sample data: {error.reason}") from None
+        except _OverBudget:
+            raise InvalidInput(
+                f"the template takes more than {RENDER_BUDGET_SECONDS:g} s to render the sample"
+                " data; simplify its loops"
+            ) from None
+        if channel is Channel.SMS and len(rendered.text) > MAX_SMS:
+            raise InvalidInput(
+                f"with the sample data the SMS is {len(rendered.text)} characters; keep it under"
+                f" {MAX_SMS} (longer texts are split into many paid messages)"
+            )
+        return rendered
+
+    # Internals -------------------------------------------------------------------------
+
+    async def _choose(self, trigger: str, channel: Channel, chain: list[str]) -> _Chosen:
+        channels = _CHANNEL_CHAIN[channel]
+        custom = await self.store.find(trigger, channels, chain)
+        for locale in chain:
+            for candidate in channels:
+                stored = custom.get((candidate, locale))
+                if stored is not None:
+                    return _Chosen(candidate, locale, Source.CUSTOM, stored.body)
+                shipped = self.shipped.get(trigger, candidate, locale)
+                if shipped is not None:
+                    return _Chosen(candidate, locale, Source.SHIPPED, shipped)
+        raise NotFound(f"no {channel.value} template for {trigger} in any of {', '.join(chain)}")
+
+    def _render(
+        self,
+        spec: catalog.Trigger,
+        channel: Channel,
+        chosen: _Chosen,
+        values: Mapping[str, Any],
+    ) -> RenderedMessage:
+        context = spec.context(values)
+        context["company"] = context.get("company") or self.company
+        context["locale"] = chosen.locale
+        context["time_zone"] = context.get("time_zone") or "UTC"
+        direction = direction_of(chosen.locale)
+        body = chosen.body
+        try:
+            subject = (
+                self._compile(body.subject, html=False).render(context) if body.subject else ""
+            )
+            text = self._compile(body.text, html=False).render(context)
+            text = _BLANK_LINES.sub("\n\n", text).strip()  # optional blocks leave gaps
+            html = None
+            if channel is Channel.EMAIL:
+                html = self._html_part(body.html, text, subject, direction, context)
+        except TemplateError as error:
+            raise TemplateRenderError(
+                f"{spec.name}/{chosen.channel.value}/{chosen.locale}: {error}"
+            ) from None
+        except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as error:
+            raise TemplateRenderError(
+                f"{spec.name}/{chosen.channel.value}/{chosen.locale}:"
+                f" {type(error).__name__}: {error}"
+            ) from None
+        return RenderedMessage(
+            locale=chosen.locale,
+            subject=" ".join(subject.split()),  # one line: it becomes a header
+            text=text,
+            html=html,
+            direction=direction,
+        )
+
+    def _compile(self, source: str, *, html: bool) -> Template:
+        key = (html, source)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            if len(self._compiled) >= COMPILED_CACHE_SIZE:
+                self._compiled.clear()
+            environment = self._html if html else self._text
+            compiled = self._compiled[key] = environment.from_string(source)
+        return compiled
+
+    def _html_part(
+        self,
+        source: str | None,
+        text: str,
+        subject: str,
+        direction: TextDirection,
+        context: Mapping[str, Any],
+    ) -> str:
+        if source is None:
+            content = html_from_text(text)
+        else:
+            rendered = self._compile(source, html=True).render(context)
+            if re.match(r"\s*(<!doctype|<html)", rendered, re.IGNORECASE):
+                return rendered
+            content = Markup(rendered)  # noqa: S704 - autoescaped template output
+        return self._layout.render(
+            lang=context["locale"],
+            dir=direction.value,
+            subject=" ".join(subject.split()),
+            company=context["company"],
+            body=content,
+        )

@@ -1,0 +1,513 @@
+"""Webhooks: other systems subscribe to notification events by URL and event type.
+
+Subscriptions (``webhook_subscriptions``) are managed under ``/api/v1/webhooks`` (admin
+writes, staff reads): ``POST`` creates, ``GET`` lists and reads, ``PATCH`` changes the
+event types or description or switches a subscription back on, ``DELETE`` removes it, and
+``POST /api/v1/webhooks/{id}/test`` sends a signed ``rapport.webhook.test`` event at once
+and says how the receiver answered.
+An event-type filter is a list of patterns where ``*`` stands for any characters:
+``crm.complaint.*``, ``crm.notification.sent``, ``*``. The signing secret is generated
+at creation (``whsec_`` + base64 of 32 random bytes) and shown once; a subscriber may
+bring its own in the same form.
+
+Signing (the Standard Webhooks scheme, https://www.standardwebhooks.com)
+-----------------------------------------------------------------------
+Every delivery is a ``POST`` with a JSON body and three headers:
+
+- ``webhook-id``: the delivery id, the same on every retry of one delivery (use it to
+  ignore a delivery you have already processed);
+- ``webhook-timestamp``: seconds since the Unix epoch when this attempt was signed;
+- ``webhook-signature``: ``v1,<signature>``, where ``<signature>`` is
+  ``base64(HMAC-SHA256(key, f"{webhook-id}.{webhook-timestamp}.{body}"))``, ``key`` is the
+  base64-decoded part of the secret after ``whsec_``, and ``body`` is the raw request body
+  exactly as received (do not parse and re-serialise it first). Several signatures may be
+  sent separated by spaces; accept the request if any one matches.
+
+To verify: recompute the signature and compare it in constant time, and refuse a
+timestamp more than 5 minutes (300 s) away from your clock, which stops an attacker from
+replaying a captured request later. :func:`verify_signature` does both and can be copied
+into a receiver as it is (it needs only the standard library); the Standard Webhooks
+libraries for other languages verify the same signatures.
+
+Answer ``2xx`` quickly. A timeout (``RAPPORT_NOTIFICATIONS_WEBHOOK_TIMEOUT_SECONDS``,
+default 5 s), a ``5xx``, ``408`` or ``429`` is retried with backoff; any other ``4xx`` fails
+the delivery; ``410 Gone`` also switches the subscription off. Redirects are not followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import fnmatch
+import hashlib
+import hmac
+import ipaddress
+import json
+import secrets
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import httpx
+from fastapi import APIRouter, Depends, Path, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from services.notifications import ports
+from services.notifications.channels import ChannelSettings, classify_http
+from services.notifications.domain import PermanentDeliveryError, TransientDeliveryError
+from shared.auth import Principal, Role, require_roles
+from shared.errors import InvalidInput, NotFound
+from shared.mongo import Database
+
+SECRET_PREFIX = "whsec_"
+REPLAY_TOLERANCE_SECONDS = 300
+USER_AGENT = "Rapport-Webhooks/1.0"
+
+EventPattern = Annotated[
+    str, StringConstraints(pattern=r"^(\*|[a-z0-9_*]+(\.[a-z0-9_*]+)*)$", max_length=200)
+]
+
+
+# --- signatures ------------------------------------------------------------------------
+
+
+def _key(secret: str) -> bytes:
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError("a webhook secret starts with whsec_")
+    return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` header value for one delivery attempt."""
+    signed = f"{webhook_id}.{timestamp}.".encode() + body
+    digest = hmac.new(_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def verify_signature(
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: float | None = None,
+    tolerance: int = 300,
+) -> None:
+    """Check a webhook request as a receiver: raises ``ValueError`` saying why when it is
+    not authentic or is too old; returns when it is good. ``body`` is the raw body.
+
+    Self-contained (``base64``, ``hashlib``, ``hmac``, ``time``) so a receiver can copy it.
+    """
+    lowered = {name.lower(): value for name, value in headers.items()}
+    webhook_id = lowered.get("webhook-id")
+    timestamp = lowered.get("webhook-timestamp")
+    signatures = lowered.get("webhook-signature")
+    if not webhook_id or not timestamp or not signatures:
+        raise ValueError("missing webhook-id, webhook-timestamp or webhook-signature")
+    try:
+        sent_at = int(timestamp)
+    except ValueError:
+        raise ValueError("webhook-timestamp is not a number") from None
+    current = time.time() if now is None else now
+    if abs(current - sent_at) > tolerance:
+        raise ValueError("webhook-timestamp is outside the replay window")
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{webhook_id}.{sent_at}.".encode() + body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
+    for candidate in signatures.split():
+        version, _, signature = candidate.partition(",")
+        if version == "v1" and hmac.compare_digest(signature.encode(), expected):
+            return
+    raise ValueError("no signature matches")
+
+
+# --- URLs ------------------------------------------------------------------------------
+
+_BLOCKED_NAMES = ("localhost", ".localhost", ".local", ".internal", ".home.arpa")
+
+
+def _is_private(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return not address.is_global or address.is_multicast
+
+
+def check_url(url: str, settings: ChannelSettings) -> str:
+    """A URL a webhook may be sent to, or a 422 saying why not."""
+    if len(url) > 2000:
+        raise InvalidInput("the webhook URL is longer than 2000 characters")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as error:
+        raise InvalidInput(f"the webhook URL is not valid: {error}") from None
+    if parts.scheme not in ("http", "https"):
+        raise InvalidInput("the webhook URL must start with https:// (or http:// in development)")
+    if not host:
+        raise InvalidInput("the webhook URL has no host")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidInput("the webhook URL must not carry credentials")
+    if any(char.isspace() for char in url):
+        raise InvalidInput("the webhook URL contains white space")
+    if host in settings.webhook_allowed_hosts or settings.private_webhooks_allowed:
+        return url
+    if parts.scheme != "https":
+        raise InvalidInput("the webhook URL must use https")
+    if host.lower().endswith(_BLOCKED_NAMES) or host.lower() == "localhost":
+        raise InvalidInput(f"the webhook host {host} is a local name")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return url  # a name; its addresses are checked again at each delivery
+    if _is_private(address):
+        raise InvalidInput(f"the webhook host {host} is a private or loopback address")
+    return url
+
+
+async def _refuse_private_resolution(host: str, port: int) -> None:
+    """A name that resolves to a private address is refused at delivery time (the name
+    may have changed since the subscription was made)."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as error:
+        raise TransientDeliveryError(f"cannot resolve {host}: {error}") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if _is_private(address):
+            raise PermanentDeliveryError(f"{host} resolves to a private address {address}")
+
+
+# --- subscriptions ---------------------------------------------------------------------
+
+
+class Subscription(BaseModel):
+    id: str
+    url: str
+    event_types: list[str]
+    description: str | None = None
+    active: bool = True
+    disabled_reason: str | None = None
+    created_at: datetime
+    secret: str = Field(exclude=True, repr=False)
+
+    def matches(self, event_type: str) -> bool:
+        return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.event_types)
+
+
+class SubscriptionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+    event_types: list[EventPattern] = Field(
+        min_length=1, max_length=50, examples=[["crm.complaint.*", "crm.notification.sent"]]
+    )
+    description: Annotated[str, StringConstraints(max_length=500)] | None = None
+    secret: Annotated[str, StringConstraints(max_length=200)] | None = Field(
+        default=None, description="whsec_ + base64 of 24 to 64 bytes; generated when omitted"
+    )
+
+
+class SubscriptionUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_types: list[EventPattern] | None = Field(default=None, min_length=1, max_length=50)
+    description: Annotated[str, StringConstraints(max_length=500)] | None = None
+    active: bool | None = Field(default=None, description="true switches it back on")
+
+
+class SubscriptionPublic(BaseModel):
+    id: str
+    url: str
+    event_types: list[str]
+    description: str | None
+    active: bool
+    disabled_reason: str | None
+    created_at: datetime
+
+
+class SubscriptionCreated(SubscriptionPublic):
+    secret: str = Field(description="shown only now: keep it to verify signatures")
+
+
+def _public(subscription: Subscription) -> SubscriptionPublic:
+    return SubscriptionPublic(**subscription.model_dump())
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class WebhookStore:
+    def __init__(self, db: Database) -> None:
+        self.subscriptions = db["webhook_subscriptions"]
+
+    async def ensure_indexes(self) -> None:
+        await self.subscriptions.create_index("active")
+
+    async def insert(self, subscription: Subscription) -> None:
+        document = subscription.model_dump()
+        document["_id"] = document.pop("id")
+        document["secret"] = subscription.secret
+        await self.subscriptions.insert_one(document)
+
+    async def get(self, subscription_id: str) -> Subscription:
+        document = await self.subscriptions.find_one({"_id": subscription_id})
+        if document is None:
+            raise NotFound(f"no webhook subscription {subscription_id}")
+        return _subscription(document)
+
+    async def all(self) -> list[Subscription]:
+        cursor = self.subscriptions.find({}).sort("created_at", 1)
+        return [_subscription(document) async for document in cursor]
+
+    async def active(self) -> list[Subscription]:
+        cursor = self.subscriptions.find({"active": True})
+        return [_subscription(document) async for document in cursor]
+
+    async def update(self, subscription_id: str, changes: dict[str, Any]) -> Subscription:
+        if changes:
+            await self.subscriptions.update_one({"_id": subscription_id}, {"$set": changes})
+        return await self.get(subscription_id)
+
+    async def delete(self, subscription_id: str) -> None:
+        result = await self.subscriptions.delete_one({"_id": subscription_id})
+        if result.deleted_count == 0:
+            raise NotFound(f"no webhook subscription {subscription_id}")
+
+    async def disable(self, subscription_id: str, reason: str) -> None:
+        await self.subscriptions.update_one(
+            {"_id": subscription_id}, {"$set": {"active": False, "disabled_reason": reason}}
+        )
+
+
+def _subscription(document: Mapping[str, Any]) -> Subscription:
+    return Subscription(
+        id=document["_id"],
+        url=document["url"],
+        event_types=document["event_types"],
+        description=document.get("description"),
+        active=document.get("active", True),
+        disabled_reason=document.get("disabled_reason"),
+        created_at=document["created_at"],
+        secret=document["secret"],
+    )
+
+
+# --- delivery --------------------------------------------------------------------------
+
+
+class WebhookDelivery:
+    """Finds the subscriptions of an event type and delivers signed bodies to them."""
+
+    def __init__(
+        self,
+        store: WebhookStore,
+        settings: ChannelSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self._client = client
+
+    async def ensure_indexes(self) -> None:
+        await self.store.ensure_indexes()
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.settings.webhook_timeout_seconds),
+                follow_redirects=False,
+                headers={"user-agent": USER_AGENT},
+            )
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def matching(self, event_type: str) -> list[Subscription]:
+        return [s for s in await self.store.active() if s.matches(event_type)]
+
+    async def deliver(
+        self,
+        subscription: Subscription | Mapping[str, Any],
+        body: bytes | Mapping[str, Any],
+        delivery_id: str,
+    ) -> None:
+        """POST the body (bytes as they are, a mapping as compact JSON), signed; raises
+        ``TransientDeliveryError`` or ``PermanentDeliveryError`` when the receiver does not
+        take it. A subscription given as a mapping is looked up by its id."""
+        if not isinstance(subscription, Subscription):
+            try:
+                subscription = await self.store.get(ports.subscription_id(subscription))
+            except NotFound:
+                raise PermanentDeliveryError("the webhook subscription was deleted") from None
+        raw = body if isinstance(body, bytes) else _json(body)
+        parts = urlsplit(subscription.url)
+        host = parts.hostname or ""
+        if not self.settings.private_webhooks_allowed and host not in (
+            self.settings.webhook_allowed_hosts
+        ):
+            await _refuse_private_resolution(host, parts.port or 443)
+        timestamp = int(self.clock())
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": delivery_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(subscription.secret, delivery_id, timestamp, raw),
+        }
+        timeout = self.settings.webhook_timeout_seconds
+        try:
+            # httpx's timeout bounds each read; the outer one bounds a receiver that
+            # trickles its answer byte by byte.
+            async with asyncio.timeout(timeout * 2):
+                response = await self._http().post(subscription.url, content=raw, headers=headers)
+        except (httpx.TimeoutException, TimeoutError):
+            raise TransientDeliveryError(
+                f"webhook {subscription.id} did not answer within {timeout} s"
+            ) from None
+        except httpx.HTTPError as error:
+            raise TransientDeliveryError(
+                f"webhook {subscription.id} unreachable: {type(error).__name__}: {error}"
+            ) from None
+        if response.status_code == 410:
+            await self.store.disable(subscription.id, "the receiver answered 410 Gone")
+            raise PermanentDeliveryError(
+                f"webhook {subscription.id} answered 410 Gone; the subscription is switched off"
+            )
+        classify_http(response.status_code, f"webhook {subscription.id}", response.text[:200])
+
+
+def _json(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+# --- HTTP API --------------------------------------------------------------------------
+
+
+def get_webhooks(request: Request) -> WebhookDelivery:
+    webhooks: WebhookDelivery = request.app.state.webhooks
+    return webhooks
+
+
+WebhooksDep = Annotated[WebhookDelivery, Depends(get_webhooks)]
+AdminPrincipal = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+StaffPrincipal = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AGENT))]
+SubscriptionId = Annotated[str, Path(min_length=1, max_length=100)]
+
+router = APIRouter(prefix="/api/v1", tags=["webhooks"])
+
+
+def _secret(given: str | None) -> str:
+    if given is None:
+        return new_secret()
+    try:
+        key = _key(given)
+    except (ValueError, binascii.Error):
+        raise InvalidInput("a webhook secret is whsec_ followed by base64") from None
+    if not 24 <= len(key) <= 64:
+        raise InvalidInput("a webhook secret's key is 24 to 64 bytes")
+    return given
+
+
+@router.post("/webhooks", status_code=status.HTTP_201_CREATED)
+async def create_subscription(
+    body: SubscriptionCreate, webhooks: WebhooksDep, response: Response, _: AdminPrincipal
+) -> SubscriptionCreated:
+    """Subscribe a URL to event types; the answer shows the signing secret, once."""
+    url = check_url(body.url, webhooks.settings)
+    subscription = Subscription(
+        id=f"wh_{uuid.uuid4().hex}",
+        url=url,
+        event_types=list(dict.fromkeys(body.event_types)),
+        description=body.description,
+        created_at=_utcnow(),
+        secret=_secret(body.secret),
+    )
+    await webhooks.store.insert(subscription)
+    response.headers["Location"] = f"/api/v1/webhooks/{subscription.id}"
+    return SubscriptionCreated(**_public(subscription).model_dump(), secret=subscription.secret)
+
+
+@router.get("/webhooks")
+async def list_subscriptions(webhooks: WebhooksDep, _: StaffPrincipal) -> list[SubscriptionPublic]:
+    return [_public(subscription) for subscription in await webhooks.store.all()]
+
+
+@router.get("/webhooks/{subscription_id}")
+async def read_subscription(
+    subscription_id: SubscriptionId, webhooks: WebhooksDep, _: StaffPrincipal
+) -> SubscriptionPublic:
+    return _public(await webhooks.store.get(subscription_id))
+
+
+@router.patch("/webhooks/{subscription_id}")
+async def update_subscription(
+    subscription_id: SubscriptionId,
+    body: SubscriptionUpdate,
+    webhooks: WebhooksDep,
+    _: AdminPrincipal,
+) -> SubscriptionPublic:
+    """Change the event types or description, or switch a disabled subscription back on."""
+    await webhooks.store.get(subscription_id)
+    changes: dict[str, Any] = {}
+    if body.event_types is not None:
+        changes["event_types"] = list(dict.fromkeys(body.event_types))
+    if body.description is not None:
+        changes["description"] = body.description
+    if body.active is not None:
+        changes["active"] = body.active
+        changes["disabled_reason"] = None if body.active else "switched off by an admin"
+    return _public(await webhooks.store.update(subscription_id, changes))
+
+
+class PingResult(BaseModel):
+    delivered: bool
+    delivery_id: str
+    error: str | None = Field(description="why the receiver did not take it")
+    retryable: bool | None = Field(description="whether a real delivery would be retried")
+
+
+@router.post("/webhooks/{subscription_id}/test")
+async def ping_subscription(
+    subscription_id: SubscriptionId, webhooks: WebhooksDep, _: AdminPrincipal
+) -> PingResult:
+    """Send a signed ``rapport.webhook.test`` event now and say how the receiver answered,
+    so an integrator can check their signature verification."""
+    subscription = await webhooks.store.get(subscription_id)
+    delivery_id = f"test_{uuid.uuid4().hex}"
+    body = {
+        "specversion": "1.0",
+        "type": "rapport.webhook.test",
+        "source": "/notifications",
+        "id": delivery_id,
+        "time": _utcnow().isoformat(),
+        "data": {"subscription_id": subscription.id},
+    }
+    try:
+        await webhooks.deliver(subscription, body, delivery_id)
+    except (TransientDeliveryError, PermanentDeliveryError) as error:
+        return PingResult(
+            delivered=False, delivery_id=delivery_id, error=error.reason, retryable=error.transient
+        )
+    return PingResult(delivered=True, delivery_id=delivery_id, error=None, retryable=None)
+
+
+@router.delete("/webhooks/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_subscription(
+    subscription_id: SubscriptionId, webhooks: WebhooksDep, _: AdminPrincipal
+) -> None:
+    await webhooks.store.delete(subscription_id)

@@ -1,0 +1,80 @@
+"""The delivery side's routers (templates, inbox, webhooks) in the platform's HTTP app,
+on this test's database, with tokens for each role."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from services.notifications import inbox, templates_api, webhooks
+from services.notifications.channels import ChannelSettings
+from services.notifications.inbox import InboxStore
+from services.notifications.templating import JinjaTemplateRenderer, TemplateStore
+from services.notifications.webhooks import WebhookDelivery, WebhookStore
+from shared.auth import Role, TokenService
+from shared.http import create_http_app
+from shared.mongo import Database
+
+SECRET = "delivery-tests-secret-of-enough-length"
+
+
+@dataclass
+class DeliveryApi:
+    http: httpx.AsyncClient
+    tokens: TokenService
+    renderer: JinjaTemplateRenderer
+    inbox: InboxStore
+    webhooks: WebhookDelivery
+
+    def as_(self, *roles: Role, customer_id: str | None = None) -> dict[str, str]:
+        token = self.tokens.mint("tester", set(roles), customer_id=customer_id)
+        return {"Authorization": f"Bearer {token}"}
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return self.as_(Role.ADMIN)
+
+    @property
+    def agent(self) -> dict[str, str]:
+        return self.as_(Role.AGENT)
+
+    def customer(self, customer_id: str) -> dict[str, str]:
+        return self.as_(Role.CUSTOMER, customer_id=customer_id)
+
+
+@asynccontextmanager
+async def _no_lifespan(_: FastAPI) -> AsyncIterator[None]:
+    yield
+
+
+async def _ready() -> dict[str, str]:
+    return {}
+
+
+@asynccontextmanager
+async def delivery_api(db: Database, **settings: Any) -> AsyncIterator[DeliveryApi]:
+    channel_settings = ChannelSettings(**settings)
+    renderer = JinjaTemplateRenderer(TemplateStore(db))
+    inbox_store = InboxStore(db)
+    delivery = WebhookDelivery(WebhookStore(db), channel_settings)
+    for store in (renderer, inbox_store, delivery):
+        await store.ensure_indexes()
+    tokens = TokenService(SECRET)
+    app = create_http_app(
+        service="notifications",
+        lifespan=_no_lifespan,
+        readiness=_ready,
+        routers=[templates_api.router, inbox.router, webhooks.router],
+        state={"tokens": tokens, "templates": renderer, "inbox": inbox_store, "webhooks": delivery},
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://notifications") as http:
+        try:
+            yield DeliveryApi(http, tokens, renderer, inbox_store, delivery)
+        finally:
+            await delivery.close()

@@ -1,0 +1,325 @@
+# ruff: noqa: RUF001 - Persian text is the point of these tests
+"""Channels: a real SMTP exchange with the sink, the SMS provider sink over HTTP, the
+in-app inbox; and which failures are worth a retry (transient) and which never are."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from devstack.ports import free_port
+from devstack.sms import SmsSink
+from devstack.smtp import SmtpSink
+from services.notifications import catalog
+from services.notifications.channels import ChannelSettings, InAppSender, SmsSender, SmtpSender
+from services.notifications.domain import (
+    Channel,
+    OutgoingMessage,
+    PermanentDeliveryError,
+    Recipient,
+    RenderedMessage,
+    TextDirection,
+    TransientDeliveryError,
+)
+from services.notifications.inbox import InboxStore
+from services.notifications.settings import NotificationsSettings
+from services.notifications.templating import JinjaTemplateRenderer, TemplateStore
+from shared.mongo import Database
+
+
+def outgoing(
+    channel: Channel,
+    address: str,
+    *,
+    name: str = "Ivana Šimić",
+    subject: str = "Hvala na narudžbi P-1",
+    text: str = "Dobar dan, Ivana Šimić,\n\nhvala!",
+    html: str | None = '<!DOCTYPE html><html lang="hr"><body><p>hvala!</p></body></html>',
+    locale: str = "hr",
+    direction: TextDirection = TextDirection.LTR,
+    delivery_id: str | None = None,
+) -> OutgoingMessage:
+    return OutgoingMessage(
+        delivery_id=delivery_id or f"dlv-{uuid.uuid4().hex}",
+        channel=channel,
+        rule="purchase_thank_you",
+        address=address,
+        recipient=Recipient(customer_id=f"c-{uuid.uuid4().hex[:8]}", name=name, locale=locale),
+        rendered=RenderedMessage(
+            locale=locale, subject=subject, text=text, html=html, direction=direction
+        ),
+    )
+
+
+def smtp_settings(port: int, **extra: Any) -> ChannelSettings:
+    return ChannelSettings(
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_from="Trgovina Šimić <obavijesti@trgovina.example>",
+        send_timeout_seconds=5,
+        **extra,
+    )
+
+
+async def received(sink: SmtpSink, message_id: str) -> Any:
+    return await asyncio.to_thread(sink.wait_for, lambda m: m["Message-ID"] == message_id, 10)
+
+
+async def test_an_email_has_a_text_and_an_html_part_and_utf8_names(smtp_sink: SmtpSink) -> None:
+    address = f"ivana.{uuid.uuid4().hex[:6]}@example.com"
+    message = outgoing(Channel.EMAIL, address, delivery_id=f"dlv-{uuid.uuid4().hex}")
+    await SmtpSender(smtp_settings(smtp_sink.port)).send(message)
+
+    mail = await received(smtp_sink, f"<{message.delivery_id}@trgovina.example>")
+    assert mail.envelope_to == (address,)
+    assert mail.envelope_from == "obavijesti@trgovina.example"
+    assert mail["To"].addresses[0].display_name == "Ivana Šimić"
+    assert mail["To"].addresses[0].addr_spec == address
+    assert mail["From"].addresses[0].display_name == "Trgovina Šimić"
+    assert mail["Subject"] == "Hvala na narudžbi P-1"
+    assert mail["Content-Language"] == "hr"
+    assert mail["Auto-Submitted"] == "auto-generated"
+    assert mail.get_content_type() == "multipart/alternative"
+    plain = mail.get_body(preferencelist=("plain",))
+    html = mail.get_body(preferencelist=("html",))
+    assert plain is not None
+    assert html is not None
+    assert plain.get_content().replace("\r\n", "\n").strip() == "Dobar dan, Ivana Šimić,\n\nhvala!"
+    assert '<html lang="hr">' in html.get_content()
+
+
+async def test_a_persian_email_arrives_intact(smtp_sink: SmtpSink) -> None:
+    address = f"sara.{uuid.uuid4().hex[:6]}@example.com"
+    message = outgoing(
+        Channel.EMAIL,
+        address,
+        name="سارا احمدی",
+        subject="سپاس از سفارش شما",
+        text="سارا احمدی گرامی،\n\nاز خرید شما سپاسگزاریم!",
+        html='<!DOCTYPE html><html lang="fa" dir="rtl"><body><p>سپاس</p></body></html>',
+        locale="fa",
+        direction=TextDirection.RTL,
+    )
+    await SmtpSender(smtp_settings(smtp_sink.port)).send(message)
+
+    mail = await received(smtp_sink, f"<{message.delivery_id}@trgovina.example>")
+    assert mail["Subject"] == "سپاس از سفارش شما"
+    assert mail["To"].addresses[0].display_name == "سارا احمدی"
+    assert "از خرید شما سپاسگزاریم" in mail.text()
+    html = mail.get_body(preferencelist=("html",))
+    assert html is not None
+    assert 'dir="rtl"' in html.get_content()
+
+
+async def test_each_attempt_of_one_delivery_carries_the_same_message_id(
+    smtp_sink: SmtpSink,
+) -> None:
+    sender = SmtpSender(smtp_settings(smtp_sink.port))
+    message = outgoing(Channel.EMAIL, "retry@example.com", delivery_id="evt-1:rule/email weird")
+    first = sender.build(message)["Message-ID"]
+    assert sender.build(message)["Message-ID"] == first
+    assert first.endswith("@trgovina.example>")
+    assert " " not in first
+    assert "/" not in first
+
+
+async def test_an_smtp_server_that_is_down_is_a_transient_failure() -> None:
+    sender = SmtpSender(smtp_settings(free_port()))
+    with pytest.raises(TransientDeliveryError, match="unavailable"):
+        await sender.send(outgoing(Channel.EMAIL, "someone@example.com"))
+
+
+async def test_an_address_that_is_not_one_is_a_permanent_failure(smtp_sink: SmtpSink) -> None:
+    with pytest.raises(PermanentDeliveryError):
+        await SmtpSender(smtp_settings(smtp_sink.port)).send(outgoing(Channel.EMAIL, "no-at-sign"))
+
+
+class _Refusing:
+    """An SMTP server that answers RCPT TO with a chosen code."""
+
+    def __init__(self) -> None:
+        self.code = "550 5.1.1 no such mailbox"
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd hook
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        return self.code
+
+
+@pytest.fixture(scope="module")
+def refusing_server() -> Iterator[tuple[_Refusing, int]]:
+    handler = _Refusing()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+async def test_a_refused_recipient_is_permanent_and_a_deferred_one_transient(
+    refusing_server: tuple[_Refusing, int],
+) -> None:
+    handler, port = refusing_server
+    sender = SmtpSender(smtp_settings(port))
+    handler.code = "550 5.1.1 no such mailbox"
+    with pytest.raises(PermanentDeliveryError, match="550"):
+        await sender.send(outgoing(Channel.EMAIL, "gone@example.com"))
+    handler.code = "451 4.3.0 try again later"
+    with pytest.raises(TransientDeliveryError, match="451"):
+        await sender.send(outgoing(Channel.EMAIL, "busy@example.com"))
+
+
+# --- SMS -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def sms(sms_sink: SmsSink) -> AsyncIterator[SmsSender]:
+    sender = SmsSender(
+        ChannelSettings(sms_url=sms_sink.url, sms_api_key="sms-key", send_timeout_seconds=2)
+    )
+    try:
+        yield sender
+    finally:
+        await sender.close()
+
+
+def _phone() -> str:
+    return "+3859" + str(uuid.uuid4().int)[:8]
+
+
+async def test_an_sms_reaches_the_provider_once_per_delivery(
+    sms: SmsSender, sms_sink: SmsSink
+) -> None:
+    phone = _phone()
+    message = outgoing(Channel.SMS, phone, text="Rapport: hvala na narudžbi P-1, Ivana Šimić!")
+    await sms.send(message)
+    await sms.send(message)  # a retry after a lost answer
+
+    got = await asyncio.to_thread(sms_sink.wait_for, lambda m: m.to == phone, 5)
+    assert got.text == "Rapport: hvala na narudžbi P-1, Ivana Šimić!"
+    assert got.idempotency_key == message.delivery_id
+    assert got.headers["authorization"] == "Bearer sms-key"
+    assert [m for m in sms_sink.messages if m.to == phone] == [got]
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (503, TransientDeliveryError),
+        (500, TransientDeliveryError),
+        (429, TransientDeliveryError),
+        (400, PermanentDeliveryError),
+        (401, PermanentDeliveryError),
+    ],
+)
+async def test_provider_answers_are_classified(
+    sms: SmsSender, sms_sink: SmsSink, status: int, error: type[Exception]
+) -> None:
+    sms_sink.fail_next(status)
+    with pytest.raises(error, match=str(status)):
+        await sms.send(outgoing(Channel.SMS, _phone()))
+
+
+async def test_a_phone_number_that_is_not_one_is_a_permanent_failure(sms: SmsSender) -> None:
+    with pytest.raises(PermanentDeliveryError, match=r"E\.164"):
+        await sms.send(outgoing(Channel.SMS, "call me maybe"))
+
+
+async def test_a_provider_that_does_not_answer_is_a_transient_failure() -> None:
+    release = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await release.wait()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sender = SmsSender(
+        ChannelSettings(sms_url=f"http://127.0.0.1:{port}/messages", send_timeout_seconds=0.3)
+    )
+    try:
+        with pytest.raises(TransientDeliveryError, match="did not answer"):
+            await sender.send(outgoing(Channel.SMS, _phone()))
+    finally:
+        release.set()
+        await sender.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_provider_that_is_down_is_a_transient_failure() -> None:
+    sender = SmsSender(ChannelSettings(sms_url=f"http://127.0.0.1:{free_port()}/messages"))
+    try:
+        with pytest.raises(TransientDeliveryError, match="unreachable"):
+            await sender.send(outgoing(Channel.SMS, _phone()))
+    finally:
+        await sender.close()
+
+
+# --- in-app ----------------------------------------------------------------------------
+
+
+async def test_an_in_app_message_is_stored_once_per_delivery(db: Database) -> None:
+    inbox = InboxStore(db)
+    await inbox.ensure_indexes()
+    message = outgoing(Channel.IN_APP, "", html=None)
+    sender = InAppSender(inbox)
+    await sender.send(message)
+    await sender.send(message)
+    page = await inbox.page(message.recipient.customer_id, unread_only=False, after=None, limit=10)
+    assert [(m.id, m.subject, m.text) for m in page] == [
+        (message.delivery_id, "Hvala na narudžbi P-1", "Dobar dan, Ivana Šimić,\n\nhvala!")
+    ]
+
+
+async def test_a_rendered_persian_template_arrives_right_to_left(
+    smtp_sink: SmtpSink, db: Database
+) -> None:
+    renderer = JinjaTemplateRenderer(TemplateStore(db), company="Rapport")
+    spec = catalog.TRIGGERS["purchase_thank_you"]
+    rendered = await renderer.render(
+        "purchase_thank_you", Channel.EMAIL, "fa-IR", {**spec.sample, "customer_name": "سارا"}
+    )
+    address = f"sara.{uuid.uuid4().hex[:6]}@example.com"
+    message = OutgoingMessage(
+        delivery_id=f"dlv-{uuid.uuid4().hex}",
+        channel=Channel.EMAIL,
+        rule="purchase_thank_you",
+        address=address,
+        recipient=Recipient(customer_id="c-fa", name="سارا", locale="fa-IR"),
+        rendered=rendered,
+    )
+    await SmtpSender(smtp_settings(smtp_sink.port)).send(message)
+
+    mail = await received(smtp_sink, f"<{message.delivery_id}@trgovina.example>")
+    assert mail["Content-Language"] == "fa"
+    assert mail["Subject"] == "سپاس از سفارش شما (P-2026-00042)"
+    assert mail.text().startswith("سارا گرامی،")
+    assert "۲۳۸٫۹۰ یورو" in mail.text()
+    html = mail.get_body(preferencelist=("html",))
+    assert html is not None
+    assert '<html lang="fa" dir="rtl">' in html.get_content()
+
+
+def test_channel_settings_come_from_the_service_settings() -> None:
+    settings = NotificationsSettings(
+        smtp_host="mail.example.com",
+        smtp_port=2525,
+        smtp_from="Trgovina <hello@trgovina.example>",
+        sms_url="https://sms.example.com/v1/messages",
+        webhook_timeout_seconds=2.5,
+    )
+    channels = ChannelSettings.model_validate(settings, from_attributes=True)
+    assert (channels.smtp_host, channels.smtp_port) == ("mail.example.com", 2525)
+    assert channels.sender_address == "hello@trgovina.example"
+    assert channels.company == "Trgovina"
+    assert channels.sms_url == "https://sms.example.com/v1/messages"
+    assert channels.webhook_timeout_seconds == 2.5
+    assert channels.private_webhooks_allowed  # development

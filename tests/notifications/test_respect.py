@@ -1,0 +1,117 @@
+"""Respect for the customer: consent, preferences, quiet hours, the marketing cap."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, time
+
+from services.notifications.domain import Channel, Purpose
+from services.notifications.respect import (
+    Preferences,
+    QuietHours,
+    Send,
+    Situation,
+    Suppress,
+    decide,
+    local_day,
+)
+from services.notifications.rules import Audience
+
+NIGHT = QuietHours(time(21, 0), time(8, 0))
+# 23:30 in Zagreb (UTC+1 in November).
+LATE_EVENING = datetime(2026, 11, 23, 22, 30, tzinfo=UTC)
+NOON = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)
+
+
+def situation(**changes: object) -> Situation:
+    base = Situation(
+        channel=Channel.EMAIL,
+        purpose=Purpose.TRANSACTIONAL,
+        audience=Audience.CUSTOMER,
+        now=NOON,
+        time_zone="Europe/Zagreb",
+        default_quiet_hours=NIGHT,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_a_transactional_message_goes_now_in_the_day() -> None:
+    assert decide(situation()) == Send(NOON)
+
+
+def test_quiet_hours_defer_to_their_local_end_never_drop() -> None:
+    decision = decide(situation(now=LATE_EVENING))
+    assert isinstance(decision, Send)
+    assert decision.at == datetime(2026, 11, 24, 7, 0, tzinfo=UTC)  # 08:00 in Zagreb
+    assert decision.deferred_because == "quiet hours"
+
+
+def test_quiet_hours_follow_the_customers_time_zone() -> None:
+    # 22:30 UTC is 17:30 in New York: not quiet there.
+    assert decide(situation(now=LATE_EVENING, time_zone="America/New_York")) == Send(LATE_EVENING)
+
+
+def test_the_customers_own_quiet_hours_win_and_can_be_switched_off() -> None:
+    own = Preferences(quiet_hours=QuietHours(time(12, 0), time(14, 0)))
+    decision = decide(situation(preferences=own))
+    assert isinstance(decision, Send)
+    assert decision.at == datetime(2026, 11, 23, 13, 0, tzinfo=UTC)  # 14:00 local
+    assert decide(situation(now=LATE_EVENING, preferences=Preferences(quiet_hours_off=True))) == (
+        Send(LATE_EVENING)
+    )
+
+
+def test_in_app_messages_are_not_held_by_quiet_hours() -> None:
+    assert decide(situation(now=LATE_EVENING, channel=Channel.IN_APP)) == Send(LATE_EVENING)
+
+
+def test_marketing_needs_explicit_consent_on_the_channel() -> None:
+    marketing = situation(purpose=Purpose.MARKETING)
+    assert decide(marketing) == Suppress("no marketing consent for email")
+    granted = {(Channel.EMAIL, Purpose.MARKETING): True}
+    assert decide(replace(marketing, consents=granted)) == Send(NOON)
+
+
+def test_a_revoked_consent_suppresses_even_transactional_messages() -> None:
+    revoked = {(Channel.SMS, Purpose.TRANSACTIONAL): False}
+    decision = decide(situation(channel=Channel.SMS, consents=revoked))
+    assert decision == Suppress("no transactional consent for sms")
+
+
+def test_an_opt_out_in_the_preferences_suppresses() -> None:
+    opted_out = Preferences(opt_outs=frozenset({(Channel.EMAIL, Purpose.TRANSACTIONAL)}))
+    assert decide(situation(preferences=opted_out)) == Suppress(
+        "customer opted out of transactional email"
+    )
+
+
+def test_no_marketing_while_a_complaint_is_open() -> None:
+    granted = {(Channel.EMAIL, Purpose.MARKETING): True}
+    decision = decide(situation(purpose=Purpose.MARKETING, consents=granted, open_complaints=1))
+    assert decision == Suppress("no marketing while a complaint is open")
+    # Transactional messages still go.
+    assert decide(situation(open_complaints=1)) == Send(NOON)
+
+
+def test_the_daily_marketing_cap() -> None:
+    granted = {(Channel.EMAIL, Purpose.MARKETING): True}
+    marketing = situation(purpose=Purpose.MARKETING, consents=granted, marketing_cap=2)
+    assert decide(replace(marketing, marketing_today=1)) == Send(NOON)
+    assert decide(replace(marketing, marketing_today=2)) == Suppress(
+        "daily marketing cap of 2 reached"
+    )
+
+
+def test_internal_messages_go_to_staff_at_once() -> None:
+    staff = situation(audience=Audience.STAFF, now=LATE_EVENING, erased=True)
+    assert decide(staff) == Send(LATE_EVENING)
+
+
+def test_an_erased_customer_gets_nothing() -> None:
+    assert decide(situation(erased=True)) == Suppress("customer erased")
+
+
+def test_a_local_day_has_its_zones_bounds() -> None:
+    start, end = local_day(LATE_EVENING, "Europe/Zagreb")
+    assert start == datetime(2026, 11, 22, 23, 0, tzinfo=UTC)  # midnight in Zagreb
+    assert end == datetime(2026, 11, 23, 23, 0, tzinfo=UTC)

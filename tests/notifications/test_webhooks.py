@@ -1,0 +1,337 @@
+"""Webhooks: subscriptions over HTTP with URL checks, signed deliveries to a real local
+receiver that verifies them with the documented recipe, and how failures are classified."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from services.notifications.channels import ChannelSettings
+from services.notifications.domain import PermanentDeliveryError, TransientDeliveryError
+from services.notifications.webhooks import (
+    Subscription,
+    WebhookDelivery,
+    new_secret,
+    sign,
+    verify_signature,
+)
+from shared.mongo import Database
+from shared.settings import Environment
+from tests.notifications.delivery_app import DeliveryApi, delivery_api
+
+
+class Receiver:
+    """A webhook receiver on a free port: ``/ok`` keeps what it gets and answers 204,
+    ``/status/<code>`` answers that code, ``/hang`` does not answer until released."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.release = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                if self.path == "/hang":
+                    receiver.release.wait(30)
+                    return
+                status = 204
+                if self.path.startswith("/status/"):
+                    status = int(self.path.rsplit("/", 1)[1])
+                else:
+                    receiver.received.append(
+                        ({k.lower(): v for k, v in self.headers.items()}, body)
+                    )
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    found = Receiver()
+    found.thread.start()
+    try:
+        yield found
+    finally:
+        found.release.set()
+        found.server.shutdown()
+        found.server.server_close()
+
+
+@pytest.fixture
+async def api(db: Database) -> AsyncIterator[DeliveryApi]:
+    async with delivery_api(db, webhook_timeout_seconds=0.5) as service:
+        yield service
+
+
+async def subscribe(api: DeliveryApi, url: str, *patterns: str) -> dict[str, Any]:
+    response = await api.http.post(
+        "/api/v1/webhooks",
+        json={"url": url, "event_types": list(patterns) or ["*"]},
+        headers=api.admin,
+    )
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+async def test_a_delivery_is_signed_so_the_receiver_can_verify_it(
+    api: DeliveryApi, receiver: Receiver
+) -> None:
+    created = await subscribe(api, receiver.url("/ok"), "crm.complaint.*")
+    assert created["secret"].startswith("whsec_")
+    subscription = (await api.webhooks.matching("crm.complaint.opened"))[0]
+    delivery_id = f"dlv-{uuid.uuid4().hex}"
+    event = {"type": "crm.complaint.opened", "data": {"customer": "Šimić", "amount": "12.50"}}
+    await api.webhooks.deliver(subscription, event, delivery_id)
+
+    headers, body = next(r for r in receiver.received if r[0]["webhook-id"] == delivery_id)
+    assert json.loads(body) == event
+    assert headers["content-type"] == "application/json"
+    verify_signature(created["secret"], headers, body)  # the recipe in the module docstring
+    with pytest.raises(ValueError, match="no signature"):
+        verify_signature(created["secret"], headers, body.replace(b"12.50", b"99.99"))
+    with pytest.raises(ValueError, match="no signature"):
+        verify_signature(new_secret(), headers, body)
+    with pytest.raises(ValueError, match="replay window"):
+        verify_signature(created["secret"], headers, body, now=time.time() + 301)
+
+
+def test_the_signature_is_the_standard_webhooks_one() -> None:
+    # Test vector from the Standard Webhooks specification's reference libraries.
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    body = b'{"test": 2432232314}'
+    expected = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    assert sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body) == expected
+    headers = {
+        "webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek",
+        "webhook-timestamp": "1614265330",
+        "webhook-signature": f"v1,bm9ldHRoZXNpZ25hdHVyZQ== {expected}",
+    }
+    verify_signature(secret, headers, body, now=1614265330 + 299)
+    with pytest.raises(ValueError, match="missing"):
+        verify_signature(secret, {}, body, now=1614265330)
+
+
+async def test_subscriptions_match_event_types_with_wildcards(
+    api: DeliveryApi, receiver: Receiver
+) -> None:
+    complaints = await subscribe(api, receiver.url("/ok"), "crm.complaint.*")
+    everything = await subscribe(api, receiver.url("/ok"), "*")
+    sent = await subscribe(api, receiver.url("/ok"), "crm.notification.sent")
+
+    def ids(found: list[Subscription]) -> set[str]:
+        return {s.id for s in found}
+
+    assert ids(await api.webhooks.matching("crm.complaint.resolved")) == {
+        complaints["id"],
+        everything["id"],
+    }
+    assert ids(await api.webhooks.matching("crm.notification.sent")) == {
+        sent["id"],
+        everything["id"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "error", "reason"),
+    [
+        ("/status/500", TransientDeliveryError, "500"),
+        ("/status/503", TransientDeliveryError, "503"),
+        ("/status/429", TransientDeliveryError, "429"),
+        ("/status/404", PermanentDeliveryError, "404"),
+        ("/status/400", PermanentDeliveryError, "400"),
+        ("/status/301", PermanentDeliveryError, "301"),
+        ("/hang", TransientDeliveryError, "did not answer within 0.5 s"),
+    ],
+)
+async def test_failing_receivers_are_classified(
+    api: DeliveryApi, receiver: Receiver, path: str, error: type[Exception], reason: str
+) -> None:
+    await subscribe(api, receiver.url(path), "crm.*")
+    subscription = (await api.webhooks.matching("crm.purchase.completed"))[0]
+    with pytest.raises(error, match=reason):
+        await api.webhooks.deliver(subscription, b"{}", f"dlv-{uuid.uuid4().hex}")
+    assert (await api.webhooks.store.get(subscription.id)).active
+
+
+async def test_a_receiver_that_is_gone_switches_its_subscription_off(
+    api: DeliveryApi, receiver: Receiver
+) -> None:
+    created = await subscribe(api, receiver.url("/status/410"), "*")
+    subscription = (await api.webhooks.matching("crm.purchase.completed"))[0]
+    with pytest.raises(PermanentDeliveryError, match="410"):
+        await api.webhooks.deliver(subscription, b"{}", "dlv-gone")
+    assert await api.webhooks.matching("crm.purchase.completed") == []
+    shown = (await api.http.get(f"/api/v1/webhooks/{created['id']}", headers=api.agent)).json()
+    assert shown["active"] is False
+    assert "410" in shown["disabled_reason"]
+    again = await api.http.patch(
+        f"/api/v1/webhooks/{created['id']}", json={"active": True}, headers=api.admin
+    )
+    assert again.json()["active"] is True
+
+
+async def test_the_secret_is_shown_once_and_deleting_stops_deliveries(
+    api: DeliveryApi, receiver: Receiver
+) -> None:
+    created = await subscribe(api, receiver.url("/ok"), "*")
+    listed = (await api.http.get("/api/v1/webhooks", headers=api.agent)).json()
+    assert [s["id"] for s in listed] == [created["id"]]
+    assert "secret" not in listed[0]
+    one = await api.http.get(f"/api/v1/webhooks/{created['id']}", headers=api.agent)
+    assert "secret" not in one.json()
+    deleted = await api.http.delete(f"/api/v1/webhooks/{created['id']}", headers=api.admin)
+    assert deleted.status_code == 204
+    assert await api.webhooks.matching("crm.purchase.completed") == []
+    gone = await api.http.get(f"/api/v1/webhooks/{created['id']}", headers=api.agent)
+    assert gone.status_code == 404
+
+
+async def test_a_secret_can_be_given(api: DeliveryApi, receiver: Receiver) -> None:
+    secret = new_secret()
+    response = await api.http.post(
+        "/api/v1/webhooks",
+        json={"url": receiver.url("/ok"), "event_types": ["*"], "secret": secret},
+        headers=api.admin,
+    )
+    assert response.json()["secret"] == secret
+    bad = await api.http.post(
+        "/api/v1/webhooks",
+        json={"url": receiver.url("/ok"), "event_types": ["*"], "secret": "hunter2"},
+        headers=api.admin,
+    )
+    assert bad.status_code == 422
+    assert "whsec_" in bad.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("ftp://example.com/hook", "https://"),
+        ("https://", "no host"),
+        ("not a url", "https://"),
+        ("https://user:pw@example.com/hook", "credentials"),
+        ("https://example.com:99999/hook", "not valid"),
+    ],
+)
+async def test_a_bad_webhook_url_is_a_422(api: DeliveryApi, url: str, reason: str) -> None:
+    response = await api.http.post(
+        "/api/v1/webhooks", json={"url": url, "event_types": ["*"]}, headers=api.admin
+    )
+    assert response.status_code == 422, response.text
+    assert reason in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"url": "https://example.com", "event_types": []},
+        {"url": "https://example.com", "event_types": ["crm.complaint.[ab]"]},
+        {"url": "https://example.com", "event_types": ["CRM Complaint"]},
+        {"url": "https://example.com"},
+    ],
+)
+async def test_a_bad_event_type_filter_is_a_422(api: DeliveryApi, body: dict[str, Any]) -> None:
+    response = await api.http.post("/api/v1/webhooks", json=body, headers=api.admin)
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://hooks.example.com/rapport", True),
+        ("https://93.184.215.14/rapport", True),
+        ("http://hooks.example.com/rapport", False),
+        ("https://127.0.0.1/rapport", False),
+        ("https://10.1.2.3/rapport", False),
+        ("https://192.168.1.10/rapport", False),
+        ("https://169.254.169.254/latest/meta-data", False),
+        ("https://[::1]/rapport", False),
+        ("https://localhost/rapport", False),
+        ("https://relay.internal/rapport", False),
+    ],
+)
+async def test_production_refuses_plain_http_and_private_addresses(
+    db: Database, url: str, allowed: bool
+) -> None:
+    async with delivery_api(db, environment=Environment.PRODUCTION) as api:
+        response = await api.http.post(
+            "/api/v1/webhooks", json={"url": url, "event_types": ["*"]}, headers=api.admin
+        )
+    assert (response.status_code == 201) is allowed, response.text
+
+
+async def test_production_allows_listed_hosts(db: Database) -> None:
+    async with delivery_api(
+        db, environment=Environment.PRODUCTION, webhook_allowed_hosts=["10.1.2.3"]
+    ) as api:
+        response = await api.http.post(
+            "/api/v1/webhooks",
+            json={"url": "http://10.1.2.3/hook", "event_types": ["*"]},
+            headers=api.admin,
+        )
+    assert response.status_code == 201
+
+
+async def test_production_refuses_to_deliver_to_a_name_that_now_resolves_privately(
+    db: Database,
+) -> None:
+    settings = ChannelSettings(environment=Environment.PRODUCTION)
+    async with delivery_api(db) as api:
+        delivery = WebhookDelivery(api.webhooks.store, settings)
+        await subscribe(api, "https://localhost.example.invalid/", "*")
+        subscription = (await delivery.matching("x"))[0]
+        subscription = subscription.model_copy(update={"url": "https://localhost:9/hook"})
+        with pytest.raises(PermanentDeliveryError, match="private address"):
+            await delivery.deliver(subscription, b"{}", "dlv-private")
+        await delivery.close()
+
+
+async def test_only_admins_manage_webhooks(api: DeliveryApi) -> None:
+    body = {"url": "https://example.com/hook", "event_types": ["*"]}
+    agent = await api.http.post("/api/v1/webhooks", json=body, headers=api.agent)
+    assert agent.status_code == 403
+    customer = await api.http.get("/api/v1/webhooks", headers=api.customer("c-1"))
+    assert customer.status_code == 403
+
+
+async def test_a_test_delivery_tells_the_integrator_how_their_receiver_answered(
+    api: DeliveryApi, receiver: Receiver
+) -> None:
+    good = await subscribe(api, receiver.url("/ok"), "crm.*")
+    response = await api.http.post(f"/api/v1/webhooks/{good['id']}/test", headers=api.admin)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["delivered"] is True
+    headers, body = next(
+        r for r in receiver.received if r[0]["webhook-id"] == answer["delivery_id"]
+    )
+    verify_signature(good["secret"], headers, body)
+    assert json.loads(body)["type"] == "rapport.webhook.test"
+
+    failing = await subscribe(api, receiver.url("/status/503"), "crm.*")
+    response = await api.http.post(f"/api/v1/webhooks/{failing['id']}/test", headers=api.admin)
+    assert response.json()["delivered"] is False
+    assert response.json()["retryable"] is True
+    assert "503" in response.json()["error"]
+    missing = await api.http.post("/api/v1/webhooks/wh_nope/test", headers=api.admin)
+    assert missing.status_code == 404
