@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -367,8 +368,10 @@ def banner(stack: Stack) -> str:
         "-" * 78,
     ]
     for service in stack.services:
-        note = "  (dashboard)" if service.name == "analytics" else ""
-        lines.append(f"  {service.name:<14} {service.url}/   API docs: {service.url}/docs{note}")
+        lines.append(f"  {service.name:<14} {service.url}/   API docs: {service.url}/docs")
+        if service.name == "analytics":  # the fragment never leaves the browser
+            signed_in = f"{service.url}/#token={urllib.parse.quote(cfg.admin_token, safe='')}"
+            lines.append(f"  {'Dashboard':<14} {signed_in}  (opens signed in)")
     kafka_note = f"Apache Kafka {KAFKA_VERSION}, KRaft" if stack.kafka else "external"
     mongo_note = "SecantusDB" if stack.mongodb else "external"
     smtp_host, smtp_port = stack.smtp_address

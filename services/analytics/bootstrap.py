@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+
 from fastapi import FastAPI
 
-from services.analytics import worker
+from services.analytics import api, dashboard, worker
+from services.analytics.handlers import Analytics, Recomputer
 from services.analytics.settings import AnalyticsSettings
+from services.analytics.store import AnalyticsStore
 from shared import ops
 from shared.runtime import ServiceRuntime
 
 
+
 def create_app(settings: AnalyticsSettings) -> FastAPI:
-    runtime = ServiceRuntime.build(
-        settings, handlers=worker.handlers(), subscriptions=worker.SUBSCRIPTIONS
+    runtime = ServiceRuntime.build(settings, handlers={}, subscriptions=worker.SUBSCRIPTIONS)
+    store = AnalyticsStore(runtime.db)
+    analytics = Analytics(
+        client=runtime.client, store=store, outbox=runtime.outbox, relay=runtime.relay
     )
-    return runtime.http_app([ops.router])
+    for event_type, handler in worker.handlers(analytics).items():
+        runtime.on(event_type, handler)
+    recomputer = Recomputer(analytics, settings.recompute_interval_seconds)
+    runtime.startup += [store.ensure_indexes, recomputer.start]
+    runtime.shutdown.append(recomputer.stop)
+    routers = [ops.router, api.router, dashboard.router]
+    return runtime.http_app(routers, analytics=analytics, recomputer=recomputer)

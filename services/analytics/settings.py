@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -14,3 +15,9 @@ class AnalyticsSettings(ServiceSettings):
 
     service_name: ClassVar[str] = "analytics"
     default_http_port: ClassVar[int] = 8004
+
+    recompute_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="how often every customer's segment and churn risk are judged again",
+    )

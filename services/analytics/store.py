@@ -1,0 +1,290 @@
+"""MongoDB read models of analytics: facts keyed by their ids, and one document per customer.
+
+Facts are written so that the order they arrive in does not matter (``$min``, ``$addToSet``
+and fields each event owns), which is what lets a replay reach the figures of the live
+run. Each fact keeps the customer id the event named (``named``) and the customer it
+counts for now (``customer_id``), which follows merges and becomes an anonymous token on
+erasure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+
+from services.analytics import domain
+from services.analytics.domain import (
+    ComplaintFact,
+    FeedbackFact,
+    NotificationFact,
+    PurchaseFact,
+    ReturnFact,
+    Summary,
+)
+from shared.mongo import Collection, Database, Document, Session
+
+FACTS = ("purchases", "returns", "complaints", "feedback", "notifications")
+MAX_MERGE_HOPS = 10
+
+
+def is_identity_key(named: str) -> bool:
+    """A purchase may name its buyer by e-mail or external id instead of customer id."""
+    return named.startswith(("email:", "external:"))
+
+
+def purchase_fact(document: Mapping[str, Any]) -> PurchaseFact:
+    return PurchaseFact(
+        purchase_id=document["_id"],
+        at=document["at"],
+        currency=document["currency"],
+        total=Decimal(document["total"]),
+        items=tuple(
+            (i["sku"], i["name"], i["category"], i["quantity"]) for i in document.get("items", ())
+        ),
+    )
+
+
+def return_fact(document: Mapping[str, Any]) -> ReturnFact:
+    return ReturnFact(
+        return_id=document["_id"],
+        at=document["at"],
+        currency=document["currency"],
+        refund=Decimal(document["refund"]),
+    )
+
+
+def feedback_fact(document: Mapping[str, Any]) -> FeedbackFact:
+    return FeedbackFact(at=document["at"], csat=document["csat"], nps=document.get("nps"))
+
+
+class AnalyticsStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.purchases: Collection = db["purchases"]
+        self.returns: Collection = db["returns"]
+        self.complaints: Collection = db["complaints"]
+        self.feedback: Collection = db["feedback"]
+        self.notifications: Collection = db["notifications"]
+        self.customers: Collection = db["customers"]
+        self.identities: Collection = db["identities"]
+        self.state: Collection = db["analytics_state"]
+
+    async def ensure_indexes(self) -> None:
+        for name in FACTS:
+            await self.db[name].create_index([("customer_id", ASCENDING)])
+            await self.db[name].create_index([("named", ASCENDING)])
+        for name, field in (
+            ("purchases", "at"),
+            ("returns", "at"),
+            ("feedback", "at"),
+            ("complaints", "opened_at"),
+            ("complaints", "first_resolved_at"),
+            ("complaints", "acknowledged_at"),
+        ):
+            await self.db[name].create_index([(field, ASCENDING)])
+        await self.purchases.create_index([("skus", ASCENDING)])
+        await self.purchases.create_index([("categories", ASCENDING)])
+        await self.notifications.create_index([("at", DESCENDING), ("_id", DESCENDING)])
+        await self.customers.create_index([("registered_at", ASCENDING)])
+        await self.customers.create_index([("insight.segment", ASCENDING), ("_id", ASCENDING)])
+        await self.customers.create_index([("insight.churn_level", ASCENDING)])
+        await self.customers.create_index([("summary.categories", ASCENDING)])
+
+    # Who a fact belongs to
+
+    async def resolve(self, named: str, session: Session | None = None) -> str:
+        """The customer a fact naming ``named`` counts for: merges followed, erasure
+        replaced by the customer's anonymous token."""
+        current = named
+        if is_identity_key(named):
+            owner = await self.identities.find_one({"_id": named}, session=session)
+            if owner is None:
+                return named  # not attributed until a profile names this e-mail or id
+            current = str(owner["customer_id"])
+        for _ in range(MAX_MERGE_HOPS):
+            document = await self.customers.find_one(
+                {"_id": current},
+                {"erased": 1, "anonymous_id": 1, "merged_into": 1},
+                session=session,
+            )
+            if document is None:
+                return current
+            if document.get("erased"):
+                return str(document["anonymous_id"])
+            if not document.get("merged_into"):
+                return current
+            current = document["merged_into"]
+        return current
+
+    async def identity_owner(self, key: str, session: Session) -> str | None:
+        document = await self.identities.find_one({"_id": key}, session=session)
+        return None if document is None else str(document["customer_id"])
+
+    async def record_identities(
+        self, customer_id: str, keys: Iterable[str], session: Session
+    ) -> None:
+        for key in keys:
+            await self.identities.update_one(
+                {"_id": key}, {"$set": {"customer_id": customer_id}}, upsert=True, session=session
+            )
+
+    async def reattribute(self, named: Iterable[str], session: Session) -> set[str]:
+        """Point every fact naming one of ``named`` at the customer it resolves to now;
+        returns the customers whose facts changed (before and after)."""
+        touched: set[str] = set()
+        for name in set(named):
+            target = await self.resolve(name, session)
+            for collection in FACTS:
+                facts = self.db[collection]
+                before = await facts.distinct(
+                    "customer_id", {"named": name, "customer_id": {"$ne": target}}, session=session
+                )
+                if before:
+                    touched.update(str(c) for c in before if c is not None)
+                    touched.add(target)
+                    await facts.update_many(
+                        {"named": name}, {"$set": {"customer_id": target}}, session=session
+                    )
+        return touched
+
+    async def named_for(self, customer_id: str, session: Session) -> set[str]:
+        """Every customer id the facts counting for ``customer_id`` were named by."""
+        names: set[str] = {customer_id}
+        for collection in FACTS:
+            names.update(
+                str(n)
+                for n in await self.db[collection].distinct(
+                    "named", {"customer_id": customer_id}, session=session
+                )
+            )
+        return names
+
+    async def anonymise_facts(self, customer_id: str, token: str, session: Session) -> None:
+        for collection in FACTS:
+            await self.db[collection].update_many(
+                {"$or": [{"customer_id": customer_id}, {"named": customer_id}]},
+                {"$set": {"customer_id": token, "named": token}},
+                session=session,
+            )
+
+    # Customers
+
+    async def customer(self, customer_id: str, session: Session | None = None) -> Document | None:
+        return await self.customers.find_one({"_id": customer_id}, session=session)
+
+    async def summary_of(self, customer_id: str, session: Session | None = None) -> Summary:
+        query = {"customer_id": customer_id}
+        purchases = [purchase_fact(d) async for d in self.purchases.find(query, session=session)]
+        returns = [return_fact(d) async for d in self.returns.find(query, session=session)]
+        complaints = [
+            domain.complaint_from_document(d)
+            async for d in self.complaints.find(query, session=session)
+        ]
+        feedback = [feedback_fact(d) async for d in self.feedback.find(query, session=session)]
+        return domain.summarise(purchases, returns, complaints, feedback)
+
+    async def population(self, session: Session | None = None) -> domain.Population:
+        document = await self.state.find_one({"_id": "population"}, session=session)
+        return domain.Population.from_document(document)
+
+    async def save_population(self, population: domain.Population, now: datetime) -> None:
+        await self.state.replace_one(
+            {"_id": "population"},
+            {"_id": "population", **population.to_document(), "computed_at": now},
+            upsert=True,
+        )
+
+    def live_customers(self) -> dict[str, Any]:
+        return {"erased": {"$ne": True}, "merged_into": None}
+
+    # Window queries for KPIs
+
+    async def kpi_facts(self, start: datetime, end: datetime) -> domain.KpiFacts:
+        span = {"$gt": start, "$lte": end}
+        purchases = [
+            purchase_fact(d)
+            async for d in self.purchases.find({"at": span}, {"items": 0, "skus": 0})
+        ]
+        returns = [return_fact(d) async for d in self.returns.find({"at": span})]
+        complaints = [
+            domain.complaint_from_document(d)
+            async for d in self.complaints.find(
+                {
+                    "$or": [
+                        {"opened_at": span},
+                        {"first_resolved_at": span},
+                        {"acknowledged_at": span},
+                    ]
+                }
+            )
+        ]
+        notifications = [
+            NotificationFact(event_type=d["event_type"], at=d["at"])
+            async for d in self.notifications.find({"at": span}, {"event_type": 1, "at": 1})
+        ]
+        feedback = [feedback_fact(d) async for d in self.feedback.find({"at": span})]
+        new_customers = await self.customers.count_documents({"registered_at": span})
+        return domain.KpiFacts(
+            purchases=purchases,
+            returns=returns,
+            new_customers=new_customers,
+            complaints=complaints,
+            notifications=notifications,
+            feedback=feedback,
+        )
+
+    async def series_values(
+        self, metric: domain.Metric, start: datetime, end: datetime, currency: str | None
+    ) -> list[tuple[datetime, Decimal]]:
+        span = {"$gt": start, "$lte": end}
+        one = Decimal(1)
+        if metric is domain.Metric.PURCHASES:
+            return [(d["at"], one) async for d in self.purchases.find({"at": span}, {"at": 1})]
+        if metric is domain.Metric.REVENUE:
+            return [
+                (d["at"], Decimal(d["total"]))
+                async for d in self.purchases.find(
+                    {"at": span, "currency": currency}, {"at": 1, "total": 1}
+                )
+            ]
+        if metric is domain.Metric.RETURNS:
+            return [(d["at"], one) async for d in self.returns.find({"at": span}, {"at": 1})]
+        if metric is domain.Metric.NEW_CUSTOMERS:
+            return [
+                (d["registered_at"], one)
+                async for d in self.customers.find({"registered_at": span}, {"registered_at": 1})
+            ]
+        if metric is domain.Metric.COMPLAINTS_OPENED:
+            return [
+                (d["opened_at"], one)
+                async for d in self.complaints.find({"opened_at": span}, {"opened_at": 1})
+            ]
+        if metric is domain.Metric.COMPLAINTS_RESOLVED:
+            return [
+                (d["first_resolved_at"], one)
+                async for d in self.complaints.find(
+                    {"first_resolved_at": span}, {"first_resolved_at": 1}
+                )
+            ]
+        return [
+            (d["at"], one)
+            async for d in self.notifications.find(
+                {"at": span, "event_type": "crm.notification.sent"}, {"at": 1}
+            )
+        ]
+
+    async def main_currency(self, start: datetime, end: datetime) -> str | None:
+        counts: dict[str, int] = {}
+        async for d in self.purchases.find({"at": {"$gt": start, "$lte": end}}, {"currency": 1}):
+            counts[d["currency"]] = counts.get(d["currency"], 0) + 1
+        if not counts:
+            return None
+        return sorted(counts, key=lambda cur: (-counts[cur], cur))[0]
+
+
+def complaint_fact_of(document: Mapping[str, Any]) -> ComplaintFact:
+    return domain.complaint_from_document(document)

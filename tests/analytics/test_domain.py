@@ -1,0 +1,160 @@
+"""The pure rules, on small populations worked out by hand: percentiles, RFM quintiles,
+segments, loyalty tiers, churn risk and next best offers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from services.analytics import domain
+from services.analytics.domain import (
+    ComplaintFact,
+    FeedbackFact,
+    Population,
+    PurchaseFact,
+    ReturnFact,
+    Summary,
+)
+from shared.events.insights import RiskLevel
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def days_ago(days: float) -> datetime:
+    return NOW - timedelta(days=days)
+
+
+def buyer(*ages: float, amount: str = "100.00", categories: tuple[str, ...] = ("tea",)) -> Summary:
+    purchases = [
+        PurchaseFact(
+            purchase_id=f"p{index}",
+            at=days_ago(age),
+            currency="EUR",
+            total=Decimal(amount),
+            items=tuple((f"SKU-{c}", c, c, 1) for c in categories),
+        )
+        for index, age in enumerate(ages)
+    ]
+    return domain.summarise(purchases, [], [], [])
+
+
+def test_nearest_rank_percentiles() -> None:
+    values = [14400.0, 64800.0, 97200.0]
+    assert domain.nearest_rank(values, 50) == 64800.0  # rank ceil(1.5) = 2
+    assert domain.nearest_rank(values, 90) == 97200.0  # rank ceil(2.7) = 3
+    assert domain.nearest_rank([5.0], 90) == 5.0
+    assert domain.nearest_rank([], 50) is None
+    assert domain.nearest_rank([float(v) for v in range(1, 11)], 90) == 9.0
+
+
+def test_rfm_quintiles_segments_and_tiers_of_a_population_worked_out_by_hand() -> None:
+    ana = buyer(1, 11, 21, 31, 41, 51)  # 6 purchases, 600.00
+    bo = buyer(5, 15, 25)  # 300.00
+    cira = buyer(2, amount="20.00")
+    dan = buyer(200, 210, 220, amount="30.00")  # 90.00
+    eva = buyer(300, amount="10.00")
+    population = Population.of([ana, bo, cira, dan, eva, Summary()])
+    # Five buyers: cut point k is the k-th smallest value.
+    assert population.size == 5
+    assert population.frequency == (1, 1, 3, 3)
+    assert population.monetary["EUR"] == tuple(Decimal(v) for v in ("10", "20", "90", "300"))
+
+    def judged(summary: Summary) -> tuple[int, int, int, str, str]:
+        insight = domain.evaluate(summary, population, days_ago(400), NOW)
+        assert insight.rfm is not None
+        scores = insight.rfm
+        return (
+            scores.recency,
+            scores.frequency,
+            scores.monetary,
+            insight.segment.value,
+            insight.loyalty_tier.value,
+        )
+
+    assert judged(ana) == (5, 5, 5, "champions", "gold")
+    assert judged(bo) == (3, 3, 4, "loyal", "silver")
+    assert judged(cira) == (4, 1, 2, "new", "bronze")  # one purchase, two days ago
+    assert judged(dan) == (2, 3, 3, "at_risk", "silver")
+    assert judged(eva) == (1, 1, 1, "lost", "bronze")
+    fresh = domain.evaluate(Summary(), population, days_ago(1), NOW)
+    assert (fresh.rfm, fresh.segment.value) == (None, "new")
+    dormant = domain.evaluate(Summary(), population, days_ago(90), NOW)
+    assert dormant.segment.value == "hibernating"
+    assert domain.loyalty_tier(buyer(*range(12))).value == "platinum"
+
+
+def test_monetary_is_ranked_within_each_currency_and_net_of_refunds() -> None:
+    euros = domain.summarise(
+        [PurchaseFact("p1", days_ago(3), "EUR", Decimal("50.00"))],
+        [ReturnFact("r1", days_ago(2), "EUR", Decimal("45.00"))],
+        [],
+        [],
+    )
+    assert euros.net == {"EUR": Decimal("5.00")}
+    dollars = domain.summarise([PurchaseFact("p2", days_ago(3), "USD", Decimal("1"))], [], [], [])
+    population = Population.of([euros, dollars, buyer(3, amount="10.00")])
+    # EUR nets 5.00 and 10.00: cut points 5, 5, 10, 10; a lone USD buyer scores 1.
+    assert population.monetary["EUR"] == tuple(
+        Decimal(v) for v in ("5.00", "5.00", "10.00", "10.00")
+    )
+    assert domain.rfm(euros, population).monetary == 1  # type: ignore[union-attr]
+    assert domain.rfm(buyer(3, amount="10.00"), population).monetary == 3  # type: ignore[union-attr]
+    assert domain.rfm(dollars, population).monetary == 1  # type: ignore[union-attr]
+
+
+def test_churn_adds_each_warning_sign_with_its_reason() -> None:
+    steady = buyer(40, 30, 20)  # every 10 days, last 20 days ago: overdue (>= 15)
+    calm = domain.churn(buyer(25, 15, 5), NOW)
+    assert (calm.level, calm.score, calm.reasons) == (RiskLevel.LOW, 0.0, ())
+    overdue = domain.churn(steady, NOW)
+    assert (overdue.level, overdue.score) == (RiskLevel.MEDIUM, 0.35)
+    assert overdue.reasons == (
+        "overdue: 20.0 days since the last purchase, usually every 10.0 days",
+    )
+    complaint = ComplaintFact("k1", opened_at=days_ago(2), breaches=frozenset({"resolution"}))
+    unhappy = Summary(
+        **{
+            **steady.__dict__,
+            "complaints": (complaint,),
+            "feedback": (FeedbackFact(days_ago(1), csat=2, nps=3),),
+            "returns": (days_ago(3),),
+        }
+    )
+    risk = domain.churn(unhappy, NOW)
+    # 35 overdue + 25 unresolved + 15 SLA + 20 low CSAT + 10 returns = 105, capped at 1
+    assert (risk.level, risk.score) == (RiskLevel.HIGH, 1.0)
+    assert [reason.split(":")[0] for reason in risk.reasons] == [
+        "overdue",
+        "unresolved complaint",
+        "SLA breached",
+        "low satisfaction",
+        "returns",
+    ]
+
+
+def test_a_resolved_complaint_is_open_again_once_reopened() -> None:
+    resolved = ComplaintFact("k", days_ago(5), resolved=(days_ago(4),))
+    assert not resolved.is_open
+    reopened = ComplaintFact("k", days_ago(5), resolved=(days_ago(4),), reopened=(days_ago(3),))
+    assert reopened.is_open
+    closed = ComplaintFact("k", days_ago(5), closed_at=days_ago(1))
+    assert not closed.is_open
+
+
+def test_next_best_offer_ranks_what_similar_customers_also_bought() -> None:
+    me = buyer(3, categories=("tea", "cups"))
+    peers = [
+        buyer(1, categories=("tea", "kettles")),
+        buyer(1, categories=("tea", "cups", "kettles")),
+        buyer(1, categories=("cups", "honey")),
+        buyer(1, categories=("coffee", "filters")),  # shares nothing: no evidence
+    ]
+    offers = domain.next_best_offers(me, peers)
+    assert [offer["category"] for offer in offers] == ["kettles", "honey"]
+    kettles = offers[0]
+    assert kettles["customers"] == 2
+    assert kettles["evidence"] == [
+        {"bought": "tea", "customers_who_bought_both": 2},
+        {"bought": "cups", "customers_who_bought_both": 1},
+    ]
+    assert kettles["product"] == {"sku": "SKU-kettles", "name": "kettles", "customers": 2}
