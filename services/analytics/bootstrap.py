@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from fastapi import FastAPI
 
 from services.analytics import api, dashboard, worker
@@ -11,7 +10,6 @@ from services.analytics.settings import AnalyticsSettings
 from services.analytics.store import AnalyticsStore
 from shared import ops
 from shared.runtime import ServiceRuntime
-
 
 
 def create_app(settings: AnalyticsSettings) -> FastAPI:
