@@ -1,6 +1,6 @@
 """``make up``: run the whole Rapport stack locally in the foreground.
 
-Starts Kafka, SecantusDB and the SMTP sink (unless external servers are given),
+Starts Kafka, SecantusDB and the SMTP and SMS sinks (unless external ones are given),
 creates the contract topics, then runs the four services as child processes
 and streams their output. Ctrl-C (or SIGTERM) stops everything in reverse
 order; if a service dies on its own, everything stops and the exit code is 1.
@@ -30,6 +30,7 @@ from devstack.kafka import KAFKA_VERSION, KafkaBroker
 from devstack.lockfile import LockHeldError, PidLock
 from devstack.mongo import SecantusServer
 from devstack.paths import REPO_ROOT, data_dir
+from devstack.sms import SmsSink
 from devstack.smtp import SmtpSink
 
 SERVICES = ("profiles", "complaints", "notifications", "analytics")
@@ -75,6 +76,8 @@ class UpConfig:
     kafka_controller_port: int
     mongodb_port: int
     smtp_port: int
+    external_sms_url: str | None
+    sms_port: int
     admin_token: str
     admin_token_generated: bool
     http_ports: Mapping[str, int]
@@ -95,6 +98,8 @@ class UpConfig:
             kafka_controller_port=_port(env, "RAPPORT_KAFKA_CONTROLLER_PORT", 9093),
             mongodb_port=_port(env, "RAPPORT_MONGODB_PORT", 27017),
             smtp_port=_port(env, "RAPPORT_SMTP_PORT", 1025),
+            external_sms_url=env.get("RAPPORT_NOTIFICATIONS_SMS_URL") or None,
+            sms_port=_port(env, "RAPPORT_SMS_PORT", 1026),
             admin_token=token or secrets.token_urlsafe(32),
             admin_token_generated=not token,
             http_ports={
@@ -187,6 +192,7 @@ class Stack:
         self.kafka: KafkaBroker | None = None
         self.mongodb: SecantusServer | None = None
         self.smtp: SmtpSink | None = None
+        self.sms: SmsSink | None = None
         self.services: list[ServiceProcess] = []
 
     @property
@@ -209,6 +215,10 @@ class Stack:
             return self.smtp.host, self.smtp.port
         assert self.config.external_smtp is not None
         return self.config.external_smtp
+
+    @property
+    def sms_url(self) -> str | None:
+        return self.sms.url if self.sms is not None else self.config.external_sms_url
 
     def start(self) -> None:
         self._start_infrastructure()
@@ -235,6 +245,10 @@ class Stack:
             for service in self.services:
                 service.drain()
             self.services = []
+        if self.sms is not None:
+            self._console.info("stopping SMS sink")
+            self.sms.stop()
+            self.sms = None
         if self.smtp is not None:
             self._console.info("stopping SMTP sink")
             self.smtp.stop()
@@ -277,6 +291,10 @@ class Stack:
             self._console.info(f"starting SMTP sink on 127.0.0.1:{cfg.smtp_port}")
             self.smtp = SmtpSink("127.0.0.1", cfg.smtp_port, cfg.data_dir / "smtp")
             self.smtp.start()
+        if cfg.external_sms_url is None:
+            self._console.info(f"starting SMS sink on 127.0.0.1:{cfg.sms_port}")
+            self.sms = SmsSink("127.0.0.1", cfg.sms_port)
+            self.sms.start()
 
     def _create_topics(self) -> None:
         self._console.info("creating Kafka topics (python -m shared.topics)")
@@ -311,6 +329,8 @@ class Stack:
             # Line-by-line output, so the streamed logs are not delayed.
             PYTHONUNBUFFERED="1",
         )
+        if self.sms_url:
+            env["RAPPORT_NOTIFICATIONS_SMS_URL"] = self.sms_url
         # The stream workers' local folders live with the rest of the stack's data.
         env.setdefault("RAPPORT_STATE_DIR", str(self.config.data_dir / "state"))
         # Every service learns every port, e.g. to link to its siblings.
@@ -380,6 +400,11 @@ def banner(stack: Stack) -> str:
         f"  {'Kafka':<14} {stack.kafka_bootstrap}  ({kafka_note})",
         f"  {'MongoDB':<14} {stack.mongodb_uri}  ({mongo_note})",
         f"  {'SMTP sink':<14} {smtp_host}:{smtp_port}  ({smtp_note})",
+    ]
+    if stack.sms_url:
+        sms_note = "in memory" if stack.sms else "external"
+        lines.append(f"  {'SMS sink':<14} {stack.sms_url}  ({sms_note})")
+    lines += [
         f"  {'Data folder':<14} {cfg.data_dir}  (logs in {cfg.data_dir / 'logs'})",
         f"  {'Admin token':<14} {cfg.admin_token}",
     ]

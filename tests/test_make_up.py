@@ -43,7 +43,7 @@ class Stack:
 
 @pytest.fixture
 def stack_env(tmp_path: Path) -> dict[str, str]:
-    ports = free_ports(8)
+    ports = free_ports(9)
     env = dict(os.environ)
     env.pop("RAPPORT_STATE_DIR", None)  # make up's own default, as a developer gets it
     env.update(
@@ -52,10 +52,11 @@ def stack_env(tmp_path: Path) -> dict[str, str]:
         RAPPORT_KAFKA_CONTROLLER_PORT=str(ports[1]),
         RAPPORT_MONGODB_PORT=str(ports[2]),
         RAPPORT_SMTP_PORT=str(ports[3]),
+        RAPPORT_SMS_PORT=str(ports[8]),
         RAPPORT_ADMIN_TOKEN=ADMIN_TOKEN,
         RAPPORT_TOPIC_PREFIX=f"smoke-{tmp_path.name}.",
     )
-    for service, port in zip(SERVICES, ports[4:], strict=True):
+    for service, port in zip(SERVICES, ports[4:8], strict=True):
         env[f"RAPPORT_{service.upper()}_HTTP_PORT"] = str(port)
     return env
 

@@ -272,7 +272,7 @@ def test_the_cli_takes_its_defaults_from_the_stack_environment() -> None:
 @pytest.mark.e2e
 def test_make_demo_runs_the_stack_feeds_it_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     """What ``make demo`` runs, with its own data folder, ports, topics and databases."""
-    ports = free_ports(8)
+    ports = free_ports(9)
     prefix = f"demo-{tmp_path.name}"[-40:].replace("_", "-")
     env = dict(os.environ)
     env.pop("RAPPORT_STATE_DIR", None)
@@ -282,6 +282,7 @@ def test_make_demo_runs_the_stack_feeds_it_and_ctrl_c_stops_everything(tmp_path:
         RAPPORT_KAFKA_CONTROLLER_PORT=str(ports[1]),
         RAPPORT_MONGODB_PORT=str(ports[2]),
         RAPPORT_SMTP_PORT=str(ports[3]),
+        RAPPORT_SMS_PORT=str(ports[8]),
         RAPPORT_ADMIN_TOKEN=TOKEN,
         RAPPORT_TOPIC_PREFIX=f"{prefix}.",
         RAPPORT_DEMO_CUSTOMERS="6",
@@ -291,7 +292,7 @@ def test_make_demo_runs_the_stack_feeds_it_and_ctrl_c_stops_everything(tmp_path:
     )
     databases = []
     for service, port in zip(
-        ("profiles", "complaints", "notifications", "analytics"), ports[4:], strict=True
+        ("profiles", "complaints", "notifications", "analytics"), ports[4:8], strict=True
     ):
         env[f"RAPPORT_{service.upper()}_HTTP_PORT"] = str(port)
         database = f"{prefix}_{service}".replace("-", "_")
