@@ -244,6 +244,14 @@ def test_notifications_sends_mail_to_mailpit(services: dict[str, Any]) -> None:
     assert services["mailpit"]["image"].startswith("axllent/mailpit")
 
 
+def test_notifications_sends_sms_to_the_sms_sink(services: dict[str, Any]) -> None:
+    env = env_of(services["notifications"])
+    assert env["RAPPORT_NOTIFICATIONS_SMS_URL"] == "http://sms-sink:1026/messages"
+    assert depends_on(services["notifications"])["sms-sink"] == "service_healthy"
+    assert services["sms-sink"]["command"][0] == "devstack.sms"
+    assert "healthcheck" in services["sms-sink"]
+
+
 def test_auth_secret_is_required_and_never_defaulted(services: dict[str, Any]) -> None:
     for name in SERVICE_PORTS:
         assert "RAPPORT_AUTH_SECRET" in env_of(services[name]), name
