@@ -10,6 +10,7 @@ import argparse
 import base64
 import fcntl
 import os
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -117,6 +118,25 @@ def _random_cluster_id() -> str:
             return cluster_id
 
 
+# A broker keeps about four files open per partition; a test session creates
+# thousands of partitions, past the usual 1,024 or 20,000 descriptors.
+_OPEN_FILES_WANTED = 262_144
+
+
+def _raise_open_files_limit() -> None:
+    """Raise this process's open-files limit, which the broker inherits, as far as allowed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < _OPEN_FILES_WANTED:
+        try:  # only root may raise the hard limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (_OPEN_FILES_WANTED, _OPEN_FILES_WANTED))
+            return
+        except (ValueError, OSError):
+            pass
+    target = _OPEN_FILES_WANTED if hard == resource.RLIM_INFINITY else min(hard, _OPEN_FILES_WANTED)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 class KafkaBroker:
     """One Apache Kafka process acting as both KRaft controller and broker.
 
@@ -185,6 +205,7 @@ class KafkaBroker:
             if not is_port_free("127.0.0.1", port):
                 raise KafkaError(f"port {port} is already in use; cannot start Kafka")
         self.properties_file.write_text(self._server_properties())
+        _raise_open_files_limit()
         classpath = f"{libs}/*"
         if not (self.logs_dir / "meta.properties").exists():
             self._format_storage(classpath)

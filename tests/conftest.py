@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.kafka import AiokafkaPublisher
 from shared.mongo import Database, MongoClient, create_client
@@ -34,11 +35,27 @@ def test_id() -> str:
 
 
 @pytest.fixture
-async def topics(kafka_bootstrap: str, test_id: str) -> TopicNames:
-    """The contract's topics under a prefix of this test's own."""
+async def topics(kafka_bootstrap: str, test_id: str) -> AsyncIterator[TopicNames]:
+    """The contract's topics under a prefix of this test's own, deleted afterwards.
+
+    Deleting them (and the stream workers' internal topics under the same prefix) keeps
+    the session's broker small: each partition holds open files.
+    """
     names = TopicNames(f"test-{test_id}.")
     await ensure_topics([kafka_bootstrap], names)
-    return names
+    yield names
+    await delete_topics(kafka_bootstrap, names.prefix)
+
+
+async def delete_topics(kafka_bootstrap: str, prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="rapport-tests")
+    await admin.start()
+    try:
+        mine = [name for name in await admin.list_topics() if name.startswith(prefix)]
+        if mine:
+            await admin.delete_topics(mine, timeout_ms=30_000)
+    finally:
+        await admin.close()
 
 
 @pytest.fixture
