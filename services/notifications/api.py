@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from services.notifications import handlers
 from services.notifications import rules as r
 from services.notifications.handlers import Notifications
-from services.notifications.rules import RuleConfig, RuleUpdate
+from services.notifications.rules import Audience, RuleConfig, RuleUpdate
 from services.notifications.store import (
     CustomerPreferences,
     Delivery,
@@ -62,14 +62,18 @@ async def list_deliveries(
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> DeliveryPage:
-    """The delivery ledger, newest first; a customer token sees its own deliveries."""
-    if not principal.has_any(Role.ADMIN, Role.AGENT, Role.SERVICE):
-        if customer_id not in (None, principal.customer_id):
-            raise InvalidInput("a customer token lists only its own deliveries")
+    """The delivery ledger, newest first; a customer token sees the messages sent to it
+    (not the internal ones about it, such as an escalation or a churn alert)."""
+    customer = not _is_staff(principal)
+    if customer:
+        if customer_id is not None:
+            principal.ensure_may_access_customer(customer_id)  # 403 for another's
         customer_id = principal.customer_id
     if rule is not None and rule not in r.RULE_NAMES:
         raise InvalidInput(f"no rule {rule}; rules are: {', '.join(r.RULE_NAMES)}")
     filters = status_filter(status or [], [customer_id] if customer_id else [], rule)
+    if customer:
+        filters["audience"] = Audience.CUSTOMER.value
     found = await ctx.ledger.page(filters, decode_cursor(cursor, "deliveries"), limit + 1)
     page = found[:limit]
     next_cursor = (
@@ -85,10 +89,16 @@ async def read_delivery(
     delivery_id: DeliveryId, ctx: NotificationsDep, principal: CurrentPrincipal
 ) -> Delivery:
     delivery = await ctx.ledger.get(delivery_id)
-    if delivery is None:
+    if delivery is None or (
+        not _is_staff(principal) and delivery.audience is not Audience.CUSTOMER
+    ):
         raise NotFound(f"no delivery {delivery_id}")
     principal.ensure_may_access_customer(delivery.customer_id)
     return delivery
+
+
+def _is_staff(principal: Principal) -> bool:
+    return principal.has_any(Role.ADMIN, Role.AGENT, Role.SERVICE)
 
 
 @router.post(

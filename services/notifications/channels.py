@@ -119,13 +119,22 @@ class SmtpSender:
         mail["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
         mail["X-Rapport-Delivery-Id"] = message.delivery_id
         mail["X-Rapport-Rule"] = message.rule
-        for name, value in message.headers.items():
-            if _HEADER_NAME.match(name) and "\n" not in value and "\r" not in value:
-                mail[name] = value
         mail.set_content(rendered.text)
         if rendered.html:
             mail.add_alternative(rendered.html, subtype="html")
-        mail["Content-Language"] = rendered.locale  # after the body: set_content drops it
+        # Content-* headers only after the body: ``set_content`` clears them and
+        # ``add_alternative`` moves them into the first part, so set before they never
+        # reach the top of the message (where a mail client reads the language).
+        mail["Content-Language"] = rendered.locale
+        for name, value in message.headers.items():
+            if (
+                _HEADER_NAME.match(name)
+                and not name.lower().startswith("content-")  # the body's own
+                and name.lower() not in mail
+                and "\n" not in value
+                and "\r" not in value
+            ):
+                mail[name] = value
         return mail
 
     async def send(self, message: OutgoingMessage) -> None:
@@ -216,8 +225,14 @@ class SmsSender:
         if not _PHONE.match(phone):
             raise PermanentDeliveryError(f"not a phone number in E.164 form: {message.address!r}")
         headers = {"Idempotency-Key": message.delivery_id}
-        if self.settings.sms_api_key is not None:
-            headers["Authorization"] = f"Bearer {self.settings.sms_api_key.get_secret_value()}"
+        key = self.settings.sms_api_key.get_secret_value() if self.settings.sms_api_key else ""
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        elif self.settings.environment is not Environment.DEVELOPMENT:
+            # Only the local sink takes messages without a key; a redrive sends once it is set.
+            raise PermanentDeliveryError(
+                "the SMS provider is not configured: set RAPPORT_NOTIFICATIONS_SMS_API_KEY"
+            )
         payload: dict[str, Any] = {
             "to": phone,
             "text": message.rendered.text,

@@ -256,6 +256,18 @@ class Directory:
             session=session,
         )
 
+    async def merged_from(self, customer_id: str, session: Session | None = None) -> list[str]:
+        """The profiles merged into ``customer_id`` (and into those), not undone."""
+        found: list[str] = []
+        frontier = [customer_id]
+        while frontier and len(found) < 100:
+            cursor = self.customers.find(
+                {"merged_into": {"$in": frontier}}, {"_id": 1}, session=session
+            )
+            frontier = [d["_id"] async for d in cursor if d["_id"] not in found]
+            found.extend(frontier)
+        return found
+
     async def record_merge(
         self, session: Session, source_id: str, target_id: str, *, undone: bool
     ) -> None:

@@ -22,7 +22,6 @@ after ``max_attempts``, or at once for a permanent failure, the delivery is *fai
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import uuid
@@ -33,6 +32,7 @@ from typing import Any
 
 from bson import Binary, ObjectId
 
+from services.notifications.background import Periodic
 from services.notifications.directory import Customer
 from services.notifications.domain import (
     Channel,
@@ -44,7 +44,7 @@ from services.notifications.domain import (
 )
 from services.notifications.handlers import Notifications, owner_address, suppressed_event
 from services.notifications.ports import subscription_id
-from services.notifications.respect import INTERRUPTING, Situation, quiet_hours_deferral
+from services.notifications.respect import Situation, Suppress, decide, quiet_hours_deferral
 from services.notifications.rules import Audience
 from services.notifications.store import WAITING_FOR_CUSTOMER, Delivery, DeliveryStatus
 from shared.consumer import (
@@ -105,48 +105,58 @@ class Dispatcher:
     webhook_timeout: float = 5.0
     unknown_customer_grace: timedelta = timedelta(minutes=5)
     random_fraction: Callable[[], float] = random.random
-    _task: asyncio.Task[None] | None = None
     _owner: str = field(default_factory=lambda: f"dispatcher-{uuid.uuid4()}")
+    _loop: Periodic | None = None
+    _in_flight: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="notifications-dispatcher")
+        self._loop = Periodic("notifications-dispatcher", self.poll_interval, self._round)
+        await self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        if self._loop is not None:
+            await self._loop.stop()
+        for task in self._in_flight:
+            task.cancel()  # its claim expires after the lease; then it is tried again
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        self._in_flight.clear()
 
-    async def _run(self) -> None:
-        while True:
-            handled = 0
-            try:
-                handled = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("dispatching failed; trying again at the next poll")
-            if handled < self.batch_size:
-                await asyncio.sleep(self.poll_interval)
+    async def _round(self) -> bool:
+        """Start what is due in the free sending slots, without waiting for it to finish: a
+        slow channel or receiver holds its own slot, never the other messages. ``True``
+        when every slot was filled (more may be due: go again once one frees up)."""
+        if len(self._in_flight) >= self.concurrency:
+            await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+        free = self.concurrency - len(self._in_flight)
+        if free <= 0:
+            return True  # (a limit of 0 would mean no limit to MongoDB)
+        now = self.ctx.now()
+        due = await self.ctx.ledger.due(now, min(free, self.batch_size))
+        for delivery in due:
+            task = asyncio.create_task(self._dispatch_logged(delivery, now))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+        return len(due) >= free
 
     async def run_once(self) -> int:
-        """Attempt every delivery due now (up to a batch); returns how many were tried."""
+        """Attempt every delivery due now (up to a batch) and wait for the outcomes;
+        returns how many were tried."""
         now = self.ctx.now()
         due = await self.ctx.ledger.due(now, self.batch_size)
-        if not due:
-            return 0
         limit = asyncio.Semaphore(self.concurrency)
 
         async def one(delivery: Delivery) -> None:
             async with limit:
-                try:
-                    await self.dispatch(delivery, now)
-                except Exception:
-                    log.exception("delivery %s could not be dispatched", delivery.id)
+                await self._dispatch_logged(delivery, now)
 
         await asyncio.gather(*(one(delivery) for delivery in due))
         return len(due)
+
+    async def _dispatch_logged(self, delivery: Delivery, now: datetime) -> None:
+        try:
+            await self.dispatch(delivery, now)
+        except Exception:
+            log.exception("delivery %s could not be dispatched", delivery.id)
 
     async def dispatch(self, delivery: Delivery, now: datetime) -> None:
         claimed = await self.ctx.ledger.claim(delivery, self._owner, now + self.lease, now)
@@ -157,21 +167,23 @@ class Dispatcher:
 
     async def attempt(self, delivery: Delivery, now: datetime) -> Outcome:
         customer = await self.ctx.directory.get(delivery.customer_id)
-        if delivery.audience is Audience.CUSTOMER:
-            if customer is not None and customer.erased:
-                return Skip("customer erased")
-            if customer is not None and (
-                customer.consents.get((delivery.channel, delivery.purpose)) is False
-            ):
-                return Skip(f"no {delivery.purpose.value} consent for {delivery.channel.value}")
+        situation = await self._situation(delivery, customer, now)
+        if situation is not None:
+            # What changed since the delivery was planned counts: a consent revoked, an
+            # opt-out, a complaint opened overnight (the daily cap was counted at planning).
+            decision = decide(situation)
+            if isinstance(decision, Suppress):
+                return Skip(decision.reason)
         if delivery.channel is Channel.WEBHOOK:
             return await self._webhook(delivery, customer)
         address = self._address(delivery, customer, now)
         if isinstance(address, Skip):
             return address
-        later = await self._quiet_until(delivery, customer, now)
-        if later is not None:
-            return Skip("quiet hours", postpone_until=later)
+        if situation is not None:
+            # A retry, a redrive or a late customer can fall into quiet hours: wait again.
+            later, because = quiet_hours_deferral(situation)
+            if because is not None:
+                return Skip("quiet hours", postpone_until=later)
         recipient = self._recipient(delivery, customer, address)
         sender = self.senders.get(delivery.channel)
         if sender is None:
@@ -211,25 +223,26 @@ class Dispatcher:
             return Skip(WAITING_FOR_CUSTOMER, postpone_until=now + retry_in)
         return owner_address(self.ctx, None) if staff else Skip("unknown customer")
 
-    async def _quiet_until(
+    async def _situation(
         self, delivery: Delivery, customer: Customer | None, now: datetime
-    ) -> datetime | None:
-        """A retry, a redrive or a late customer can fall into quiet hours: wait again."""
-        if delivery.audience is Audience.STAFF or delivery.channel not in INTERRUPTING:
+    ) -> Situation | None:
+        """What respect needs to know now about a message for a customer (None for staff)."""
+        if delivery.audience is not Audience.CUSTOMER:
             return None
-        preferences = await self.ctx.preferences.get(delivery.customer_id)
-        at, because = quiet_hours_deferral(
-            Situation(
-                channel=delivery.channel,
-                purpose=delivery.purpose,
-                audience=delivery.audience,
-                now=now,
-                time_zone=self.ctx.time_zone_of(customer),
-                preferences=preferences.to_domain(),
-                default_quiet_hours=self.ctx.default_quiet_hours,
-            )
+        preferences = await self.ctx.preferences_of(delivery.customer_id)
+        return Situation(
+            channel=delivery.channel,
+            purpose=delivery.purpose,
+            audience=delivery.audience,
+            now=now,
+            time_zone=self.ctx.time_zone_of(customer),
+            consents=customer.consents if customer else {},
+            preferences=preferences.to_domain(),
+            default_quiet_hours=self.ctx.default_quiet_hours,
+            open_complaints=len(customer.open_complaints) if customer else 0,
+            marketing_cap=self.ctx.marketing_cap,
+            erased=bool(customer and customer.erased),
         )
-        return at if because else None
 
     def _may_wait(self, delivery: Delivery, now: datetime) -> bool:
         """A customer not known yet may still register (another topic, another order)."""

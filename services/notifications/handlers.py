@@ -21,8 +21,6 @@ no customer has is rejected (DLQ with the reason): nobody could ever receive it.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping
@@ -31,6 +29,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 from services.notifications import rules as r
+from services.notifications.background import Periodic
 from services.notifications.directory import Customer, Directory
 from services.notifications.domain import Channel, Purpose
 from services.notifications.ports import InboxPort, WebhookPort, subscription_id
@@ -58,6 +57,7 @@ from services.notifications.schedules import (
     wanted_renewals,
 )
 from services.notifications.store import (
+    CustomerPreferences,
     Delivery,
     DeliveryStatus,
     Ledger,
@@ -141,6 +141,13 @@ class Notifications:
             configured(name, self.rule_settings.get(name, {}), stored.get(name, {}))
             for name in r.RULE_NAMES
         ]
+
+    async def preferences_of(
+        self, customer_id: str, session: Session | None = None
+    ) -> CustomerPreferences:
+        """The customer's preferences, with the opt-outs of profiles merged into theirs."""
+        merged = await self.directory.merged_from(customer_id, session)
+        return await self.preferences.combined([customer_id, *merged], session)
 
     def time_zone_of(self, customer: Customer | None) -> str:
         return (customer.time_zone if customer else None) or self.default_time_zone
@@ -256,7 +263,7 @@ async def _decide(
         marketing_today = await ctx.ledger.marketing_messages_between(
             session, customer_id, start, end, excluding=(trigger.source_event_id, trigger.rule)
         )
-    preferences = await ctx.preferences.get(customer_id, session)
+    preferences = await ctx.preferences_of(customer_id, session)
     decision = decide(
         Situation(
             channel=channel,
@@ -836,30 +843,13 @@ async def fire_one(ctx: Notifications, schedule: Schedule, now: datetime) -> int
         return 0  # another scheduler fired it
 
 
-@dataclass
-class Scheduler:
+class Scheduler(Periodic):
     """Runs :func:`fire_due` every ``interval`` seconds in the background."""
 
-    ctx: Notifications
-    interval: float
-    _task: asyncio.Task[None] | None = None
+    def __init__(self, ctx: Notifications, interval: float) -> None:
+        super().__init__("notifications-scheduler", interval, self._round)
+        self.ctx = ctx
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="notifications-scheduler")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await fire_due(self.ctx)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("firing schedules failed; trying again at the next interval")
-            await asyncio.sleep(self.interval)
+    async def _round(self) -> bool:
+        await fire_due(self.ctx)
+        return False

@@ -29,20 +29,54 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from services.notifications.catalog import (
+    BIRTHDAY_GREETING,
+    CHURN_ALERT_OWNER,
+    COMPLAINT_ACKNOWLEDGEMENT,
+    COMPLAINT_DAILY_STATUS,
+    COMPLAINT_PROGRESS,
+    COMPLAINT_RESOLVED,
+    PURCHASE_THANK_YOU,
+    RENEWAL_REMINDER,
+    RETENTION_OFFER,
+    RETURN_CONFIRMATION,
+    SLA_ESCALATION,
+)
 from services.notifications.domain import Channel, Purpose
 from shared.errors import InvalidInput, NotFound
 
-PURCHASE_THANK_YOU = "purchase_thank_you"
-RETURN_CONFIRMATION = "return_confirmation"
-COMPLAINT_ACKNOWLEDGEMENT = "complaint_acknowledgement"
-COMPLAINT_PROGRESS = "complaint_progress"
-COMPLAINT_RESOLVED = "complaint_resolved"
-SLA_ESCALATION = "sla_escalation"
-CHURN_ALERT_OWNER = "churn_alert_owner"
-RETENTION_OFFER = "retention_offer"
-BIRTHDAY_GREETING = "birthday_greeting"
-RENEWAL_REMINDER = "renewal_reminder"
-COMPLAINT_DAILY_STATUS = "complaint_daily_status"
+# The rule names are the templates' trigger names: one list, in the catalog (re-exported).
+__all__ = [
+    "BIRTHDAY_GREETING",
+    "CHURN_ALERT_OWNER",
+    "COMPLAINT_ACKNOWLEDGEMENT",
+    "COMPLAINT_DAILY_STATUS",
+    "COMPLAINT_PROGRESS",
+    "COMPLAINT_RESOLVED",
+    "PURCHASE_THANK_YOU",
+    "RENEWAL_REMINDER",
+    "RETENTION_OFFER",
+    "RETURN_CONFIRMATION",
+    "RULE_NAMES",
+    "SLA_ESCALATION",
+    "AtLocalTime",
+    "Audience",
+    "BirthdayParameters",
+    "LocalTime",
+    "NoParameters",
+    "Offer",
+    "RenewalParameters",
+    "RuleConfig",
+    "RuleDefinition",
+    "RuleUpdate",
+    "configured",
+    "days_before",
+    "definition",
+    "local_time",
+    "triggered_by",
+    "validate_parameters",
+    "validate_update",
+]
 
 
 class Audience(StrEnum):

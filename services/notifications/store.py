@@ -28,6 +28,9 @@ ERASED = "[erased]"
 WAITING_FOR_CUSTOMER = "customer not known yet"
 
 
+ERASED_FAILURE = "delivery failed (the details were erased with the customer)"
+
+
 class DeliveryStatus(StrEnum):
     PENDING = "pending"
     SENT = "sent"
@@ -249,6 +252,12 @@ class Ledger:
                       "erased": True}, "$inc": {"version": 1}},
             session=session,
         )  # fmt: skip
+        # A failure's reason may quote the address ("550 <ana@example.com> unknown").
+        await self.deliveries.update_many(
+            {"customer_id": customer_id, "status": DeliveryStatus.FAILED.value},
+            {"$set": {"reason": ERASED_FAILURE}},
+            session=session,
+        )
         # Internal messages about the customer keep the staff address, not the content.
         await self.deliveries.update_many(
             {"customer_id": customer_id, "audience": Audience.STAFF.value},
@@ -321,6 +330,21 @@ class PreferenceStore:
             return CustomerPreferences()
         return CustomerPreferences.model_validate(
             {k: v for k, v in document.items() if k not in ("_id", "updated_at", "moved_from")}
+        )
+
+    async def combined(
+        self, customer_ids: Sequence[str], session: Session | None = None
+    ) -> CustomerPreferences:
+        """What a customer merged from several profiles chose: every opt-out any of them
+        made; the quiet hours of the first (the survivor) that set its own."""
+        found = [await self.get(customer_id, session) for customer_id in customer_ids]
+        if len(found) <= 1:
+            return found[0] if found else CustomerPreferences()
+        own = next((p for p in found if p.quiet_hours or p.quiet_hours_off), found[0])
+        return CustomerPreferences(
+            opt_outs=list(dict.fromkeys(o for p in found for o in p.opt_outs)),
+            quiet_hours=own.quiet_hours,
+            quiet_hours_off=own.quiet_hours_off,
         )
 
     async def put(

@@ -62,6 +62,7 @@ RENDER_BUDGET_SECONDS = 2.0
 MAX_SUBJECT = 1_000
 MAX_TEXT = 20_000
 MAX_HTML = 200_000
+MAX_RENDERED = 1_000_000  # characters of one rendered message (subject, text and HTML)
 MAX_SMS = 480  # three concatenated GSM-7 segments
 
 # Languages written right to left (ISO 639), and scripts that are.
@@ -400,6 +401,7 @@ class JinjaTemplateRenderer:
         self._html = _environment(html=True)
         self._layout = self._html.from_string(self.shipped.layout)
         self._compiled: dict[tuple[bool, str], Template] = {}
+        self.render_budget = RENDER_BUDGET_SECONDS
 
     async def ensure_indexes(self) -> None:
         await self.store.ensure_indexes()
@@ -414,7 +416,13 @@ class JinjaTemplateRenderer:
     ) -> RenderedMessage:
         spec = catalog.trigger(trigger)
         chosen = await self._choose(trigger, channel, self.fallback_chain(locale))
-        return self._render(spec, channel, chosen, context)
+        try:
+            return await self._render_bounded(spec, channel, chosen, context)
+        except _OverBudget:
+            raise TemplateRenderError(
+                f"{spec.name}/{chosen.channel.value}/{chosen.locale}: rendering took more than"
+                f" {self.render_budget:g} s"
+            ) from None
 
     # Management ------------------------------------------------------------------------
 
@@ -510,15 +518,12 @@ class JinjaTemplateRenderer:
         sample = {**spec.sample, "locale": locale}
         chosen = _Chosen(channel, locale, Source.DRAFT, body)
         try:
-            # A thread, so a template that loops for long cannot stall the event loop.
-            rendered = await asyncio.to_thread(
-                _within_budget, lambda: self._render(spec, channel, chosen, sample)
-            )
+            rendered = await self._render_bounded(spec, channel, chosen, sample)
         except TemplateRenderError as error:
             raise InvalidInput(f"the template fails with the sample data: {error.reason}") from None
         except _OverBudget:
             raise InvalidInput(
-                f"the template takes more than {RENDER_BUDGET_SECONDS:g} s to render the sample"
+                f"the template takes more than {self.render_budget:g} s to render the sample"
                 " data; simplify its loops"
             ) from None
         if channel is Channel.SMS and len(rendered.text) > MAX_SMS:
@@ -542,6 +547,20 @@ class JinjaTemplateRenderer:
                 if shipped is not None:
                     return _Chosen(candidate, locale, Source.SHIPPED, shipped)
         raise NotFound(f"no {channel.value} template for {trigger} in any of {', '.join(chain)}")
+
+    async def _render_bounded(
+        self,
+        spec: catalog.Trigger,
+        channel: Channel,
+        chosen: _Chosen,
+        values: Mapping[str, Any],
+    ) -> RenderedMessage:
+        """Render in a thread within ``render_budget``, so a template that loops for long
+        (data can be larger than the sample it was checked with) never stalls the event
+        loop; raises ``_OverBudget`` when it takes longer."""
+        return await asyncio.to_thread(
+            _within_budget, lambda: self._render(spec, channel, chosen, values), self.render_budget
+        )
 
     def _render(
         self,
@@ -574,6 +593,12 @@ class JinjaTemplateRenderer:
                 f"{spec.name}/{chosen.channel.value}/{chosen.locale}:"
                 f" {type(error).__name__}: {error}"
             ) from None
+        size = len(subject) + len(text) + len(html or "")
+        if size > MAX_RENDERED:
+            raise TemplateRenderError(
+                f"{spec.name}/{chosen.channel.value}/{chosen.locale}: the message is too large"
+                f" to send ({size} characters; at most {MAX_RENDERED})"
+            )
         return RenderedMessage(
             locale=chosen.locale,
             subject=" ".join(subject.split()),  # one line: it becomes a header

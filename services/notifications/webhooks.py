@@ -29,6 +29,13 @@ replaying a captured request later. :func:`verify_signature` does both and can b
 into a receiver as it is (it needs only the standard library); the Standard Webhooks
 libraries for other languages verify the same signatures.
 
+In production a webhook URL must be ``https`` on a public address (hosts listed in
+``RAPPORT_NOTIFICATIONS_WEBHOOK_ALLOWED_HOSTS`` excepted). A name is resolved again at
+each delivery, refused when any of its addresses is private, loopback or link-local,
+and the request goes to the address that was checked (``Host`` and TLS keep the name),
+so a name that changes its answer between the check and the connection reaches nothing
+internal.
+
 Answer ``2xx`` quickly. A timeout (``RAPPORT_NOTIFICATIONS_WEBHOOK_TIMEOUT_SECONDS``,
 default 5 s), a ``5xx``, ``408`` or ``429`` is retried with backoff; any other ``4xx`` fails
 the delivery; ``410 Gone`` also switches the subscription off. Redirects are not followed.
@@ -48,10 +55,10 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from fastapi import APIRouter, Depends, Path, Request, Response, status
@@ -67,6 +74,7 @@ from shared.mongo import Database
 SECRET_PREFIX = "whsec_"
 REPLAY_TOLERANCE_SECONDS = 300
 USER_AGENT = "Rapport-Webhooks/1.0"
+ANSWER_LIMIT = 200  # bytes of a receiver's answer kept for the delivery's error message
 
 EventPattern = Annotated[
     str, StringConstraints(pattern=r"^(\*|[a-z0-9_*]+(\.[a-z0-9_*]+)*)$", max_length=200)
@@ -172,18 +180,48 @@ def check_url(url: str, settings: ChannelSettings) -> str:
     return url
 
 
-async def _refuse_private_resolution(host: str, port: int) -> None:
-    """A name that resolves to a private address is refused at delivery time (the name
-    may have changed since the subscription was made)."""
+async def resolve(host: str, port: int) -> list[str]:
+    """The addresses ``host`` resolves to (the system resolver)."""
     loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def public_address(host: str, port: int, resolver: Resolver = resolve) -> str | None:
+    """The address to connect to for ``host``, refused when any address it has is private
+    (the name may have changed since the subscription was made). ``None`` for an address
+    literal, which is used as it is."""
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        if _is_private(literal):
+            raise PermanentDeliveryError(f"{host} is a private address")
+        return None
+    try:
+        addresses = await resolver(host, port)
     except OSError as error:
         raise TransientDeliveryError(f"cannot resolve {host}: {error}") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if _is_private(address):
+    if not addresses:
+        raise TransientDeliveryError(f"cannot resolve {host}: no address")
+    for address in addresses:
+        if _is_private(ipaddress.ip_address(address)):
             raise PermanentDeliveryError(f"{host} resolves to a private address {address}")
+    return addresses[0]
+
+
+def pinned(url: str, address: str) -> str:
+    """``url`` with its host replaced by the ``address`` that was checked, so the
+    connection goes where the check looked (no second lookup that a rebinding name could
+    answer differently); the ``Host`` header and TLS name stay the original host's."""
+    parts = urlsplit(url)
+    literal = f"[{address}]" if ":" in address else address
+    netloc = f"{literal}:{parts.port}" if parts.port else literal
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 # --- subscriptions ---------------------------------------------------------------------
@@ -315,11 +353,13 @@ class WebhookDelivery:
         *,
         clock: Callable[[], float] = time.time,
         client: httpx.AsyncClient | None = None,
+        resolver: Resolver = resolve,
     ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
         self._client = client
+        self.resolver = resolver
 
     async def ensure_indexes(self) -> None:
         await self.store.ensure_indexes()
@@ -329,7 +369,8 @@ class WebhookDelivery:
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.settings.webhook_timeout_seconds),
                 follow_redirects=False,
-                headers={"user-agent": USER_AGENT},
+                # identity: an answer is read raw, only its start (see ``_start_of``)
+                headers={"user-agent": USER_AGENT, "accept-encoding": "identity"},
             )
         return self._client
 
@@ -356,12 +397,9 @@ class WebhookDelivery:
             except NotFound:
                 raise PermanentDeliveryError("the webhook subscription was deleted") from None
         raw = body if isinstance(body, bytes) else _json(body)
-        parts = urlsplit(subscription.url)
+        url = subscription.url
+        parts = urlsplit(url)
         host = parts.hostname or ""
-        if not self.settings.private_webhooks_allowed and host not in (
-            self.settings.webhook_allowed_hosts
-        ):
-            await _refuse_private_resolution(host, parts.port or 443)
         timestamp = int(self.clock())
         headers = {
             "content-type": "application/json",
@@ -369,12 +407,28 @@ class WebhookDelivery:
             "webhook-timestamp": str(timestamp),
             "webhook-signature": sign(subscription.secret, delivery_id, timestamp, raw),
         }
+        extensions: dict[str, Any] = {}
+        if not self.settings.private_webhooks_allowed and host not in (
+            self.settings.webhook_allowed_hosts
+        ):
+            default_port = 443 if parts.scheme == "https" else 80
+            address = await public_address(host, parts.port or default_port, self.resolver)
+            if address is not None:
+                url = pinned(url, address)
+                headers["host"] = parts.netloc.rpartition("@")[2]
+                if parts.scheme == "https":
+                    extensions["sni_hostname"] = host
         timeout = self.settings.webhook_timeout_seconds
         try:
             # httpx's timeout bounds each read; the outer one bounds a receiver that
             # trickles its answer byte by byte.
-            async with asyncio.timeout(timeout * 2):
-                response = await self._http().post(subscription.url, content=raw, headers=headers)
+            async with (
+                asyncio.timeout(timeout * 2),
+                self._http().stream(
+                    "POST", url, content=raw, headers=headers, extensions=extensions
+                ) as response,
+            ):
+                status_code, answer = response.status_code, await _start_of(response)
         except (httpx.TimeoutException, TimeoutError):
             raise TransientDeliveryError(
                 f"webhook {subscription.id} did not answer within {timeout} s"
@@ -383,12 +437,26 @@ class WebhookDelivery:
             raise TransientDeliveryError(
                 f"webhook {subscription.id} unreachable: {type(error).__name__}: {error}"
             ) from None
-        if response.status_code == 410:
+        if status_code == 410:
             await self.store.disable(subscription.id, "the receiver answered 410 Gone")
             raise PermanentDeliveryError(
                 f"webhook {subscription.id} answered 410 Gone; the subscription is switched off"
             )
-        classify_http(response.status_code, f"webhook {subscription.id}", response.text[:200])
+        classify_http(status_code, f"webhook {subscription.id}", answer)
+
+
+async def _start_of(response: httpx.Response, limit: int = ANSWER_LIMIT) -> str:
+    """The first ``limit`` bytes of an answer, as text: what a receiver says is read only
+    as far as an error message needs, however much it sends."""
+    kept = b""
+    if response.is_stream_consumed:  # a transport that read it already (tests)
+        kept = response.content
+    else:
+        async for chunk in response.aiter_raw():
+            kept += chunk
+            if len(kept) >= limit:
+                break
+    return kept[:limit].decode("utf-8", errors="replace")
 
 
 def _json(body: Mapping[str, Any]) -> bytes:
@@ -427,7 +495,14 @@ def _secret(given: str | None) -> str:
 async def create_subscription(
     body: SubscriptionCreate, webhooks: WebhooksDep, response: Response, _: AdminPrincipal
 ) -> SubscriptionCreated:
-    """Subscribe a URL to event types; the answer shows the signing secret, once."""
+    """Subscribe a URL to event types; the answer shows the signing secret, once.
+
+    Each delivery is a JSON ``POST`` with ``webhook-id`` (the same on every retry),
+    ``webhook-timestamp`` (Unix seconds) and ``webhook-signature: v1,<base64
+    HMAC-SHA256(key, "{webhook-id}.{webhook-timestamp}.{raw body}")>``, where ``key`` is
+    the base64-decoded part of the secret after ``whsec_`` (the Standard Webhooks scheme).
+    Verify in constant time and refuse a timestamp more than 300 s from your clock: that
+    replay window stops a captured request from being sent again later."""
     url = check_url(body.url, webhooks.settings)
     subscription = Subscription(
         id=f"wh_{uuid.uuid4().hex}",

@@ -23,13 +23,10 @@ from shared.mongo import Database
 SECRET = "delivery-tests-secret-of-enough-length"
 
 
-@dataclass
-class DeliveryApi:
-    http: httpx.AsyncClient
+class Tokens:
+    """Authorization headers for each role, signed by the test's token service."""
+
     tokens: TokenService
-    renderer: JinjaTemplateRenderer
-    inbox: InboxStore
-    webhooks: WebhookDelivery
 
     def as_(self, *roles: Role, customer_id: str | None = None) -> dict[str, str]:
         token = self.tokens.mint("tester", set(roles), customer_id=customer_id)
@@ -45,6 +42,15 @@ class DeliveryApi:
 
     def customer(self, customer_id: str) -> dict[str, str]:
         return self.as_(Role.CUSTOMER, customer_id=customer_id)
+
+
+@dataclass
+class DeliveryApi(Tokens):
+    http: httpx.AsyncClient
+    tokens: TokenService
+    renderer: JinjaTemplateRenderer
+    inbox: InboxStore
+    webhooks: WebhookDelivery
 
 
 @asynccontextmanager

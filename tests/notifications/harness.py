@@ -22,7 +22,7 @@ from services.notifications.respect import QuietHours
 from services.notifications.schedules import ScheduleStore
 from services.notifications.settings import NotificationsSettings
 from services.notifications.store import Ledger, PreferenceStore, RuleStore
-from shared.auth import Role, TokenService
+from shared.auth import TokenService
 from shared.events import Event, KafkaRecord, decode, encode, new_event
 from shared.events.base import EventPayload
 from shared.kafka import EventPublisher
@@ -30,6 +30,7 @@ from shared.mongo import Database, MongoClient, Session, in_transaction
 from shared.outbox import Outbox, OutboxRelay
 from shared.topics import TopicNames
 from tests.kafka_reading import Records
+from tests.notifications.delivery_app import Tokens
 
 
 class DrivenClock:
@@ -98,21 +99,13 @@ ADMIN = "admin"
 
 
 @dataclass
-class Service:
+class Service(Tokens):
     """A running notifications service: its HTTP API, its core and its clock."""
 
     http: httpx.AsyncClient
     tokens: TokenService
     notifications: Notifications
     clock: DrivenClock
-
-    def as_(self, *roles: Role, customer_id: str | None = None) -> dict[str, str]:
-        token = self.tokens.mint("tester", set(roles), customer_id=customer_id)
-        return {"Authorization": f"Bearer {token}"}
-
-    @property
-    def admin(self) -> dict[str, str]:
-        return self.as_(Role.ADMIN)
 
     async def call(
         self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
@@ -144,6 +137,9 @@ def service_settings(
         "backoff_base_seconds": 0.05,
         "backoff_cap_seconds": 0.2,
         "max_attempts": 3,
+        # Generous: on a loaded machine a slow answer must not read as a failed delivery.
+        "send_timeout_seconds": 30.0,
+        "webhook_timeout_seconds": 30.0,
         "default_time_zone": "Europe/Zagreb",
         **extra,
     }

@@ -5,6 +5,7 @@ in-app inbox; and which failures are worth a retry (transient) and which never a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -30,6 +31,7 @@ from services.notifications.inbox import InboxStore
 from services.notifications.settings import NotificationsSettings
 from services.notifications.templating import JinjaTemplateRenderer, TemplateStore
 from shared.mongo import Database
+from shared.settings import Environment
 
 
 def outgoing(
@@ -61,13 +63,13 @@ def smtp_settings(port: int, **extra: Any) -> ChannelSettings:
         smtp_host="127.0.0.1",
         smtp_port=port,
         smtp_from="Trgovina Šimić <obavijesti@trgovina.example>",
-        send_timeout_seconds=5,
+        send_timeout_seconds=30,  # generous: a loaded machine must not turn into a failure
         **extra,
     )
 
 
 async def received(sink: SmtpSink, message_id: str) -> Any:
-    return await asyncio.to_thread(sink.wait_for, lambda m: m["Message-ID"] == message_id, 10)
+    return await asyncio.to_thread(sink.wait_for, lambda m: m["Message-ID"] == message_id, 60)
 
 
 async def test_an_email_has_a_text_and_an_html_part_and_utf8_names(smtp_sink: SmtpSink) -> None:
@@ -91,6 +93,28 @@ async def test_an_email_has_a_text_and_an_html_part_and_utf8_names(smtp_sink: Sm
     assert html is not None
     assert plain.get_content().replace("\r\n", "\n").strip() == "Dobar dan, Ivana Šimić,\n\nhvala!"
     assert '<html lang="hr">' in html.get_content()
+
+
+@pytest.mark.parametrize("html", ["<p>hvala!</p>", None])
+def test_extra_headers_never_replace_the_messages_own(html: str | None) -> None:
+    message = dataclasses.replace(
+        outgoing(Channel.EMAIL, "ivana@example.com", html=html),
+        headers={
+            "List-Unsubscribe": "<https://shop.example/unsubscribe>",
+            "Content-Type": "text/evil",
+            "Message-ID": "<forged@example.com>",
+            "X-Bad": "a\r\nBcc: someone@example.com",
+        },
+    )
+    mail = SmtpSender(smtp_settings(1025)).build(message)
+    assert mail["Content-Language"] == "hr"  # on the message itself, with or without HTML
+    assert mail["List-Unsubscribe"] == "<https://shop.example/unsubscribe>"
+    expected = "multipart/alternative" if html else "text/plain"
+    assert mail.get_content_type() == expected
+    assert mail["Message-ID"] == f"<{message.delivery_id}@trgovina.example>"
+    assert mail.get_all("Message-ID") == [mail["Message-ID"]]
+    assert mail["X-Bad"] is None
+    assert mail["Bcc"] is None
 
 
 async def test_a_persian_email_arrives_intact(smtp_sink: SmtpSink) -> None:
@@ -182,7 +206,7 @@ async def test_a_refused_recipient_is_permanent_and_a_deferred_one_transient(
 @pytest.fixture
 async def sms(sms_sink: SmsSink) -> AsyncIterator[SmsSender]:
     sender = SmsSender(
-        ChannelSettings(sms_url=sms_sink.url, sms_api_key="sms-key", send_timeout_seconds=2)
+        ChannelSettings(sms_url=sms_sink.url, sms_api_key="sms-key", send_timeout_seconds=30)
     )
     try:
         yield sender
@@ -202,7 +226,7 @@ async def test_an_sms_reaches_the_provider_once_per_delivery(
     await sms.send(message)
     await sms.send(message)  # a retry after a lost answer
 
-    got = await asyncio.to_thread(sms_sink.wait_for, lambda m: m.to == phone, 5)
+    got = await asyncio.to_thread(sms_sink.wait_for, lambda m: m.to == phone, 60)
     assert got.text == "Rapport: hvala na narudžbi P-1, Ivana Šimić!"
     assert got.idempotency_key == message.delivery_id
     assert got.headers["authorization"] == "Bearer sms-key"
@@ -261,6 +285,16 @@ async def test_a_provider_that_is_down_is_a_transient_failure() -> None:
             await sender.send(outgoing(Channel.SMS, _phone()))
     finally:
         await sender.close()
+
+
+async def test_outside_development_no_sms_goes_without_an_api_key(sms_sink: SmsSink) -> None:
+    for environment in (Environment.TEST, Environment.PRODUCTION):
+        sender = SmsSender(ChannelSettings(sms_url=sms_sink.url, environment=environment))
+        try:
+            with pytest.raises(PermanentDeliveryError, match="SMS_API_KEY"):
+                await sender.send(outgoing(Channel.SMS, _phone()))
+        finally:
+            await sender.close()
 
 
 # --- in-app ----------------------------------------------------------------------------

@@ -19,11 +19,15 @@ from services.notifications.domain import (
     TransientDeliveryError,
 )
 from services.notifications.handlers import Notifications
+from services.notifications.store import CustomerPreferences
 from services.notifications.templating import JinjaTemplateRenderer, TemplateStore
-from shared.events.customers import CustomerRegistered
+from shared.events.complaints import ComplaintOpened
+from shared.events.customers import ConsentChanged, CustomerRegistered
+from shared.events.insights import ChurnRiskChanged
 from shared.events.purchases import PurchaseCompleted
 from shared.mongo import Database, MongoClient
 from tests.notifications.harness import DrivenClock, apply, core, prepare
+from tests.service_harness import eventually
 
 NOON = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)
 
@@ -137,6 +141,44 @@ async def test_a_hanging_channel_times_out_and_does_not_hold_up_the_others(
     assert in_app["status"] == "sent"
 
 
+class StuckFor:
+    """An e-mail channel on which messages to one address never get an answer."""
+
+    channel = Channel.EMAIL
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.stuck = asyncio.Event()
+        self.sent: list[OutgoingMessage] = []
+
+    async def send(self, message: OutgoingMessage) -> None:
+        if message.address == self.address:
+            self.stuck.set()
+            await asyncio.Event().wait()
+        self.sent.append(message)
+
+
+async def test_a_message_stuck_on_its_channel_does_not_hold_up_the_next_ones(
+    ctx: Notifications, db: Database
+) -> None:
+    await customer_bought(ctx, "c-stuck")
+    email = StuckFor("c-stuck@x.cz")
+    running = dispatcher(ctx, db, email, send_timeout=3600, poll_interval=0.02)
+    await running.start()
+    try:
+        await asyncio.wait_for(email.stuck.wait(), 60)
+        await customer_bought(ctx, "c-next")
+
+        async def next_one_sent() -> bool:
+            return any(m.address == "c-next@x.cz" for m in email.sent)
+
+        await eventually(next_one_sent, message="the stuck message held up the next one")
+        stuck = await email_delivery(ctx, "c-stuck")
+        assert stuck["status"] == "pending"
+    finally:
+        await running.stop()
+
+
 async def test_transient_failures_are_retried_then_dead_lettered(
     ctx: Notifications, db: Database
 ) -> None:
@@ -192,3 +234,80 @@ async def test_a_retry_that_falls_into_quiet_hours_waits_for_the_morning(
     assert email.sent == []
     delivery = await email_delivery(ctx, "c-night")
     assert delivery["due_at"] == datetime(2026, 11, 24, 7, 0, tzinfo=UTC)  # 08:00 in Prague
+
+
+async def offered_retention_at_night(ctx: Notifications, customer_id: str) -> None:
+    """A customer who allows marketing e-mail is offered a retention deal at 23:30 Prague
+    time: the offer is planned and waits for the morning."""
+    clock = ctx.clock
+    assert isinstance(clock, DrivenClock)
+    await customer_bought(ctx, customer_id)
+    await apply(
+        ctx,
+        ConsentChanged.model_validate(
+            {"customer_id": customer_id, "channel": "email", "purpose": "marketing",
+             "granted": True, "source": "test", "changed_at": NOON}
+        ),
+    )  # fmt: skip
+    clock.set(datetime(2026, 11, 23, 22, 30, tzinfo=UTC))
+    await apply(
+        ctx,
+        ChurnRiskChanged.model_validate(
+            {"customer_id": customer_id, "previous_level": "low", "level": "high",
+             "score": 0.9, "changed_at": clock.now}
+        ),
+    )  # fmt: skip
+    offer = await retention_email(ctx, customer_id)
+    assert offer["status"] == "pending"
+    assert offer["due_at"] == datetime(2026, 11, 24, 7, 0, tzinfo=UTC)  # 08:00 in Prague
+    clock.set(datetime(2026, 11, 24, 7, 0, tzinfo=UTC))
+
+
+async def retention_email(ctx: Notifications, customer_id: str) -> dict[str, Any]:
+    found = await ctx.ledger.deliveries.find_one(
+        {"customer_id": customer_id, "channel": "email", "rule": "retention_offer"}
+    )
+    assert found is not None
+    return found
+
+
+async def test_a_complaint_opened_overnight_stops_a_deferred_marketing_message(
+    ctx: Notifications, db: Database
+) -> None:
+    await offered_retention_at_night(ctx, "c-overnight")
+    await apply(
+        ctx,
+        ComplaintOpened.model_validate(
+            {"complaint_id": "k-night", "customer_id": "c-overnight", "channel": "web",
+             "category": "x", "subject": "s", "description": "d", "priority": "low",
+             "opened_at": ctx.now()}
+        ),
+    )  # fmt: skip
+    email = Recording()
+    await dispatcher(ctx, db, email).run_once()
+    sent = [m.rule for m in email.sent]
+    assert "purchase_thank_you" in sent  # what was due still goes
+    assert "retention_offer" not in sent
+    offer = await retention_email(ctx, "c-overnight")
+    assert offer["status"] == "suppressed"
+    assert offer["reason"] == "no marketing while a complaint is open"
+    suppressed = ctx.outbox.collection.find({"type": "crm.notification.suppressed"})
+    assert len([record async for record in suppressed]) == 2  # the e-mail and in-app offers
+
+
+async def test_an_opt_out_made_overnight_stops_a_deferred_message(
+    ctx: Notifications, db: Database
+) -> None:
+    await offered_retention_at_night(ctx, "c-optout")
+    opt_out = CustomerPreferences.model_validate(
+        {"opt_outs": [{"channel": "email", "purpose": "marketing"}]}
+    )
+    await ctx.preferences.put("c-optout", opt_out, ctx.now())
+    email = Recording()
+    await dispatcher(ctx, db, email).run_once()
+    sent = [m.rule for m in email.sent]
+    assert "purchase_thank_you" in sent  # what was due still goes
+    assert "retention_offer" not in sent
+    offer = await retention_email(ctx, "c-optout")
+    assert offer["status"] == "suppressed"
+    assert offer["reason"] == "customer opted out of marketing email"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,13 +15,13 @@ import pytest
 from devstack.smtp import ReceivedMessage, SmtpSink
 from services.notifications.settings import NotificationsSettings
 from services.notifications.webhooks import verify_signature
-from shared.events import new_event
+from shared.events import Event, new_event
 from shared.events.customers import ConsentChanged, CustomerRegistered
 from shared.events.insights import ChurnRiskChanged
 from shared.kafka import AiokafkaPublisher
 from shared.mongo import Database
 from shared.topics import NOTIFICATIONS, PURCHASES, TopicNames
-from tests.kafka_reading import read_topic
+from tests.kafka_reading import Records, read_topic
 from tests.notifications.harness import (
     DrivenClock,
     Receiver,
@@ -80,6 +81,27 @@ def to(address: str, purchase_id: str | None = None) -> Any:
     return matches
 
 
+async def published(
+    kafka_bootstrap: str,
+    topics: TopicNames,
+    wanted: Callable[[Event[Any]], bool],
+    at_least: int = 1,
+) -> list[Event[Any]]:
+    """The service's events on ``crm.notifications`` that are ``wanted``, once there are
+    ``at_least`` of them (or what there is when a generous time-out passes)."""
+
+    def chosen(records: Records) -> list[Event[Any]]:
+        return [e for e in notification_events(records) if wanted(e)]
+
+    records = await read_topic(
+        kafka_bootstrap,
+        topics(NOTIFICATIONS),
+        until=lambda found: len(chosen(found)) >= at_least,
+        timeout=60,
+    )
+    return chosen(records)
+
+
 async def test_a_purchase_from_a_foreign_client_is_thanked_once_by_name_in_croatian(
     settings: NotificationsSettings,
     topics: TopicNames,
@@ -97,6 +119,7 @@ async def test_a_purchase_from_a_foreign_client_is_thanked_once_by_name_in_croat
 
         mail = await received(smtp_sink, to(email, "o-100"))
         assert mail["Subject"] == "Hvala na narudžbi o-100"
+        assert mail["Content-Language"] == "hr"
         assert "Ivana" in mail.text()
         assert "Zeleni čaj" in mail.text()
 
@@ -109,18 +132,11 @@ async def test_a_purchase_from_a_foreign_client_is_thanked_once_by_name_in_croat
         first_mails = [m for m in smtp_sink.messages if to(email, "o-100")(m)]
         assert len(first_mails) == 1
 
-        sent = await read_topic(
-            kafka_bootstrap,
-            topics(NOTIFICATIONS),
-            until=lambda records: sum(
-                e.type == "crm.notification.sent" and e.payload.channel == "email"
-                for e in notification_events(records)
-            ) >= 2,
+        emailed = await published(
+            kafka_bootstrap, topics,
+            lambda e: e.type == "crm.notification.sent" and e.payload.channel == "email",
+            at_least=2,
         )  # fmt: skip
-        emailed = [
-            e for e in notification_events(sent)
-            if e.type == "crm.notification.sent" and e.payload.channel == "email"
-        ]  # fmt: skip
         assert {e.payload.source_event_id for e in emailed} >= {purchase_event_id}
         assert all(e.payload.customer_id == customer_id for e in emailed)
         assert all(e.payload.rule == "purchase_thank_you" for e in emailed)
@@ -228,16 +244,9 @@ async def test_no_marketing_consent_suppresses_the_offer_but_the_owner_is_alerte
 
         await received(smtp_sink, to(owner))  # the internal alert, to the account owner
 
-        records = await read_topic(
-            kafka_bootstrap,
-            topics(NOTIFICATIONS),
-            until=lambda found: any(
-                e.type == "crm.notification.suppressed" for e in notification_events(found)
-            ),
+        [suppressed] = await published(
+            kafka_bootstrap, topics, lambda e: e.type == "crm.notification.suppressed"
         )
-        [suppressed] = [
-            e for e in notification_events(records) if e.type == "crm.notification.suppressed"
-        ]
         assert suppressed.payload.rule == "retention_offer"
         assert suppressed.payload.channel == "email"
         assert suppressed.payload.reason == "no marketing consent for email"
@@ -290,19 +299,14 @@ async def test_a_failing_webhook_is_retried_dead_lettered_and_redriven(
             assert len(receiver.requests) == 3
             assert {r.headers["webhook-id"] for r in receiver.requests} == {delivery["id"]}
 
-            records = await read_topic(
-                kafka_bootstrap,
-                topics(NOTIFICATIONS),
-                until=lambda found: any(
-                    e.type == "crm.notification.failed" for e in notification_events(found)
-                ),
+            [failure] = await published(
+                kafka_bootstrap, topics, lambda e: e.type == "crm.notification.failed"
             )
-            [failure] = [
-                e for e in notification_events(records) if e.type == "crm.notification.failed"
-            ]
             assert failure.payload.notification_id == delivery["id"]
             assert failure.payload.attempts == 3
-            dead = await read_topic(kafka_bootstrap, topics.dlq(topics(NOTIFICATIONS)), until=bool)
+            dead = await read_topic(
+                kafka_bootstrap, topics.dlq(topics(NOTIFICATIONS)), until=bool, timeout=60
+            )
             assert b"answered 500" in dict(dead[0].headers)["dlq-reason"]
 
             receiver.status = 204

@@ -4,6 +4,7 @@ override the shipped ones, validation at save, and a sandbox."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 
 import pytest
@@ -19,6 +20,8 @@ from services.notifications.formatting import (
 from services.notifications.templating import (
     JinjaTemplateRenderer,
     ShippedTemplates,
+    Source,
+    StoredTemplate,
     TemplateBody,
     TemplateStore,
     fallback_chain,
@@ -224,6 +227,12 @@ async def test_a_custom_template_for_a_new_language_is_used_by_its_regional_vari
         (TemplateBody(subject="Hi", text="{{ 9 ** 999999 }}"), "exponents"),
         (
             TemplateBody(
+                subject="Hi", text="{% for i in range(2000) %}{{ 'x' * 1000 }}{% endfor %}"
+            ),
+            "too large to send",
+        ),
+        (
+            TemplateBody(
                 subject="Hi",
                 text="{% for a in range(99999) %}{% for b in range(99999) %}.{% endfor %}"
                 "{% endfor %}",
@@ -267,6 +276,39 @@ async def test_a_template_that_fails_on_real_data_is_a_permanent_delivery_error(
             "en",
             sample("purchase_thank_you", items=[]),
         )
+
+
+async def test_a_template_that_runs_too_long_on_real_data_is_stopped_without_blocking(
+    renderer: JinjaTemplateRenderer,
+) -> None:
+    # Stored as it was before the sample-data check (or fine for the sample's two items):
+    # for each real item it loops a long time.
+    body = TemplateBody(
+        subject="Order",
+        text="{% for item in items %}{% for i in range(99999) %}{% for j in range(99999) %}"
+        "{% endfor %}{% endfor %}{% endfor %}done",
+    )
+    await renderer.store.save(
+        StoredTemplate("purchase_thank_you", Channel.IN_APP, "en", Source.CUSTOM, body)
+    )
+    renderer.render_budget = 0.3
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        with pytest.raises(PermanentDeliveryError, match=r"took more than 0\.3 s"):
+            await renderer.render(
+                "purchase_thank_you", Channel.IN_APP, "en", sample("purchase_thank_you")
+            )
+    finally:
+        ticking.cancel()
+    assert ticks > 1  # the event loop went on while the template ran
 
 
 def test_dates_and_money_are_written_the_way_each_language_writes_them() -> None:

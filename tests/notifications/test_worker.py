@@ -11,6 +11,7 @@ import pytest
 
 from services.notifications.handlers import Notifications, fire_due
 from services.notifications.settings import NotificationsSettings
+from services.notifications.store import CustomerPreferences
 from shared.auth import Role
 from shared.events.complaints import ComplaintOpened, ComplaintSlaBreached, SlaSeverity
 from shared.events.customers import (
@@ -110,12 +111,25 @@ async def test_erasure_anonymises_the_ledger_and_cancels_what_was_pending(
     ctx: Notifications,
 ) -> None:
     await apply(ctx, registration("c-gone", birthday="1990-05-05"))
+    await apply(ctx, purchase("c-gone", "o-failed"))
+    # An earlier message failed with a reason that quotes the address.
+    await ctx.ledger.deliveries.update_many(
+        {"customer_id": "c-gone"},
+        {"$set": {"status": "failed", "reason": "550 <c-gone@example.si> unknown user"}},
+    )
     await apply(ctx, purchase("c-gone"))
     await apply(ctx, CustomerErased(customer_id="c-gone", erased_at=DAYTIME))
     entries = await ledger(ctx, "c-gone")
+    failed = [entry for entry in entries if entry["status"] == "failed"]
+    assert len(failed) == 2
+    assert {entry["reason"] for entry in failed} == {
+        "delivery failed (the details were erased with the customer)"
+    }
+    entries = [entry for entry in entries if entry["status"] != "failed"]
     assert entries
     assert all(entry["status"] == "cancelled" for entry in entries)
-    assert all(entry["address"] is None and entry["context"] == {} for entry in entries)
+    everything = await ledger(ctx, "c-gone")
+    assert all(entry["address"] is None and entry["context"] == {} for entry in everything)
     customer = await ctx.directory.customers.find_one({"_id": "c-gone"})
     assert customer is not None
     assert "emails" not in customer
@@ -163,6 +177,32 @@ async def test_a_merge_moves_pending_messages_and_complaint_reports_and_undo_mov
     back = await ctx.directory.get("c-src")
     assert back is not None
     assert back.id == "c-src"
+
+
+async def test_an_opt_out_made_on_a_merged_away_profile_still_holds(ctx: Notifications) -> None:
+    await apply(ctx, registration("c-old"))
+    await apply(ctx, registration("c-new"))
+    opt_out = CustomerPreferences.model_validate(
+        {"opt_outs": [{"channel": "email", "purpose": "transactional"}]}
+    )
+    await ctx.preferences.put("c-old", opt_out, DAYTIME)
+    merged = {"customer_id": "c-new", "source_customer_id": "c-old", "merged_at": DAYTIME}
+    await apply(ctx, CustomerMerged.model_validate(merged))
+
+    during = await apply(ctx, purchase("c-new", "o-merged"))
+    emails = [d for d in await ledger(ctx, "c-new") if d["source_event_id"] == during.id]
+    by_channel = {d["channel"]: d for d in emails}
+    assert by_channel["email"]["reason"] == "customer opted out of transactional email"
+    assert by_channel["in_app"]["status"] == "pending"
+
+    await apply(ctx, CustomerMerged.model_validate({**merged, "undone": True}))
+    after = await apply(ctx, purchase("c-new", "o-apart"))
+    [email] = [
+        d
+        for d in await ledger(ctx, "c-new")
+        if d["source_event_id"] == after.id and d["channel"] == "email"
+    ]
+    assert email["status"] == "pending"
 
 
 async def test_no_marketing_during_an_open_complaint_and_a_daily_cap(
@@ -246,7 +286,10 @@ async def test_an_unusable_purchase_is_dead_lettered_with_its_reason_and_the_wor
         produce_foreign(kafka_bootstrap, topics(PURCHASES), "c-after", after)
 
         dead = await read_topic(
-            kafka_bootstrap, topics.dlq(topics(PURCHASES)), until=lambda found: len(found) >= 2
+            kafka_bootstrap,
+            topics.dlq(topics(PURCHASES)),
+            until=lambda found: len(found) >= 2,
+            timeout=60,
         )
         reasons = sorted(dict(record.headers)["dlq-reason"].decode() for record in dead)
         assert any("unknown customer" in reason and "shop:404" in reason for reason in reasons)
@@ -286,6 +329,35 @@ async def test_a_customer_manages_their_own_preferences_and_they_are_respected(
         assert email["reason"] == "customer opted out of transactional email"
         own = await service.call("GET", "/deliveries", mine)
         assert {d["customer_id"] for d in own["items"]} == {"c-pref"}
+        assert (await service.call("GET", f"/deliveries/{email['id']}", mine))["id"] == email["id"]
+
+        # Another customer's token reads none of it.
+        theirs = service.as_(Role.CUSTOMER, customer_id="c-other")
+        for path, params in [
+            ("/customers/c-pref/preferences", {}),
+            (f"/deliveries/{email['id']}", {}),
+            ("/deliveries", {"customer_id": "c-pref"}),
+        ]:
+            response = await service.http.get(f"/api/v1{path}", headers=theirs, params=params)
+            assert response.status_code == 403, path
+        listed = await service.call("GET", "/deliveries", theirs)
+        assert listed["items"] == []
+
+
+async def test_a_customer_does_not_see_the_internal_messages_about_them(
+    settings: NotificationsSettings,
+) -> None:
+    async with running(settings, DrivenClock(DAYTIME)) as service:
+        await apply(service.notifications, registration("c-risk"))
+        await apply(service.notifications, churn("c-risk"))
+        staff_view = await service.deliveries("c-risk")
+        [alert] = [d for d in staff_view if d["rule"] == "churn_alert_owner"]
+
+        mine = service.as_(Role.CUSTOMER, customer_id="c-risk")
+        own = await service.call("GET", "/deliveries", mine)
+        assert {d["rule"] for d in own["items"]} == {"retention_offer"}
+        hidden = await service.http.get(f"/api/v1/deliveries/{alert['id']}", headers=mine)
+        assert hidden.status_code == 404
 
 
 async def test_rules_are_listed_and_only_an_admin_switches_them(
