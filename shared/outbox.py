@@ -53,27 +53,43 @@ class Outbox:
     async def add(self, session: Session, events: Sequence[Event[Any]]) -> None:
         if not events:
             return
-        trace = current_trace_context()
-        documents = []
-        for original in events:
-            event = original
-            if trace and "traceparent" not in event.extensions:
-                event = dataclasses.replace(event, extensions={**trace, **event.extensions})
-            record = encode(event)
-            documents.append(
-                {
-                    "_id": event.id,
-                    "order": ObjectId(),
-                    "type": event.type,
-                    "topic": self.topics(event.topic),
-                    "key": Binary(record.key),
-                    "value": Binary(record.value),
-                    "headers": [[name, Binary(value)] for name, value in record.headers],
-                    "created_at": datetime.now(UTC),
-                    "published_at": None,
-                }
-            )
+        documents = [
+            self._document(event, self.topics(event.topic), event.id, ()) for event in events
+        ]
         await self.collection.insert_many(documents, session=session)
+
+    async def add_dead_letter(
+        self, session: Session, event: Event[Any], headers: Sequence[tuple[str, bytes]]
+    ) -> None:
+        """Puts ``event`` on its topic's ``.dlq`` with the ``dlq-*`` ``headers`` saying why,
+        in the caller's transaction (e.g. a delivery that failed for good)."""
+        topic = self.topics.dlq(self.topics(event.topic))
+        document = self._document(event, topic, f"dlq:{event.id}", headers)
+        await self.collection.insert_one(document, session=session)
+
+    def _document(
+        self,
+        event: Event[Any],
+        topic: str,
+        document_id: str,
+        extra_headers: Sequence[tuple[str, bytes]],
+    ) -> dict[str, Any]:
+        trace = current_trace_context()
+        if trace and "traceparent" not in event.extensions:
+            event = dataclasses.replace(event, extensions={**trace, **event.extensions})
+        record = encode(event)
+        headers = [*record.headers, *extra_headers]
+        return {
+            "_id": document_id,
+            "order": ObjectId(),
+            "type": event.type,
+            "topic": topic,
+            "key": Binary(record.key),
+            "value": Binary(record.value),
+            "headers": [[name, Binary(value)] for name, value in headers],
+            "created_at": datetime.now(UTC),
+            "published_at": None,
+        }
 
     async def forget(
         self,

@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bson import Binary, ObjectId
-
 from services.notifications.background import Periodic
 from services.notifications.directory import Customer
 from services.notifications.domain import (
@@ -56,7 +54,7 @@ from shared.consumer import (
     DLQ_SOURCE_TOPIC,
 )
 from shared.errors import NotFound
-from shared.events import Event, encode, new_event
+from shared.events import Event, new_event
 from shared.events.notifications import NotificationFailed, NotificationSent
 from shared.mongo import Session, in_transaction
 from shared.topics import NOTIFICATIONS
@@ -398,11 +396,9 @@ class Dispatcher:
 
     async def _dead_letter(self, session: Session, failed: Event[Any], reason: str) -> None:
         """A record of the failed delivery on ``<crm.notifications>.dlq``, written with the
-        outcome (the outbox relay publishes whatever topic a stored record names)."""
-        record = encode(failed)
+        outcome in the same transaction."""
         topic = self.ctx.outbox.topics(NOTIFICATIONS)
         headers = [
-            *record.headers,
             (DLQ_REASON, reason.encode()[:2000]),
             (DLQ_ERROR, b"DeliveryFailed"),
             (DLQ_SOURCE_TOPIC, topic.encode()),
@@ -410,17 +406,4 @@ class Dispatcher:
             (DLQ_ATTEMPTS, str(failed.payload.attempts).encode()),
             (DLQ_FAILED_AT, failed.time.isoformat().encode()),
         ]
-        await self.ctx.outbox.collection.insert_one(
-            {
-                "_id": f"dlq:{failed.id}",
-                "order": ObjectId(),
-                "type": failed.type,
-                "topic": self.ctx.outbox.topics.dlq(topic),
-                "key": Binary(record.key),
-                "value": Binary(record.value),
-                "headers": [[name, Binary(value)] for name, value in headers],
-                "created_at": failed.time,
-                "published_at": None,
-            },
-            session=session,
-        )
+        await self.ctx.outbox.add_dead_letter(session, failed, headers)
