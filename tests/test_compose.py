@@ -250,6 +250,10 @@ def test_notifications_sends_sms_to_the_sms_sink(services: dict[str, Any]) -> No
     assert depends_on(services["notifications"])["sms-sink"] == "service_healthy"
     assert services["sms-sink"]["command"][0] == "devstack.sms"
     assert "healthcheck" in services["sms-sink"]
+    # The provider's key is a secret: required, never defaulted, the same on both sides.
+    required = "${RAPPORT_NOTIFICATIONS_SMS_API_KEY:?"
+    assert env["RAPPORT_NOTIFICATIONS_SMS_API_KEY"].startswith(required)
+    assert services["sms-sink"]["command"][-1] == env["RAPPORT_NOTIFICATIONS_SMS_API_KEY"]
 
 
 def test_auth_secret_is_required_and_never_defaulted(services: dict[str, Any]) -> None:
