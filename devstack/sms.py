@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from devstack.received import Received
+
 MAX_BODY = 64 * 1024
 
 
@@ -37,10 +39,10 @@ class SmsSink:
         self.host = host
         self.port = port
         self.api_key = api_key
-        self._messages: list[SmsMessage] = []
+        self._received: Received[SmsMessage] = Received("SMS")
         self._keys: set[str] = set()
         self._failures: list[int] = []
-        self._changed = threading.Condition()
+        self._lock = self._received.lock
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -75,39 +77,27 @@ class SmsSink:
 
     @property
     def messages(self) -> list[SmsMessage]:
-        with self._changed:
-            return list(self._messages)
+        return self._received.snapshot()
 
     def clear(self) -> None:
-        with self._changed:
-            self._messages.clear()
+        with self._lock:
+            self._received.clear()
             self._keys.clear()
             self._failures.clear()
 
     def fail_next(self, status: int, times: int = 1) -> None:
         """Answer the next ``times`` requests with ``status`` (and store nothing)."""
-        with self._changed:
+        with self._lock:
             self._failures.extend([status] * times)
 
     def wait_for(
         self, predicate: Callable[[SmsMessage], bool], timeout: float = 10.0
     ) -> SmsMessage:
         """The first message matching ``predicate``, waiting up to ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for message in self._messages:
-                    if predicate(message):
-                        return message
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(
-                        f"no matching SMS within {timeout:.0f}s ({len(self._messages)} received)"
-                    )
-                self._changed.wait(remaining)
+        return self._received.wait_for(predicate, timeout)
 
     def _receive(self, payload: Any, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        with self._changed:
+        with self._lock:
             if self._failures:
                 return self._failures.pop(0), {"error": "failure requested by the test"}
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
@@ -118,14 +108,13 @@ class SmsSink:
         if not isinstance(to, str) or not isinstance(text, str) or not isinstance(key, str):
             return 422, {"error": "to, text and idempotency_key are strings"}
         sender = payload.get("sender")
-        with self._changed:
+        with self._lock:
             if key in self._keys:
                 return 200, {"id": key, "status": "duplicate"}
             self._keys.add(key)
-            self._messages.append(
+            self._received.append(
                 SmsMessage(to, text, key, sender if isinstance(sender, str) else None, headers)
             )
-            self._changed.notify_all()
         return 202, {"id": key, "status": "accepted"}
 
 

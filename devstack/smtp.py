@@ -11,7 +11,6 @@ import argparse
 import email
 import email.policy
 import itertools
-import threading
 import time
 from collections.abc import Callable
 from email.message import EmailMessage
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+from devstack.received import Received
 
 
 class ReceivedMessage(EmailMessage):
@@ -57,8 +58,7 @@ class SmtpSink:
         self.host = host
         self.port = port
         self.folder = folder
-        self._messages: list[ReceivedMessage] = []
-        self._changed = threading.Condition()
+        self._received: Received[ReceivedMessage] = Received("mail")
         self._counter = itertools.count(1)
         self._controller: Controller | None = None
 
@@ -87,30 +87,17 @@ class SmtpSink:
     @property
     def messages(self) -> list[ReceivedMessage]:
         """A snapshot of the messages received so far, oldest first."""
-        with self._changed:
-            return list(self._messages)
+        return self._received.snapshot()
 
     def clear(self) -> None:
         """Forget the messages received so far (files on disk are kept)."""
-        with self._changed:
-            self._messages.clear()
+        self._received.clear()
 
     def wait_for(
         self, predicate: Callable[[ReceivedMessage], bool], timeout: float = 10.0
     ) -> ReceivedMessage:
         """Return the first message matching ``predicate``, waiting up to ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for message in self._messages:
-                    if predicate(message):
-                        return message
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(
-                        f"no matching mail within {timeout:.0f}s ({len(self._messages)} received)"
-                    )
-                self._changed.wait(remaining)
+        return self._received.wait_for(predicate, timeout)
 
     def _deliver(self, mail_from: str, rcpt_tos: tuple[str, ...], raw: bytes) -> None:
         message = email.message_from_bytes(raw, _class=ReceivedMessage, policy=email.policy.default)
@@ -119,9 +106,7 @@ class SmtpSink:
         message.envelope_to = rcpt_tos
         if self.folder is not None:
             self._write_eml(mail_from, rcpt_tos, raw)
-        with self._changed:
-            self._messages.append(message)
-            self._changed.notify_all()
+        self._received.append(message)
 
     def _write_eml(self, mail_from: str, rcpt_tos: tuple[str, ...], raw: bytes) -> None:
         assert self.folder is not None
