@@ -20,7 +20,10 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
     )
     for event_type, handler in worker.handlers(analytics).items():
         runtime.on(event_type, handler)
-    recomputer = Recomputer(analytics, settings.recompute_interval_seconds)
+    recomputer = Recomputer(
+        analytics, settings.recompute_interval_seconds, settle=settings.regrade_settle_seconds
+    )
+    analytics.regrade, analytics.regrade_growth = recomputer.wake, settings.regrade_growth
     runtime.startup += [store.ensure_indexes, recomputer.start]
     runtime.shutdown.append(recomputer.stop)
     routers = [ops.router, api.router, dashboard.router]

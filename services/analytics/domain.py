@@ -13,8 +13,13 @@ Definitions (also in the README):
   smallest value. Recency ranks the last purchase time (later is better), frequency the
   number of purchases, monetary the net spend (purchases minus refunds) per currency; a
   customer buying in several currencies gets the best of its monetary scores.
+  With fewer than :data:`MIN_POPULATION` buying customers quintiles say nothing, so
+  recency and frequency are scored against fixed thresholds instead
+  (:data:`RECENCY_DAYS`, :data:`FREQUENCY_FROM`) and monetary is the middle score 3.
 - Churn risk adds points for each warning sign (see :data:`CHURN_POINTS`); the score is
-  points / 100 capped at 1; high from 0.60, medium from 0.30.
+  points / 100 capped at 1; high from 0.60, medium from 0.30. Overdue needs a rhythm: at
+  least :data:`MIN_RHYTHM_PURCHASES` purchases and a mean interval of at least
+  :data:`MIN_RHYTHM` (purchases on the same day are no rhythm).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -114,6 +119,11 @@ class LoyaltyTier(StrEnum):
 NEW_CUSTOMER_DAYS = 30
 RECENT_DAYS = 90
 OVERDUE_FACTOR = 1.5
+MIN_RHYTHM_PURCHASES = 3  # two intervals at least
+MIN_RHYTHM = timedelta(days=1)
+MIN_POPULATION = 5  # fewer buyers than this: fixed RFM thresholds instead of quintiles
+RECENCY_DAYS = (180, 90, 60, 30)  # a last purchase within 30 days scores 5, ..., older than 180 1
+FREQUENCY_FROM = (2, 3, 6, 12)  # 2 purchases score 2, 3 score 3, 6 score 4, 12 score 5
 HIGH_FROM = 60
 MEDIUM_FROM = 30
 CHURN_POINTS = {
@@ -370,6 +380,15 @@ class Summary:
             return None
         return (self.last_purchase_at - self.first_purchase_at) / (self.purchases - 1)
 
+    @property
+    def usual_interval(self) -> timedelta | None:
+        """The mean interval when it is a rhythm to be overdue on: at least two intervals
+        and at least :data:`MIN_RHYTHM` apart on average; else None."""
+        interval = self.mean_interval
+        if self.purchases < MIN_RHYTHM_PURCHASES or interval is None or interval < MIN_RHYTHM:
+            return None
+        return interval
+
     def to_document(self) -> dict[str, Any]:
         return {
             "purchases": self.purchases,
@@ -466,6 +485,34 @@ def summarise(
     )
 
 
+def resummarise(old: Summary, kind: str, facts: Iterable[Any]) -> Summary:
+    """``old`` with the part that one kind of fact (a name of :data:`FACT_KINDS`) makes
+    rebuilt from all of the customer's facts of that kind: equal to :func:`summarise` of
+    every fact when the other parts of ``old`` are up to date."""
+    if kind == "purchases":
+        new = summarise(facts, (), (), ())
+        return replace(
+            old,
+            purchases=new.purchases,
+            first_purchase_at=new.first_purchase_at,
+            last_purchase_at=new.last_purchase_at,
+            spend=new.spend,
+            categories=new.categories,
+            skus=new.skus,
+        )
+    if kind == "returns":
+        new = summarise((), facts, (), ())
+        return replace(old, refunds=new.refunds, returns=new.returns)
+    if kind == "complaints":
+        return replace(old, complaints=summarise((), (), facts, ()).complaints)
+    if kind == "feedback":
+        return replace(old, feedback=summarise((), (), (), facts).feedback)
+    raise ValueError(f"no kind of fact {kind!r}")
+
+
+FACT_KINDS = ("purchases", "returns", "complaints", "feedback")
+
+
 # RFM
 
 
@@ -533,10 +580,20 @@ class Rfm:
     frequency: int
     monetary: int
 
+    def to_document(self) -> dict[str, int]:
+        return {"recency": self.recency, "frequency": self.frequency, "monetary": self.monetary}
 
-def rfm(summary: Summary, population: Population) -> Rfm | None:
+
+def rfm(summary: Summary, population: Population, now: datetime) -> Rfm | None:
     if summary.purchases == 0 or summary.last_purchase_at is None:
         return None
+    if population.size < MIN_POPULATION:
+        age = now - summary.last_purchase_at
+        return Rfm(
+            recency=1 + sum(1 for days in RECENCY_DAYS if age <= timedelta(days=days)),
+            frequency=1 + sum(1 for least in FREQUENCY_FROM if summary.purchases >= least),
+            monetary=3,
+        )
     monetary = max(
         (quintile(net, population.monetary.get(cur, ())) for cur, net in summary.net.items()),
         default=1,
@@ -608,8 +665,8 @@ def churn(summary: Summary, now: datetime) -> Churn:
     points = 0
     reasons: list[str] = []
     recent = now - timedelta(days=RECENT_DAYS)
-    interval = summary.mean_interval
-    if interval is not None and interval.total_seconds() > 0 and summary.last_purchase_at:
+    interval = summary.usual_interval
+    if interval is not None and summary.last_purchase_at is not None:
         since = now - summary.last_purchase_at
         if since >= interval * OVERDUE_FACTOR:
             points += CHURN_POINTS["overdue"]
@@ -648,16 +705,21 @@ def churn(summary: Summary, now: datetime) -> Churn:
 
 def rhythm(summary: Summary, now: datetime) -> dict[str, Any]:
     interval = summary.mean_interval
+    usual = summary.usual_interval
     last = summary.last_purchase_at
     since = (now - last) if last else None
-    expected = last + interval if last and interval else None
+    expected = last + usual if last and usual else None
     overdue = (now - expected) if expected and now > expected else timedelta(0)
     return {
         "purchases": summary.purchases,
         "first_purchase_at": summary.first_purchase_at,
         "last_purchase_at": last,
-        "mean_interval_days": round(interval.total_seconds() / 86400, 2) if interval else None,
-        "days_since_last_purchase": round(since.total_seconds() / 86400, 2) if since else None,
+        "mean_interval_days": (
+            round(interval.total_seconds() / 86400, 2) if interval is not None else None
+        ),
+        "days_since_last_purchase": (
+            round(since.total_seconds() / 86400, 2) if since is not None else None
+        ),
         "next_purchase_expected_at": expected,
         "days_overdue": round(overdue.total_seconds() / 86400, 2) if expected else None,
     }
@@ -674,13 +736,7 @@ class Insight:
 
     def to_document(self) -> dict[str, Any]:
         return {
-            "rfm": None
-            if self.rfm is None
-            else {
-                "recency": self.rfm.recency,
-                "frequency": self.rfm.frequency,
-                "monetary": self.rfm.monetary,
-            },
+            "rfm": None if self.rfm is None else self.rfm.to_document(),
             "segment": self.segment.value,
             "loyalty_tier": self.loyalty_tier.value,
             "churn_level": self.churn.level.value,
@@ -692,7 +748,7 @@ class Insight:
 def evaluate(
     summary: Summary, population: Population, registered_at: datetime | None, now: datetime
 ) -> Insight:
-    scores = rfm(summary, population)
+    scores = rfm(summary, population, now)
     return Insight(
         rfm=scores,
         segment=segment(summary, scores, registered_at, now),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = "/rapport/analytics"
 ANONYMOUS_PREFIX = "anonymous-"
+POPULATION_TTL = 2.0
 Clock = Callable[[], datetime]
 
 
@@ -79,10 +81,39 @@ class Analytics:
     relay: OutboxRelay | None = None
     clock: Clock = utc_now
     announce: bool = True  # a replay rebuilds figures but announces nothing
+    # Judge everyone again soon (the recomputer's wake) once the buyers have grown by this
+    # fraction since the population was last judged; 0 leaves it to the periodic run.
+    regrade_growth: float = 0.0
+    regrade: Callable[[], None] | None = None
+    new_buyers: int = 0
+    # The judged population, read again at most every POPULATION_TTL (monotonic seconds):
+    # it changes once a recompute, and every event needs it.
+    _population: tuple[float, Population] | None = field(default=None, init=False, repr=False)
 
     def now(self) -> datetime:
         moment = self.clock().astimezone(UTC)
         return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+    async def population(self, session: Session) -> Population:
+        cached = self._population
+        if cached is not None and time.monotonic() - cached[0] < POPULATION_TTL:
+            return cached[1]
+        population = await self.store.population(session)
+        self._population = (time.monotonic(), population)
+        return population
+
+    def judged(self, population: Population) -> None:
+        """The population a recompute judged everyone against, now the current one."""
+        self._population = (time.monotonic(), population)
+
+    def noticed_new_buyer(self, population: Population) -> None:
+        """A customer bought for the first time: past a growth of ``regrade_growth`` of the
+        judged population, its quintiles are stale, so everyone is judged again soon."""
+        self.new_buyers += 1
+        if self.regrade is None or self.regrade_growth <= 0:
+            return
+        if self.new_buyers >= max(1.0, population.size * self.regrade_growth):
+            self.regrade()
 
     async def publish(self, session: Session, payloads: list[EventPayload], now: datetime) -> None:
         if self.announce and payloads:
@@ -139,8 +170,12 @@ def _same(before: Document | None, stored: dict[str, Any]) -> bool:
     return old is not None and all(old.get(key) == value for key, value in stored.items())
 
 
-async def refresh(ctx: Analytics, session: Session, customer_id: str, now: datetime) -> None:
-    """Rebuild the customer's summary from its facts, judge it, announce what changed."""
+async def refresh(
+    ctx: Analytics, session: Session, customer_id: str, now: datetime, changed: str | None = None
+) -> None:
+    """Rebuild the customer's summary from its facts (only the ``changed`` kind of fact
+    when it has a stored one: every other kind's facts call for a refresh as they change),
+    judge it, announce what changed."""
     if customer_id.startswith(ANONYMOUS_PREFIX) or is_identity_key(customer_id):
         return
     before = await ctx.store.customer(customer_id, session)
@@ -151,11 +186,15 @@ async def refresh(ctx: Analytics, session: Session, customer_id: str, now: datet
             session=session,
         )
         return
-    summary = await ctx.store.summary_of(customer_id, session)
-    population = await ctx.store.population(session)
+    stored_summary = (before or {}).get("summary")
+    known = None if stored_summary is None else Summary.from_document(stored_summary)
+    summary = await ctx.store.summary_of(customer_id, session, known=known, changed=changed)
+    population = await ctx.population(session)
     registered_at = (before or {}).get("registered_at")
     insight = domain.evaluate(summary, population, registered_at, now)
     stored, payloads = _changes(customer_id, before, insight, now)
+    if summary.purchases and not ((before or {}).get("summary") or {}).get("purchases"):
+        ctx.noticed_new_buyer(population)
     await ctx.store.customers.update_one(
         {"_id": customer_id},
         {
@@ -309,7 +348,7 @@ async def on_purchase_completed(ctx: Analytics, event: Event[Any], session: Sess
         {"_id": purchase.purchase_id}, {"$setOnInsert": document}, upsert=True, session=session
     )
     if result.upserted_id is not None:  # a purchase id seen before counts once
-        await refresh(ctx, session, customer_id, ctx.now())
+        await refresh(ctx, session, customer_id, ctx.now(), changed="purchases")
 
 
 async def on_purchase_returned(ctx: Analytics, event: Event[Any], session: Session) -> None:
@@ -328,7 +367,7 @@ async def on_purchase_returned(ctx: Analytics, event: Event[Any], session: Sessi
         {"_id": returned.return_id}, {"$setOnInsert": document}, upsert=True, session=session
     )
     if result.upserted_id is not None:
-        await refresh(ctx, session, customer_id, ctx.now())
+        await refresh(ctx, session, customer_id, ctx.now(), changed="returns")
 
 
 async def on_complaint(ctx: Analytics, event: Event[Any], session: Session) -> None:
@@ -365,10 +404,18 @@ async def on_complaint(ctx: Analytics, event: Event[Any], session: Session) -> N
         if payload.severity is not SlaSeverity.BREACH:
             return
         change["$addToSet"] = {"breaches": payload.clock.value}
-    await store.complaints.update_one(
-        {"_id": payload.complaint_id}, change, upsert=True, session=session
+    previous = await store.complaints.find_one_and_update(
+        {"_id": payload.complaint_id},
+        change,
+        {"customer_id": 1},
+        upsert=True,
+        session=session,
     )
-    await refresh(ctx, session, customer_id, ctx.now())
+    now = ctx.now()
+    await refresh(ctx, session, customer_id, now, changed="complaints")
+    moved_from = (previous or {}).get("customer_id")
+    if moved_from is not None and moved_from != customer_id:  # rebuilt whole: it lost one
+        await refresh(ctx, session, str(moved_from), now)
 
 
 async def on_feedback_received(ctx: Analytics, event: Event[Any], session: Session) -> None:
@@ -387,7 +434,7 @@ async def on_feedback_received(ctx: Analytics, event: Event[Any], session: Sessi
         },
         session=session,
     )
-    await refresh(ctx, session, customer_id, ctx.now())
+    await refresh(ctx, session, customer_id, ctx.now(), changed="feedback")
 
 
 async def on_notification(ctx: Analytics, event: Event[Any], session: Session) -> None:
@@ -448,6 +495,7 @@ class Judged:
     name: str | None
     summary: Summary
     insight: Insight
+    document: Document  # as read: its stored insight and version
 
 
 async def judge_population(store: AnalyticsStore, now: datetime) -> tuple[Population, list[Judged]]:
@@ -455,7 +503,8 @@ async def judge_population(store: AnalyticsStore, now: datetime) -> tuple[Popula
     documents = [
         document
         async for document in store.customers.find(
-            store.live_customers(), {"summary": 1, "registered_at": 1, "name": 1}
+            store.live_customers(),
+            {"summary": 1, "registered_at": 1, "name": 1, "insight": 1, "version": 1},
         ).sort("_id", 1)
     ]
     summaries = [Summary.from_document(d.get("summary")) for d in documents]
@@ -466,6 +515,7 @@ async def judge_population(store: AnalyticsStore, now: datetime) -> tuple[Popula
             name=document.get("name"),
             summary=summary,
             insight=domain.evaluate(summary, population, document.get("registered_at"), now),
+            document=document,
         )
         for document, summary in zip(documents, summaries, strict=True)
     ]
@@ -475,24 +525,30 @@ async def judge_population(store: AnalyticsStore, now: datetime) -> tuple[Popula
 async def recompute(ctx: Analytics, now: datetime | None = None) -> int:
     """Judge every customer again at ``now``; store and announce what changed. Returns
     how many customers changed. Safe beside a second instance: a customer written by
-    someone else meanwhile (its version moved) is left to them."""
+    someone else meanwhile (its version moved) is left to them, judged by that writer."""
     moment = now or ctx.now()
+    ctx.new_buyers = 0
     population, judged = await judge_population(ctx.store, moment)
     await ctx.store.save_population(population, moment)
+    ctx.judged(population)
     changed = 0
     for item in judged:
+        stored, payloads = _changes(item.customer_id, item.document, item.insight, moment)
+        if _same(item.document, stored):
+            continue  # the usual case: no transaction at all
 
-        async def work(session: Session, item: Judged = item) -> bool:
-            before = await ctx.store.customer(item.customer_id, session)
-            if before is None or before.get("erased") or before.get("merged_into"):
-                return False
-            summary = Summary.from_document(before.get("summary"))
-            insight = domain.evaluate(summary, population, before.get("registered_at"), moment)
-            stored, payloads = _changes(item.customer_id, before, insight, moment)
-            if _same(before, stored):
-                return False
+        async def work(
+            session: Session,
+            item: Judged = item,
+            stored: Document = stored,
+            payloads: list[EventPayload] = payloads,
+        ) -> bool:
             result = await ctx.store.customers.update_one(
-                {"_id": item.customer_id, "version": before.get("version")},
+                {
+                    **ctx.store.live_customers(),
+                    "_id": item.customer_id,
+                    "version": item.document.get("version"),
+                },
                 {"$set": {"insight": stored}, "$inc": {"version": 1}},
                 session=session,
             )
@@ -511,13 +567,20 @@ async def recompute(ctx: Analytics, now: datetime | None = None) -> int:
 @dataclass
 class Recomputer:
     """Runs :func:`recompute` every ``interval`` seconds while it holds the lease, so two
-    instances do not judge everyone twice."""
+    instances do not judge everyone twice; sooner when woken (the population grew), once
+    ``settle`` seconds have let the rest of a burst arrive."""
 
     ctx: Analytics
     interval: float
+    settle: float = 5.0
     lease_ttl: timedelta = timedelta(minutes=2)
     owner: str = field(default_factory=lambda: f"analytics-{uuid.uuid4()}")
     _task: asyncio.Task[None] | None = None
+    _woken: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def wake(self) -> None:
+        """Judge everyone again soon rather than at the next interval."""
+        self._woken.set()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="analytics-recompute")
@@ -547,13 +610,28 @@ class Recomputer:
             return False
         return lease is not None and lease.get("owner") == self.owner
 
+    async def _behind(self) -> bool:
+        """Whether more customers have bought than the population last judged holds."""
+        store = self.ctx.store
+        return await store.buyer_count() > (await store.population()).size
+
     async def _run(self) -> None:
+        woken = again = False
         while True:
             try:
                 if await self.claim():
                     await recompute(self.ctx)
+                    # A buyer that woke us may have committed only as we read: once more.
+                    again = woken and not again and await self._behind()
+                    if again:
+                        self._woken.set()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("recomputing insights failed; trying again at the next interval")
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), timeout=self.interval)
+            woken = self._woken.is_set()
+            if woken:
+                await asyncio.sleep(min(self.settle, self.interval))
+                self._woken.clear()

@@ -203,13 +203,7 @@ async def insights(
         "evaluated_at": now,
         "segment": insight.segment.value,
         "loyalty_tier": insight.loyalty_tier.value,
-        "rfm": None
-        if insight.rfm is None
-        else {
-            "recency": insight.rfm.recency,
-            "frequency": insight.rfm.frequency,
-            "monetary": insight.rfm.monetary,
-        },
+        "rfm": None if insight.rfm is None else insight.rfm.to_document(),
         "churn": {
             "level": insight.churn.level.value,
             "score": insight.churn.score,

@@ -21,3 +21,17 @@ class AnalyticsSettings(ServiceSettings):
         gt=0,
         description="how often every customer's segment and churn risk are judged again",
     )
+    regrade_growth: float = Field(
+        default=0.2,
+        ge=0,
+        le=10,
+        description=(
+            "judge everyone again (a few seconds later, not at the next interval) once the"
+            " buying customers grew by this fraction since last judged; 0: only periodically"
+        ),
+    )
+    regrade_settle_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="how long a growth-triggered judgement waits for the rest of a burst",
+    )

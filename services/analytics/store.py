@@ -9,7 +9,7 @@ erasure.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -59,6 +59,14 @@ def return_fact(document: Mapping[str, Any]) -> ReturnFact:
 
 def feedback_fact(document: Mapping[str, Any]) -> FeedbackFact:
     return FeedbackFact(at=document["at"], csat=document["csat"], nps=document.get("nps"))
+
+
+FACT_OF: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "purchases": purchase_fact,
+    "returns": return_fact,
+    "complaints": domain.complaint_from_document,
+    "feedback": feedback_fact,
+}
 
 
 class AnalyticsStore:
@@ -176,15 +184,28 @@ class AnalyticsStore:
     async def customer(self, customer_id: str, session: Session | None = None) -> Document | None:
         return await self.customers.find_one({"_id": customer_id}, session=session)
 
-    async def summary_of(self, customer_id: str, session: Session | None = None) -> Summary:
-        query = {"customer_id": customer_id}
-        purchases = [purchase_fact(d) async for d in self.purchases.find(query, session=session)]
-        returns = [return_fact(d) async for d in self.returns.find(query, session=session)]
-        complaints = [
-            domain.complaint_from_document(d)
-            async for d in self.complaints.find(query, session=session)
+    async def facts_of(self, kind: str, customer_id: str, session: Session | None) -> list[Any]:
+        """The customer's facts of one kind (a name of ``domain.FACT_KINDS``)."""
+        convert = FACT_OF[kind]
+        found = self.db[kind].find({"customer_id": customer_id}, session=session)
+        return [convert(document) async for document in found]
+
+    async def summary_of(
+        self,
+        customer_id: str,
+        session: Session | None = None,
+        *,
+        known: Summary | None = None,
+        changed: str | None = None,
+    ) -> Summary:
+        """The customer's summary from its facts; given the ``known`` one (stored, up to
+        date but for the ``changed`` kind of fact), only that kind is read again."""
+        if known is not None and changed is not None:
+            facts = await self.facts_of(changed, customer_id, session)
+            return domain.resummarise(known, changed, facts)
+        purchases, returns, complaints, feedback = [
+            await self.facts_of(kind, customer_id, session) for kind in domain.FACT_KINDS
         ]
-        feedback = [feedback_fact(d) async for d in self.feedback.find(query, session=session)]
         return domain.summarise(purchases, returns, complaints, feedback)
 
     async def population(self, session: Session | None = None) -> domain.Population:
@@ -200,6 +221,12 @@ class AnalyticsStore:
 
     def live_customers(self) -> dict[str, Any]:
         return {"erased": {"$ne": True}, "merged_into": None}
+
+    async def buyer_count(self) -> int:
+        """Live customers with a purchase: the population RFM ranks against."""
+        return await self.customers.count_documents(
+            {**self.live_customers(), "summary.purchases": {"$gt": 0}}
+        )
 
     # Window queries for KPIs
 

@@ -3,8 +3,8 @@ database, with a clock the test drives, and builders of the events it consumes."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -271,7 +271,8 @@ def analytics_settings_for(
         topic_prefix=topics.prefix,
         mongodb_database=database,
         outbox_poll_interval_seconds=0.05,
-        **{"recompute_interval_seconds": 3600.0, **extra},
+        # Tests judge everyone when they choose (recompute), unless they say otherwise.
+        **{"recompute_interval_seconds": 3600.0, "regrade_growth": 0.0, **extra},
     )
 
 
@@ -319,3 +320,24 @@ async def api(
 ) -> AsyncIterator[Api]:
     async with running(analytics_settings, clock, publisher, topics) as service:
         yield service
+
+
+ServiceWith = Callable[..., AbstractAsyncContextManager[Api]]
+
+
+@pytest.fixture
+def service_with(
+    kafka_bootstrap: str,
+    mongodb_uri: str,
+    topics: TopicNames,
+    db: Database,
+    clock: DrivenClock,
+    publisher: AiokafkaPublisher,
+) -> ServiceWith:
+    """Starts the service with settings of the test's choosing: ``service_with(**settings)``."""
+
+    def start(**extra: Any) -> AbstractAsyncContextManager[Api]:
+        settings = analytics_settings_for(kafka_bootstrap, mongodb_uri, topics, db.name, **extra)
+        return running(settings, clock, publisher, topics)
+
+    return start

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from services.analytics import domain
 from services.analytics.domain import (
@@ -92,14 +93,49 @@ def test_monetary_is_ranked_within_each_currency_and_net_of_refunds() -> None:
     )
     assert euros.net == {"EUR": Decimal("5.00")}
     dollars = domain.summarise([PurchaseFact("p2", days_ago(3), "USD", Decimal("1"))], [], [], [])
-    population = Population.of([euros, dollars, buyer(3, amount="10.00")])
-    # EUR nets 5.00 and 10.00: cut points 5, 5, 10, 10; a lone USD buyer scores 1.
+    others = [buyer(3, amount="10.00"), buyer(4, amount="10.00"), buyer(5, amount="5.00")]
+    population = Population.of([euros, dollars, *others])
+    # EUR nets 5.00, 5.00, 10.00, 10.00 are the cut points; a lone USD buyer scores 1.
     assert population.monetary["EUR"] == tuple(
         Decimal(v) for v in ("5.00", "5.00", "10.00", "10.00")
     )
-    assert domain.rfm(euros, population).monetary == 1  # type: ignore[union-attr]
-    assert domain.rfm(buyer(3, amount="10.00"), population).monetary == 3  # type: ignore[union-attr]
-    assert domain.rfm(dollars, population).monetary == 1  # type: ignore[union-attr]
+    assert population.size == 5
+    assert domain.rfm(euros, population, NOW).monetary == 1  # type: ignore[union-attr]
+    assert domain.rfm(others[0], population, NOW).monetary == 3  # type: ignore[union-attr]
+    assert domain.rfm(dollars, population, NOW).monetary == 1  # type: ignore[union-attr]
+
+
+def test_too_small_a_population_scores_recency_and_frequency_against_fixed_thresholds() -> None:
+    # A fresh start: nobody judged yet, or fewer buyers than quintiles can tell apart.
+    for population in (Population(), Population.of([buyer(1), buyer(2), buyer(3), buyer(4)])):
+
+        def judged(summary: Summary, population: Population = population) -> tuple[Any, ...]:
+            insight = domain.evaluate(summary, population, days_ago(400), NOW)
+            assert insight.rfm is not None
+            scores = insight.rfm
+            return scores.recency, scores.frequency, scores.monetary, insight.segment.value
+
+        assert judged(buyer(1, 11, 21)) == (5, 3, 3, "loyal")  # not "lost" for want of peers
+        assert judged(buyer(2, 12)) == (5, 2, 3, "potential")
+        assert judged(buyer(3)) == (5, 1, 3, "new")
+        assert judged(buyer(45, 50, 55, 60, 65, 70)) == (4, 4, 3, "loyal")
+        assert judged(buyer(100, 110, 120)) == (2, 3, 3, "at_risk")
+        assert judged(buyer(150)) == (2, 1, 3, "hibernating")
+        assert judged(buyer(200, 210)) == (1, 2, 3, "lost")
+
+
+def test_overdue_needs_a_rhythm_of_at_least_two_intervals_a_day_apart_on_average() -> None:
+    backfilled = buyer(20, 20, 20)  # three purchases at the same moment: no rhythm
+    close = buyer(20, 20.1, 20.2)  # every 2.4 hours: no rhythm to be overdue on
+    once_again = buyer(40, 20)  # one interval only
+    for summary in (backfilled, close, once_again):
+        assert domain.churn(summary, NOW).reasons == ()
+        rhythm = domain.rhythm(summary, NOW)
+        assert (rhythm["next_purchase_expected_at"], rhythm["days_overdue"]) == (None, None)
+        assert rhythm["days_since_last_purchase"] == 20.0
+    assert domain.rhythm(backfilled, NOW)["mean_interval_days"] == 0.0
+    daily = domain.churn(buyer(5, 4, 3), NOW)  # every day, nothing for 3 days: overdue
+    assert daily.reasons == ("overdue: 3.0 days since the last purchase, usually every 1.0 days",)
 
 
 def test_churn_adds_each_warning_sign_with_its_reason() -> None:
@@ -158,3 +194,24 @@ def test_next_best_offer_ranks_what_similar_customers_also_bought() -> None:
         {"bought": "cups", "customers_who_bought_both": 1},
     ]
     assert kettles["product"] == {"sku": "SKU-kettles", "name": "kettles", "customers": 2}
+
+
+def test_rebuilding_one_kind_of_fact_gives_the_summary_of_every_fact() -> None:
+    purchases = [
+        PurchaseFact("p1", days_ago(9), "EUR", Decimal("10.00"), (("S1", "Tea", "tea", 1),)),
+        PurchaseFact("p2", days_ago(3), "USD", Decimal("4.50"), (("S2", "Cup", "cups", 2),)),
+    ]
+    returns = [ReturnFact("r1", days_ago(2), "EUR", Decimal("10.00"))]
+    complaints = [ComplaintFact("k1", days_ago(4), resolved=(days_ago(1),))]
+    feedback = [FeedbackFact(days_ago(1), csat=4, nps=8)]
+    everything = domain.summarise(purchases, returns, complaints, feedback)
+    facts: dict[str, list[Any]] = {
+        "purchases": purchases,
+        "returns": returns,
+        "complaints": complaints,
+        "feedback": feedback,
+    }
+    for kind in domain.FACT_KINDS:
+        without = domain.summarise(*[[] if k == kind else facts[k] for k in domain.FACT_KINDS])
+        assert without != everything
+        assert domain.resummarise(without, kind, facts[kind]) == everything

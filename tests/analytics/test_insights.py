@@ -4,22 +4,20 @@ reasons announced once on change, insights, and next best offers with their evid
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
-from services.analytics.handlers import recompute
-from shared.kafka import AiokafkaPublisher
-from shared.mongo import Database
-from shared.topics import INSIGHTS, TopicNames
+from services.analytics.handlers import judge_population, recompute
+from shared.topics import INSIGHTS
 from tests.analytics.conftest import (
     NOW,
     Api,
     DrivenClock,
+    ServiceWith,
     ago,
-    analytics_settings_for,
     opened,
     purchase,
     registered,
-    running,
 )
 from tests.kafka_reading import read_topic
 from tests.service_harness import eventually
@@ -227,18 +225,10 @@ async def test_next_best_offer_and_items_bought_together_come_with_their_counts(
 
 
 async def test_the_background_task_notices_a_customer_falling_overdue_as_time_passes(
-    kafka_bootstrap: str,
-    mongodb_uri: str,
-    topics: TopicNames,
-    db: Database,
-    clock: DrivenClock,
-    publisher: AiokafkaPublisher,
+    service_with: ServiceWith, clock: DrivenClock
 ) -> None:
-    settings = analytics_settings_for(
-        kafka_bootstrap, mongodb_uri, topics, db.name, recompute_interval_seconds=0.2
-    )
     clock.now = ago(days=9)
-    async with running(settings, clock, publisher, topics) as api:
+    async with service_with(recompute_interval_seconds=0.2) as api:
         await api.feed(
             purchase("c-late", "l1", ago(days=30)),
             purchase("c-late", "l2", ago(days=20)),
@@ -254,3 +244,52 @@ async def test_the_background_task_notices_a_customer_falling_overdue_as_time_pa
         await eventually(noticed, timeout=30, message="the periodic judgement did not run")
         [risk] = (await api.get("/churn-risks", level="medium"))["items"]
         assert risk["reasons"][0].startswith("overdue: 16.0 days since the last purchase")
+
+
+def segment_changes(events: list[dict[str, Any]], customer_id: str) -> list[tuple[Any, Any]]:
+    return [
+        (e["data"]["previous_segment"], e["data"]["segment"])
+        for e in events
+        if e["type"] == "crm.customer.segment_changed" and e["subject"] == customer_id
+    ]
+
+
+async def test_on_a_fresh_start_segments_make_sense_at_once_and_follow_the_growing_population(
+    service_with: ServiceWith, kafka_bootstrap: str
+) -> None:
+    async with service_with(regrade_growth=0.2, regrade_settle_seconds=0.5) as api:
+        # The first buyers arrive while the population judged at startup is empty.
+        await api.feed(
+            *[purchase("c-steady", f"s{i}", ago(days=1 + 7 * i)) for i in range(3)],
+            *[purchase("c-gone", f"g{i}", ago(days=300 + 7 * i)) for i in range(2)],
+        )
+        steady = await api.get("/customers/c-steady/insights")
+        assert steady["segment"] == "loyal"  # not "lost" for want of peers to rank against
+        assert (await api.get("/customers/c-gone/insights"))["segment"] == "lost"
+
+        # More buyers: everyone is judged again against them without waiting for the hour.
+        await api.feed(*[purchase(f"c-{i}", f"o{i}", ago(days=40 + 30 * i)) for i in range(8)])
+
+        async def judged_against_all() -> bool:
+            if (await api.analytics.store.population()).size != 10:
+                return False
+            _, fresh = await judge_population(api.analytics.store, NOW)
+            counts = Counter(item.insight.segment.value for item in fresh)
+            segments = await api.get("/segments")
+            return {s["segment"]: s["count"] for s in segments["segments"] if s["count"]} == counts
+
+        await eventually(judged_against_all, timeout=60, message="the population was not judged")
+        assert (await api.get("/customers/c-steady/insights"))["segment"] == "champions"
+        events = await insight_events(api, kafka_bootstrap)
+        # Announced once per real change as the history arrives, never a spurious "lost".
+        assert segment_changes(events, "c-steady") == [
+            (None, "new"),
+            ("new", "potential"),
+            ("potential", "loyal"),
+            ("loyal", "champions"),
+        ]
+        gone = segment_changes(events, "c-gone")  # its peers decide where it goes from "lost"
+        assert gone[0] == (None, "lost")
+        assert all(before == after[1] for (before, _), after in zip(gone[1:], gone, strict=False))
+        assert all(before != now for before, now in gone)
+        assert gone[-1][1] == (await api.get("/customers/c-gone/insights"))["segment"]

@@ -137,6 +137,13 @@ async def test_series_fill_every_bucket_and_sum_revenue_as_decimals(api: Api) ->
     assert len(purchases["points"]) == 8
     opened_series = await api.get("/kpis/series", metric="complaints_opened", window="24h")
     assert sum(p["value"] for p in opened_series["points"]) == 3
+    await api.feed(purchase("c-ana", "p6", ago(minutes=7, seconds=30)))
+    minutes = await api.get("/kpis/series", metric="purchases", window="1h")
+    assert minutes["bucket"] == "minute"  # the default for an hour
+    assert len(minutes["points"]) == 61
+    assert [p["at"].replace("+00:00", "Z") for p in minutes["points"] if p["value"]] == [
+        "2026-11-23T11:52:00Z"
+    ]
 
 
 async def test_the_same_events_delivered_again_change_nothing(api: Api) -> None:
