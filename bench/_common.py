@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import re
@@ -199,3 +200,25 @@ async def _delete_group(admin: Any, group: str) -> None:
     for _, error_code in response.results:
         if error_code not in (0, GROUP_ID_NOT_FOUND):
             raise for_code(error_code)(f"cannot delete group {group}")
+
+
+async def until_count(collection: Any, count: int, label: str, stall: float = 120.0) -> Rate:
+    """The rate of a projection: time from the first document in ``collection`` to the
+    ``count``-th; fails when nothing moves for ``stall`` seconds."""
+    first: float | None = None
+    baseline = 0
+    last_change, seen = time.monotonic(), 0
+    while True:
+        done = await collection.count_documents({})
+        now = time.monotonic()
+        if done and first is None:
+            first, baseline = now, done
+        if done != seen:
+            seen, last_change = done, now
+        if done >= count:
+            break
+        if now - last_change > stall:
+            raise RuntimeError(f"the projection stalled at {done} of {count}")
+        await asyncio.sleep(0.05)
+    assert first is not None
+    return Rate(label, count - baseline, now - first)

@@ -35,6 +35,7 @@ from bench._common import (
     ratio,
     redact,
     servers,
+    until_count,
 )
 from bench.consume import read_group
 from services.analytics.bootstrap import create_app
@@ -46,7 +47,6 @@ from shared.kafka import AiokafkaPublisher
 from shared.settings import Environment
 from shared.topics import PURCHASES, TopicNames, ensure_topics
 
-STALL = 120.0
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -142,7 +142,9 @@ async def measure(
     app = create_app(settings)
     markers = app.state.runtime.db["processed_events"]
     async with app.router.lifespan_context(app):
-        projected = await until_applied(markers, args.count)
+        projected = await until_count(
+            markers, args.count, "(b) analytics worker: fact + summary + judgement"
+        )
     raw_seconds = await read_group(
         bootstrap, topic, f"{args.prefix}raw-analytics", args.count, None
     )
@@ -163,27 +165,6 @@ async def measure(
     print(f"\nratio worker/raw: {ratio(projected, raw)}")
     if not args.no_replay:
         print(f"ratio replay/raw: {ratio(rebuilt, raw)}")
-
-
-async def until_applied(markers: Any, count: int) -> Rate:
-    """Time from the first applied event to the ``count``-th."""
-    first: float | None = None
-    baseline = 0
-    last_change, seen = time.monotonic(), 0
-    while True:
-        done = await markers.count_documents({})
-        now = time.monotonic()
-        if done and first is None:
-            first, baseline = now, done
-        if done != seen:
-            seen, last_change = done, now
-        if done >= count:
-            break
-        if now - last_change > STALL:
-            raise RuntimeError(f"the projection stalled at {done} of {count}")
-        await asyncio.sleep(0.05)
-    assert first is not None
-    return Rate("(b) analytics worker: fact + summary + judgement", count - baseline, now - first)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

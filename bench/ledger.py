@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import tempfile
-import time
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -31,6 +30,7 @@ from bench._common import (
     ratio,
     redact,
     servers,
+    until_count,
 )
 from bench.consume import read_group
 from services.profiles import handlers
@@ -42,8 +42,6 @@ from shared.events.purchases import PurchaseCompleted
 from shared.kafka import AiokafkaPublisher
 from shared.settings import Environment
 from shared.topics import PURCHASES, TopicNames, ensure_topics
-
-STALL = 120.0
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -132,32 +130,14 @@ async def measure(
             await publisher.stop()
         print(f"broker {args.bootstrap}, store {redact(args.mongodb_uri)}")
         print(f"{args.count} purchases for {len(customers)} customers on {topic}\n")
-        projected = await until_projected(ledger_entries, args.count)
+        projected = await until_count(
+            ledger_entries, args.count, "(b) profiles worker: ledger + figures + timeline"
+        )
     raw_seconds = await read_group(bootstrap, topic, f"{args.prefix}raw-ledger", args.count, None)
     raw = Rate("(a) raw aiokafka consumer, getmany", args.count, raw_seconds)
     print(raw.line())
     print(projected.line())
     print(f"\nratio projection/raw: {ratio(projected, raw)}")
-
-
-async def until_projected(entries: Any, count: int) -> Rate:
-    """Time from the first ledger entry to the ``count``-th."""
-    first: float | None = None
-    last_change, seen = time.monotonic(), 0
-    while True:
-        done = await entries.count_documents({})
-        now = time.monotonic()
-        if done and first is None:
-            first, baseline = now, done
-        if done != seen:
-            seen, last_change = done, now
-        if done >= count:
-            break
-        if now - last_change > STALL:
-            raise RuntimeError(f"the projection stalled at {done} of {count}")
-        await asyncio.sleep(0.05)
-    assert first is not None
-    return Rate("(b) profiles worker: ledger + figures + timeline", count - baseline, now - first)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
