@@ -9,7 +9,6 @@ even with several replicas or a restart around the deadline.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from services.complaints.store import (
     OutboxScrubber,
     SlaConfigStore,
 )
+from shared.background import Periodic
 from shared.consumer import Handler
 from shared.errors import Forbidden, Gone, InvalidInput, NotFound
 from shared.events import Event, new_event
@@ -286,33 +286,16 @@ async def put_policy(ctx: Complaints, policy: SlaPolicy) -> SlaPolicy:
     return policy
 
 
-@dataclass
-class Watcher:
+class Watcher(Periodic):
     """Runs :func:`check_deadlines` every ``interval`` seconds in the background."""
 
-    ctx: Complaints
-    interval: float
-    _task: asyncio.Task[None] | None = None
+    def __init__(self, ctx: Complaints, interval: float) -> None:
+        super().__init__("complaints-sla-watcher", interval, self._check)
+        self.ctx = ctx
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="complaints-sla-watcher")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await check_deadlines(self.ctx, self.ctx.now())
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("SLA check failed; trying again at the next interval")
-            await asyncio.sleep(self.interval)
+    async def _check(self) -> bool:
+        await check_deadlines(self.ctx, self.ctx.now())
+        return False
 
 
 def event_handlers(ctx: Complaints) -> dict[str, Handler]:

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.notifications.background import Periodic
 from services.notifications.directory import Customer
 from services.notifications.domain import (
     Channel,
@@ -45,6 +44,7 @@ from services.notifications.ports import subscription_id
 from services.notifications.respect import Situation, Suppress, decide, quiet_hours_deferral
 from services.notifications.rules import Audience
 from services.notifications.store import WAITING_FOR_CUSTOMER, Delivery, DeliveryStatus
+from shared.background import Periodic
 from shared.consumer import (
     DLQ_ATTEMPTS,
     DLQ_CONSUMER,

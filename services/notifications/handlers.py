@@ -29,7 +29,6 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 from services.notifications import rules as r
-from services.notifications.background import Periodic
 from services.notifications.directory import Customer, Directory
 from services.notifications.domain import Channel, Purpose
 from services.notifications.ports import InboxPort, WebhookPort, subscription_id
@@ -65,6 +64,7 @@ from services.notifications.store import (
     RuleStore,
     delivery_id,
 )
+from shared.background import Periodic
 from shared.consumer import Handler, RejectEvent
 from shared.events import Event, new_event
 from shared.events.base import EventPayload

@@ -1,4 +1,4 @@
-"""A background loop: the dispatcher and the scheduler each run one in the service process."""
+"""A background loop in a service process (an SLA watcher, a dispatcher, a scheduler)."""
 
 from __future__ import annotations
 
