@@ -43,10 +43,12 @@ class ComplaintKpis(BaseModel):
     )
     resolution_time_p90_seconds: float | None
     first_response_sla_met_pct: float | None = Field(
-        description="of complaints first answered in the window, % without a breach"
+        description="of first-response clocks settled in the window (answered in time, or"
+        " missed: their due time passed unanswered or before a late answer), % met"
     )
     resolution_sla_met_pct: float | None = Field(
-        description="of complaints resolved in the window, % without a breach"
+        description="of resolution clocks settled in the window (resolved in time, or"
+        " missed: their due time passed unresolved or before a late resolution), % met"
     )
 
 

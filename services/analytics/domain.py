@@ -190,6 +190,9 @@ class ComplaintFact:
     closed_at: datetime | None = None
     waited_on_customer: bool = False
     breaches: frozenset[str] = frozenset()
+    # the due time a breach announcement named (a paused clock's deadline moves)
+    first_response_breach_due_at: datetime | None = None
+    resolution_breach_due_at: datetime | None = None
 
     @property
     def first_resolved_at(self) -> datetime | None:
@@ -210,19 +213,49 @@ class ComplaintFact:
             return None
         return (first - self.opened_at).total_seconds()
 
-    def first_response_met(self) -> bool:
+    def first_response_settled(self) -> Settled | None:
+        """When and how the first-response clock was settled: met when answered by its due
+        time, missed at its due time when answered late, never or announced breached
+        (counted there once, however late the answer). ``None`` while it runs; a miss whose
+        due time is after the window's end is not yet one (the caller filters by window)."""
+        due = self.first_response_breach_due_at or self.first_response_due_at
+        done = self.acknowledged_at
         if "first_response" in self.breaches:
-            return False
-        due, done = self.first_response_due_at, self.acknowledged_at
-        return not (due is not None and done is not None and done > due)
+            return _missed(due, done)
+        if due is None or (done is not None and done <= due):
+            return None if done is None else Settled(done, met=True)
+        return Settled(due, met=False)
 
-    def resolution_met(self) -> bool:
+    def resolution_settled(self) -> Settled | None:
+        """As :meth:`first_response_settled`, for the first resolution. Waiting on the
+        customer pauses the clock, moving the deadline by an amount only the complaints
+        service knows: then only its breach event (with the moved due time) tells a miss."""
+        due = self.resolution_breach_due_at or self.resolution_due_at
+        done = self.first_resolved_at
         if "resolution" in self.breaches:
-            return False
-        due, done = self.resolution_due_at, self.first_resolved_at
-        # Waiting on the customer pauses the clock, moving the deadline: then only the
-        # breach event the complaints service publishes tells.
-        return self.waited_on_customer or not (due is not None and done is not None and done > due)
+            return _missed(due, done)
+        if self.waited_on_customer or due is None or (done is not None and done <= due):
+            return None if done is None else Settled(done, met=True)
+        return Settled(due, met=False)
+
+
+@dataclass(frozen=True)
+class Settled:
+    """An SLA clock's outcome and the event time it counts at."""
+
+    at: datetime
+    met: bool
+
+
+def _missed(due: datetime | None, done: datetime | None) -> Settled | None:
+    at = due or done
+    return None if at is None else Settled(at, met=False)
+
+
+def sla_met_pct(settled: Iterable[Settled | None], start: datetime, end: datetime) -> float | None:
+    """% of the clocks settled in the window that were met; ``None`` when none was."""
+    counted = [s for s in settled if s is not None and in_window(s.at, start, end)]
+    return percent(sum(s.met for s in counted), len(counted))
 
 
 @dataclass(frozen=True)
@@ -267,7 +300,6 @@ def kpis(facts: KpiFacts, window: Window, now: datetime) -> dict[str, Any]:
         refunds[returned.currency] += returned.refund
     opened = [c for c in facts.complaints if in_window(c.opened_at, start, end)]
     resolved = [c for c in facts.complaints if in_window(c.first_resolved_at, start, end)]
-    responded = [c for c in facts.complaints if in_window(c.acknowledged_at, start, end)]
     durations = [c.resolution_seconds for c in resolved if c.resolution_seconds is not None]
     notified = Counter(
         n.event_type.rsplit(".", 1)[-1] for n in facts.notifications if in_window(n.at, start, end)
@@ -293,11 +325,11 @@ def kpis(facts: KpiFacts, window: Window, now: datetime) -> dict[str, Any]:
             "resolved": len(resolved),
             "resolution_time_p50_seconds": nearest_rank(durations, 50),
             "resolution_time_p90_seconds": nearest_rank(durations, 90),
-            "first_response_sla_met_pct": percent(
-                sum(c.first_response_met() for c in responded), len(responded)
+            "first_response_sla_met_pct": sla_met_pct(
+                (c.first_response_settled() for c in facts.complaints), start, end
             ),
-            "resolution_sla_met_pct": percent(
-                sum(c.resolution_met() for c in resolved), len(resolved)
+            "resolution_sla_met_pct": sla_met_pct(
+                (c.resolution_settled() for c in facts.complaints), start, end
             ),
         },
         "notifications": {
@@ -436,6 +468,14 @@ def complaint_document(c: ComplaintFact) -> dict[str, Any]:
         "closed_at": c.closed_at,
         "waited_on_customer": c.waited_on_customer,
         "breaches": sorted(c.breaches),
+        "breach_due": {
+            clock: due
+            for clock, due in (
+                ("first_response", c.first_response_breach_due_at),
+                ("resolution", c.resolution_breach_due_at),
+            )
+            if due is not None
+        },
     }
 
 
@@ -451,6 +491,8 @@ def complaint_from_document(d: Mapping[str, Any]) -> ComplaintFact:
         closed_at=d.get("closed_at"),
         waited_on_customer=bool(d.get("waited_on_customer")),
         breaches=frozenset(d.get("breaches") or ()),
+        first_response_breach_due_at=(d.get("breach_due") or {}).get("first_response"),
+        resolution_breach_due_at=(d.get("breach_due") or {}).get("resolution"),
     )
 
 

@@ -404,6 +404,7 @@ async def on_complaint(ctx: Analytics, event: Event[Any], session: Session) -> N
         if payload.severity is not SlaSeverity.BREACH:
             return
         change["$addToSet"] = {"breaches": payload.clock.value}
+        change["$min"] = {f"breach_due.{payload.clock.value}": payload.due_at}
     previous = await store.complaints.find_one_and_update(
         {"_id": payload.complaint_id},
         change,

@@ -92,6 +92,10 @@ class AnalyticsStore:
             ("complaints", "opened_at"),
             ("complaints", "first_resolved_at"),
             ("complaints", "acknowledged_at"),
+            ("complaints", "first_response_due_at"),
+            ("complaints", "resolution_due_at"),
+            ("complaints", "breach_due.first_response"),
+            ("complaints", "breach_due.resolution"),
         ):
             await self.db[name].create_index([(field, ASCENDING)])
         await self.purchases.create_index([("skus", ASCENDING)])
@@ -245,6 +249,11 @@ class AnalyticsStore:
                         {"opened_at": span},
                         {"first_resolved_at": span},
                         {"acknowledged_at": span},
+                        # a clock missed unanswered counts at its due time
+                        {"first_response_due_at": span},
+                        {"resolution_due_at": span},
+                        {"breach_due.first_response": span},
+                        {"breach_due.resolution": span},
                     ]
                 }
             )

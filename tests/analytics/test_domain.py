@@ -215,3 +215,30 @@ def test_rebuilding_one_kind_of_fact_gives_the_summary_of_every_fact() -> None:
         without = domain.summarise(*[[] if k == kind else facts[k] for k in domain.FACT_KINDS])
         assert without != everything
         assert domain.resummarise(without, kind, facts[kind]) == everything
+
+
+def test_an_sla_clock_is_settled_once_met_in_time_or_missed_at_its_due_time() -> None:
+    opened, due = days_ago(3), days_ago(2)
+    in_time = ComplaintFact("k", opened, first_response_due_at=due, acknowledged_at=days_ago(2.5))
+    assert in_time.first_response_settled() == domain.Settled(days_ago(2.5), met=True)
+    waiting = ComplaintFact("k", opened, first_response_due_at=due)
+    assert waiting.first_response_settled() == domain.Settled(due, met=False)
+    late = ComplaintFact("k", opened, first_response_due_at=due, acknowledged_at=days_ago(1))
+    assert late.first_response_settled() == domain.Settled(due, met=False)  # not moved
+    running = ComplaintFact("k", opened, first_response_due_at=NOW + timedelta(hours=1))
+    start, end = NOW - timedelta(days=1), NOW
+    assert domain.sla_met_pct([running.first_response_settled()], start, end) is None
+    # Waiting on the customer moves the resolution deadline: only a breach tells a miss,
+    # at the due time the complaints service announced.
+    paused = ComplaintFact("k", opened, resolution_due_at=due, waited_on_customer=True)
+    assert paused.resolution_settled() is None
+    breached = ComplaintFact(
+        "k",
+        opened,
+        resolution_due_at=due,
+        waited_on_customer=True,
+        breaches=frozenset({"resolution"}),
+        resolution_breach_due_at=days_ago(1),
+    )
+    assert breached.resolution_settled() == domain.Settled(days_ago(1), met=False)
+    assert domain.complaint_from_document(domain.complaint_document(breached)) == breached

@@ -3,6 +3,7 @@ delivered again change nothing; bad parameters are refused with problem+json."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from services.analytics.settings import AnalyticsSettings
@@ -53,6 +54,11 @@ def known_events() -> list[Any]:
         resolved("c-bo", "k3", ago(hours=3)),
         # k4: still open
         opened("c-ana", "k4", ago(hours=1)),
+        # k5: never answered, its first response due 7 h ago: a miss, at its due time
+        opened("c-ana", "k5", ago(hours=15)),
+        # k6: answered in time before the window, its resolution due 5 h ago: a miss
+        opened("c-bo", "k6", ago(hours=45)),
+        acknowledged("c-bo", "k6", ago(hours=44)),
         notified("sent", "c-ana", "n1", ago(hours=1)),
         notified("sent", "c-bo", "n2", ago(hours=2)),
         notified("failed", "c-ana", "n3", ago(hours=3)),
@@ -77,13 +83,16 @@ DAY = {
     "average_order_value": {"EUR": "33.33", "USD": "10.00"},
     "new_customers": 1,
     "complaints": {
-        "opened": 3,
+        "opened": 4,
         "resolved": 3,
         # resolution times 4 h, 18 h, 27 h; nearest rank: p50 = 2nd, p90 = 3rd
         "resolution_time_p50_seconds": 64800.0,
         "resolution_time_p90_seconds": 97200.0,
-        "first_response_sla_met_pct": 50.0,
-        "resolution_sla_met_pct": 66.67,
+        # clocks settled in the window: first response k1 met, k2 late (missed at its due
+        # time), k5 unanswered past due; k3 and k6 were answered before the window
+        "first_response_sla_met_pct": 33.33,
+        # resolution k1 and k2 met, k3 breached, k6 unresolved past due
+        "resolution_sla_met_pct": 50.0,
     },
     "notifications": {"sent": 2, "failed": 1, "suppressed": 1},
     # CSAT (5 + 2 + 4 + 3) / 4; NPS of 10, 3, 9: 2 promoters, 1 detractor of 3
@@ -111,12 +120,17 @@ async def test_kpis_of_a_known_event_set_equal_the_hand_computed_figures(api: Ap
     assert week["average_order_value"] == {"EUR": "50.00", "USD": "10.00"}
     assert week["new_customers"] == 2
     assert week["notifications"]["sent"] == 3
+    # k3 and k6 were answered in time within the week: 3 of 5 first responses met
+    assert week["complaints"]["first_response_sla_met_pct"] == 60.0
+    assert week["complaints"]["resolution_sla_met_pct"] == 50.0
     hour = await api.get("/kpis", window="1h")
     # (11:00, 12:00]: p3, r1 and k4 at 11:00 sharp fall just outside
     assert hour["purchases"] == 0
     assert hour["returns_rate"] is None
     assert hour["complaints"]["opened"] == 0
     assert hour["complaints"]["resolution_time_p50_seconds"] is None
+    assert hour["complaints"]["first_response_sla_met_pct"] is None  # k4 is not due yet
+    assert hour["complaints"]["resolution_sla_met_pct"] is None
     assert hour["satisfaction"]["csat_average"] is None
 
 
@@ -136,7 +150,7 @@ async def test_series_fill_every_bucket_and_sum_revenue_as_decimals(api: Api) ->
     assert sum(p["value"] for p in purchases["points"]) == 5
     assert len(purchases["points"]) == 8
     opened_series = await api.get("/kpis/series", metric="complaints_opened", window="24h")
-    assert sum(p["value"] for p in opened_series["points"]) == 3
+    assert sum(p["value"] for p in opened_series["points"]) == 4
     await api.feed(purchase("c-ana", "p6", ago(minutes=7, seconds=30)))
     minutes = await api.get("/kpis/series", metric="purchases", window="1h")
     assert minutes["bucket"] == "minute"  # the default for an hour
@@ -144,6 +158,53 @@ async def test_series_fill_every_bucket_and_sum_revenue_as_decimals(api: Api) ->
     assert [p["at"].replace("+00:00", "Z") for p in minutes["points"] if p["value"]] == [
         "2026-11-23T11:52:00Z"
     ]
+
+
+async def test_a_complaint_left_unanswered_past_its_due_time_is_a_miss_counted_once(
+    api: Api,
+) -> None:
+    await api.feed(
+        # first response due 2 h ago, resolution 1 h ago: neither has happened
+        opened(
+            "c-ana",
+            "k-late",
+            ago(hours=10),
+            first_response_due=timedelta(hours=8),
+            resolution_due=timedelta(hours=9),
+        ),
+        # answered and resolved in time
+        opened("c-bo", "k-fast", ago(hours=6)),
+        acknowledged("c-bo", "k-fast", ago(hours=5)),
+        resolved("c-bo", "k-fast", ago(hours=4)),
+        # first response due in 1 h: still running, so neither met nor missed yet
+        opened("c-bo", "k-soon", ago(hours=7)),
+    )
+
+    async def sla(window: str = "24h") -> tuple[float | None, float | None]:
+        figures = (await api.get("/kpis", window=window))["complaints"]
+        return figures["first_response_sla_met_pct"], figures["resolution_sla_met_pct"]
+
+    # Customers are waiting on k-late: not 100 %.
+    assert await sla() == (50.0, 50.0)
+    # The complaints service announces both breaches: the same misses, not new ones.
+    await api.feed(
+        breached("c-ana", "k-late", "first_response", ago(hours=2)),
+        breached("c-ana", "k-late", "resolution", ago(hours=1)),
+    )
+    assert await sla() == (50.0, 50.0)
+    # Answered and resolved late afterwards: still counted once, where it was missed.
+    api.clock.advance(minutes=30)
+    await api.feed(
+        acknowledged("c-ana", "k-late", ago(minutes=-10)),
+        resolved("c-ana", "k-late", ago(minutes=-20)),
+    )
+    assert await sla() == (50.0, 50.0)
+    assert await sla("1h") == (None, None)  # the late answers settle nothing new
+    assert (await api.get("/kpis"))["complaints"]["resolved"] == 2
+    # k-soon's first-response due time passes unanswered, judged at the injected now.
+    api.clock.advance(hours=1)
+    assert await sla() == (33.33, 50.0)
+    assert await sla("1h") == (0.0, None)
 
 
 async def test_the_same_events_delivered_again_change_nothing(api: Api) -> None:
