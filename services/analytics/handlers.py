@@ -26,6 +26,7 @@ from pymongo.errors import DuplicateKeyError
 from services.analytics import domain
 from services.analytics.domain import Insight, Population, Summary
 from services.analytics.store import AnalyticsStore, is_identity_key
+from shared.clock import Clock, utc_now
 from shared.consumer import Handler, RejectEvent
 from shared.events import Event, new_event
 from shared.events.base import EventPayload
@@ -64,11 +65,6 @@ log = logging.getLogger(__name__)
 SOURCE = "/rapport/analytics"
 ANONYMOUS_PREFIX = "anonymous-"
 POPULATION_TTL = 2.0
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass

@@ -26,6 +26,7 @@ from services.complaints.store import (
     SlaConfigStore,
 )
 from shared.background import Periodic
+from shared.clock import Clock, utc_now
 from shared.consumer import Handler
 from shared.errors import Forbidden, Gone, InvalidInput, NotFound
 from shared.events import Event, new_event
@@ -38,11 +39,6 @@ from shared.outbox import Outbox, OutboxRelay
 log = logging.getLogger(__name__)
 
 SOURCE = "/rapport/complaints"
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class StaleComplaint(Exception):

@@ -65,6 +65,7 @@ from services.notifications.store import (
     delivery_id,
 )
 from shared.background import Periodic
+from shared.clock import Clock, utc_now
 from shared.consumer import Handler, RejectEvent
 from shared.events import Event, new_event
 from shared.events.base import EventPayload
@@ -94,11 +95,6 @@ log = logging.getLogger(__name__)
 
 SOURCE = "/rapport/notifications"
 SCHEDULE_EVENT_TYPE = "rapport.notifications.schedule"
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass

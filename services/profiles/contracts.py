@@ -19,9 +19,10 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, 
 from pymongo import ASCENDING
 
 from services.profiles.domain import Customer
-from services.profiles.handlers import live_customer, snapshot, utc_now
+from services.profiles.handlers import live_customer, snapshot
 from services.profiles.store import CustomerStore
 from services.profiles.timeline import EntryKind, TimelineStore
+from shared.clock import utc_now
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.events import new_event
 from shared.events.customers import ContractStatus, ContractSummary, CustomerUpdated

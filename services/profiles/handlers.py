@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -26,6 +26,7 @@ from services.profiles.identity import Duplicate, assess
 from services.profiles.store import CustomerStore
 from services.profiles.timeline import EntryKind, TimelineStore
 from services.profiles.transfer import Row, RowError
+from shared.clock import Clock, utc_now
 from shared.errors import (
     Conflict,
     Gone,
@@ -40,11 +41,6 @@ from shared.mongo import MongoClient, Session, in_transaction
 from shared.outbox import Outbox, OutboxRelay
 
 SOURCE = "/rapport/profiles"
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
 from services.profiles.domain import CustomerStatus, ProfileFields, normalise_email, register
-from services.profiles.handlers import live_customer, registered_event, utc_now
+from services.profiles.handlers import live_customer, registered_event
 from services.profiles.ledger import (
     EntryKind,
     Figures,
@@ -40,6 +40,7 @@ from services.profiles.ledger_store import LedgerContention, LedgerStore
 from services.profiles.store import CustomerStore
 from services.profiles.timeline import EntryKind as TimelineKind
 from services.profiles.timeline import TimelineStore
+from shared.clock import utc_now
 from shared.consumer import Handler, RejectEvent
 from shared.errors import Conflict, InvalidInput, NotFound, RapportError
 from shared.events import Event, new_event
