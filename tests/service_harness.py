@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from pydantic_settings import SettingsConfigDict
@@ -87,3 +88,21 @@ async def relay_once(db: Database, publisher: EventPublisher) -> int:
         return await relay.publish_pending()
     finally:
         await relay.stop()
+
+
+class DrivenClock:
+    """The service's clock; tests move it instead of sleeping."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def set(self, moment: datetime) -> datetime:
+        self.now = moment.astimezone(UTC)
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now

@@ -37,23 +37,9 @@ from shared.events.purchases import PurchaseCompleted, PurchaseReturned
 from shared.kafka import AiokafkaPublisher
 from shared.mongo import Database
 from shared.topics import TopicNames
-from tests.service_harness import eventually
+from tests.service_harness import DrivenClock, eventually
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-
-
-class DrivenClock:
-    """The service's clock; tests move it instead of sleeping."""
-
-    def __init__(self, now: datetime = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
 
 
 def ago(**delta: float) -> datetime:
@@ -285,7 +271,7 @@ def analytics_settings(
 
 @pytest.fixture
 def clock() -> DrivenClock:
-    return DrivenClock()
+    return DrivenClock(NOW)
 
 
 @asynccontextmanager

@@ -39,7 +39,6 @@ from shared.kafka import AiokafkaPublisher
 from shared.topics import TopicNames
 from tests.analytics.conftest import (
     Api,
-    DrivenClock,
     acknowledged,
     ago,
     feedback,
@@ -50,7 +49,7 @@ from tests.analytics.conftest import (
     resolved,
     returned,
 )
-from tests.service_harness import eventually
+from tests.service_harness import DrivenClock, eventually
 
 # Waiting for the worker and the page; generous because the test machine is shared.
 WAIT_MS = 30_000

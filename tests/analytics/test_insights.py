@@ -12,7 +12,6 @@ from shared.topics import INSIGHTS
 from tests.analytics.conftest import (
     NOW,
     Api,
-    DrivenClock,
     ServiceWith,
     ago,
     opened,
@@ -20,7 +19,7 @@ from tests.analytics.conftest import (
     registered,
 )
 from tests.kafka_reading import read_topic
-from tests.service_harness import eventually
+from tests.service_harness import DrivenClock, eventually
 
 
 async def insight_events(api: Api, kafka_bootstrap: str) -> list[dict[str, Any]]:

@@ -13,7 +13,6 @@ from shared.kafka import AiokafkaPublisher
 from shared.topics import TopicNames
 from tests.analytics.conftest import (
     Api,
-    DrivenClock,
     acknowledged,
     ago,
     breached,
@@ -27,6 +26,7 @@ from tests.analytics.conftest import (
     returned,
     running,
 )
+from tests.service_harness import DrivenClock
 
 
 def known_events() -> list[Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -18,23 +18,10 @@ from services.complaints.settings import ComplaintsSettings
 from shared.auth import Role, TokenService
 from shared.mongo import Database
 from shared.topics import TopicNames
+from tests.service_harness import DrivenClock
 
 # Monday 2026-11-23 10:00 in Zagreb: inside the default calendar's working hours.
 MONDAY_MORNING = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-
-
-class DrivenClock:
-    """The service's clock; tests move it instead of sleeping."""
-
-    def __init__(self, now: datetime = MONDAY_MORNING) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
 
 
 @dataclass
@@ -94,7 +81,7 @@ def complaints_settings(
 
 @pytest.fixture
 def clock() -> DrivenClock:
-    return DrivenClock()
+    return DrivenClock(MONDAY_MORNING)
 
 
 @asynccontextmanager

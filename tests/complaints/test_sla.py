@@ -11,10 +11,10 @@ from typing import Any
 from services.complaints.handlers import check_deadlines
 from services.complaints.settings import ComplaintsSettings
 from shared.topics import COMPLAINTS, TopicNames
-from tests.complaints.conftest import Api, DrivenClock, running
+from tests.complaints.conftest import MONDAY_MORNING, Api, running
 from tests.complaints.test_complaints import open_one
 from tests.kafka_reading import read_topic
-from tests.service_harness import eventually
+from tests.service_harness import DrivenClock, eventually
 
 
 async def sla_events(kafka_bootstrap: str, topics: TopicNames, count: int | None) -> list[Any]:
@@ -111,7 +111,7 @@ async def test_the_background_watcher_announces_a_breach_without_being_asked(
     complaints_settings: ComplaintsSettings, kafka_bootstrap: str, topics: TopicNames
 ) -> None:
     settings = complaints_settings.model_copy(update={"sla_check_interval_seconds": 0.05})
-    async with running(settings, DrivenClock()) as api:
+    async with running(settings, DrivenClock(MONDAY_MORNING)) as api:
         complaint = await open_one(api, priority="urgent")
         api.clock.advance(hours=2)
 

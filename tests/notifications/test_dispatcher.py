@@ -26,8 +26,8 @@ from shared.events.customers import ConsentChanged, CustomerRegistered
 from shared.events.insights import ChurnRiskChanged
 from shared.events.purchases import PurchaseCompleted
 from shared.mongo import Database, MongoClient
-from tests.notifications.harness import DrivenClock, apply, core, prepare
-from tests.service_harness import eventually
+from tests.notifications.harness import apply, core, prepare
+from tests.service_harness import DrivenClock, eventually
 
 NOON = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)
 

@@ -23,7 +23,6 @@ from shared.mongo import Database
 from shared.topics import NOTIFICATIONS, PURCHASES, TopicNames
 from tests.kafka_reading import Records, read_topic
 from tests.notifications.harness import (
-    DrivenClock,
     Receiver,
     RunningClock,
     notification_events,
@@ -33,7 +32,7 @@ from tests.notifications.harness import (
     running,
     service_settings,
 )
-from tests.service_harness import eventually
+from tests.service_harness import DrivenClock, eventually
 
 ZAGREB = ZoneInfo("Europe/Zagreb")
 # Monday 2026-11-23, 11:00 in Zagreb: not quiet.

@@ -24,7 +24,8 @@ from shared.events.customers import (
     CustomerUpdated,
 )
 from shared.mongo import Database, MongoClient
-from tests.notifications.harness import DrivenClock, apply, core, prepare
+from tests.notifications.harness import apply, core, prepare
+from tests.service_harness import DrivenClock
 
 ZAGREB = ZoneInfo("Europe/Zagreb")
 START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

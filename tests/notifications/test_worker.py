@@ -26,7 +26,6 @@ from shared.mongo import Database, MongoClient
 from shared.topics import PURCHASES, TopicNames
 from tests.kafka_reading import read_topic
 from tests.notifications.harness import (
-    DrivenClock,
     apply,
     core,
     prepare,
@@ -35,7 +34,7 @@ from tests.notifications.harness import (
     running,
     service_settings,
 )
-from tests.service_harness import eventually
+from tests.service_harness import DrivenClock, eventually
 
 DAYTIME = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # 11:00 in Zagreb
 
