@@ -139,6 +139,7 @@ class ChurnPage(BaseModel):
 class RecentNotification(BaseModel):
     event_type: str
     customer_id: str
+    name: str | None = None
     channel: str
     rule: str
     reason: str | None

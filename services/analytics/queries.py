@@ -294,11 +294,17 @@ async def recent_notifications(store: AnalyticsStore, limit: int) -> dict[str, A
     found = (
         await store.notifications.find({}).sort([("at", -1), ("_id", -1)]).limit(limit).to_list()
     )
+    ids = list({d["customer_id"] for d in found})
+    names = {
+        c["_id"]: c.get("name")
+        async for c in store.customers.find({"_id": {"$in": ids}}, {"name": 1})
+    }
     return {
         "items": [
             {
                 "event_type": d["event_type"],
                 "customer_id": d["customer_id"],
+                "name": names.get(d["customer_id"]),
                 "channel": d["channel"],
                 "rule": d["rule"],
                 "reason": d.get("reason"),

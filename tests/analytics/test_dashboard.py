@@ -259,6 +259,7 @@ async def test_a_manager_sees_the_figures_and_charts_and_they_update_without_a_r
         )
         await expect(kpi("#notification-list li")).to_have_count(2)
         await expect(kpi("#notification-list li").first).to_contain_text("Suppressed")
+        await expect(kpi("#notification-list li").first).to_contain_text("to Ana Horvat")
 
         # A new sale arrives on Kafka: the page shows it without being reloaded.
         await page.evaluate("window.sameDocument = true")

@@ -693,7 +693,7 @@
     const rows = items.map((item) => {
       const outcome = String(item.event_type || "").split(".").pop() || "event";
       const at = Date.parse(item.at);
-      const what = [words(item.rule) || "Notification", item.channel ? `by ${item.channel}` : null, item.customer_id ? `to ${item.customer_id}` : null]
+      const what = [words(item.rule) || "Notification", item.channel ? `by ${item.channel}` : null, item.name || item.customer_id ? `to ${item.name || item.customer_id}` : null]
         .filter(Boolean)
         .join(" ");
       return element(
