@@ -6,6 +6,8 @@ database, so tests can run side by side against the same servers, external ones 
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -43,8 +45,23 @@ async def topics(kafka_bootstrap: str, test_id: str) -> AsyncIterator[TopicNames
     """
     names = TopicNames(f"test-{test_id}.")
     await ensure_topics([kafka_bootstrap], names)
+    await visible(kafka_bootstrap, set(names.all()))
     yield names
     await delete_topics(kafka_bootstrap, names.prefix)
+
+
+async def visible(kafka_bootstrap: str, wanted: set[str], wait: float = 15.0) -> None:
+    """Wait until the broker's metadata lists ``wanted``: creation returns once the
+    controller has the topics, a moment before every listener serves them."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="rapport-tests")
+    await admin.start()
+    try:
+        deadline = time.monotonic() + wait
+        while missing := wanted - set(await admin.list_topics()):
+            assert time.monotonic() < deadline, f"topics never appeared: {sorted(missing)}"
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
 
 
 async def delete_topics(kafka_bootstrap: str, prefix: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -47,11 +48,17 @@ async def read_topic(
         await consumer.stop()
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    metadata = await consumer._client.fetch_all_metadata()  # aiokafka has no public call
-    partitions = metadata.partitions_for_topic(topic)
-    assert partitions, f"topic {topic} does not exist"
-    return set(partitions)
+async def _partitions(consumer: AIOKafkaConsumer, topic: str, wait: float = 15.0) -> set[int]:
+    """The topic's partitions; a topic created a moment ago may take a little while to
+    appear in the metadata the broker serves, so look again for up to ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        metadata = await consumer._client.fetch_all_metadata()  # aiokafka has no public call
+        partitions = metadata.partitions_for_topic(topic)
+        if partitions:
+            return set(partitions)
+        assert time.monotonic() < deadline, f"topic {topic} does not exist"
+        await asyncio.sleep(0.2)
 
 
 async def _reached_all(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
