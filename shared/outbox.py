@@ -19,12 +19,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import Binary, ObjectId
-from pymongo import ASCENDING, ReturnDocument
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo import ASCENDING
 
 from shared.events.base import EventPayload
 from shared.events.envelope import Event, InvalidEvent, KafkaRecord, decode, encode
 from shared.kafka import EventPublisher
+from shared.lease import Lease
 from shared.mongo import Database, Session
 from shared.observability import EVENTS_PUBLISHED, OUTBOX_PENDING, current_trace_context
 from shared.topics import TopicNames
@@ -146,16 +146,15 @@ class OutboxRelay:
         lease_ttl: timedelta = timedelta(seconds=15),
     ) -> None:
         self.collection = db["outbox"]
-        self.leases = db["outbox_lease"]
         self.publisher = publisher
         self.service = service
         self.poll_interval = poll_interval
         self.batch_size = batch_size
         self.lease_ttl = lease_ttl
         self.owner = f"{service}-{uuid.uuid4()}"
+        self.lease = Lease(db["outbox_lease"], "relay", self.owner, lease_ttl, lazy_renewal=True)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._lease_until: datetime | None = None
 
     def wake(self) -> None:
         """Publish now rather than at the next poll (call after a commit)."""
@@ -171,9 +170,7 @@ class OutboxRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        self._lease_until = None
-        with contextlib.suppress(PyMongoError):
-            await self.leases.delete_one({"_id": "relay", "owner": self.owner})
+        await self.lease.release()
 
     async def _run(self) -> None:
         while True:
@@ -193,22 +190,7 @@ class OutboxRelay:
 
     async def acquire_lease(self) -> bool:
         """Take or renew the relay lease; renewal writes only once half its term has passed."""
-        now = datetime.now(UTC)
-        if self._lease_until is not None and now < self._lease_until - self.lease_ttl / 2:
-            return True
-        try:
-            lease = await self.leases.find_one_and_update(
-                {"_id": "relay", "$or": [{"owner": self.owner}, {"expires_at": {"$lt": now}}]},
-                {"$set": {"owner": self.owner, "expires_at": now + self.lease_ttl}},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
-        except DuplicateKeyError:  # another replica holds a live lease
-            self._lease_until = None
-            return False
-        held = lease is not None and lease.get("owner") == self.owner
-        self._lease_until = now + self.lease_ttl if held else None
-        return held
+        return await self.lease.acquire()
 
     async def publish_pending(self) -> int:
         """Publish one batch of pending events; returns how many were published."""

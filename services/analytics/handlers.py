@@ -20,9 +20,6 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
-
 from services.analytics import domain
 from services.analytics.domain import Insight, Population, Summary
 from services.analytics.store import AnalyticsStore, is_identity_key
@@ -57,6 +54,7 @@ from shared.events.notifications import (
     NotificationSuppressed,
 )
 from shared.events.purchases import PurchaseCompleted, PurchaseReturned
+from shared.lease import Lease
 from shared.mongo import Document, MongoClient, Session, in_transaction
 from shared.outbox import Outbox, OutboxRelay
 
@@ -575,6 +573,9 @@ class Recomputer:
     _task: asyncio.Task[None] | None = None
     _woken: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def __post_init__(self) -> None:
+        self.lease = Lease(self.ctx.store.state, "recompute_lease", self.owner, self.lease_ttl)
+
     def wake(self) -> None:
         """Judge everyone again soon rather than at the next interval."""
         self._woken.set()
@@ -588,24 +589,10 @@ class Recomputer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        with contextlib.suppress(Exception):
-            await self.ctx.store.state.delete_one({"_id": "recompute_lease", "owner": self.owner})
+        await self.lease.release()
 
     async def claim(self) -> bool:
-        now = datetime.now(UTC)
-        try:
-            lease = await self.ctx.store.state.find_one_and_update(
-                {
-                    "_id": "recompute_lease",
-                    "$or": [{"owner": self.owner}, {"expires_at": {"$lt": now}}],
-                },
-                {"$set": {"owner": self.owner, "expires_at": now + self.lease_ttl}},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
-        except DuplicateKeyError:
-            return False
-        return lease is not None and lease.get("owner") == self.owner
+        return await self.lease.acquire()
 
     async def _behind(self) -> bool:
         """Whether more customers have bought than the population last judged holds."""

@@ -10,8 +10,7 @@ a merge moves them to the surviving customer, and an undone merge takes them bac
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -21,6 +20,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.notifications.domain import OutgoingMessage, TextDirection
 from shared.auth import CurrentPrincipal
+from shared.clock import Clock, utc_now
 from shared.errors import NotFound
 from shared.mongo import Database, Session
 from shared.pagination import decode_cursor, encode_cursor
@@ -52,12 +52,8 @@ class InboxPage(BaseModel):
     )
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class InboxStore:
-    def __init__(self, db: Database, clock: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(self, db: Database, clock: Clock = utc_now) -> None:
         self.messages = db["inbox"]
         self.clock = clock
 

@@ -56,7 +56,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -68,6 +68,7 @@ from services.notifications import ports
 from services.notifications.channels import ChannelSettings, classify_http
 from services.notifications.domain import PermanentDeliveryError, TransientDeliveryError
 from shared.auth import Principal, Role, require_roles
+from shared.clock import utc_now
 from shared.errors import InvalidInput, NotFound
 from shared.mongo import Database
 
@@ -278,10 +279,6 @@ class SubscriptionCreated(SubscriptionPublic):
 
 def _public(subscription: Subscription) -> SubscriptionPublic:
     return SubscriptionPublic(**subscription.model_dump())
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class WebhookStore:
@@ -509,7 +506,7 @@ async def create_subscription(
         url=url,
         event_types=list(dict.fromkeys(body.event_types)),
         description=body.description,
-        created_at=_utcnow(),
+        created_at=utc_now(),
         secret=_secret(body.secret),
     )
     await webhooks.store.insert(subscription)
@@ -569,7 +566,7 @@ async def ping_subscription(
         "type": "rapport.webhook.test",
         "source": "/notifications",
         "id": delivery_id,
-        "time": _utcnow().isoformat(),
+        "time": utc_now().isoformat(),
         "data": {"subscription_id": subscription.id},
     }
     try:
