@@ -124,8 +124,10 @@ async def redrive(delivery_id: DeliveryId, ctx: NotificationsDep, _: StaffPrinci
 async def read_preferences(
     customer_id: CustomerId, ctx: NotificationsDep, principal: CurrentPrincipal
 ) -> CustomerPreferences:
+    """What applies to the customer now: their own choice and, after a merge, the opt-outs
+    made on the profiles merged into theirs (until the customer chooses again)."""
     principal.ensure_may_access_customer(customer_id)
-    return await ctx.preferences.get(await ctx.directory.current_id(customer_id))
+    return await ctx.preferences_of(await ctx.directory.current_id(customer_id))
 
 
 @router.put("/customers/{customer_id}/preferences", tags=["preferences"])
@@ -140,7 +142,9 @@ async def put_preferences(
     principal.ensure_may_access_customer(customer_id)
     unique = list(dict.fromkeys(body.opt_outs))
     body = body.model_copy(update={"opt_outs": unique})
-    return await ctx.preferences.put(await ctx.directory.current_id(customer_id), body, ctx.now())
+    current = await ctx.directory.current_id(customer_id)
+    merged = await ctx.directory.merged_from(current)
+    return await ctx.preferences.put(current, body, ctx.now(), covers=merged)
 
 
 @router.get("/rules", tags=["rules"])

@@ -325,21 +325,26 @@ class PreferenceStore:
         self.preferences = db["preferences"]
 
     async def get(self, customer_id: str, session: Session | None = None) -> CustomerPreferences:
-        document = await self.preferences.find_one({"_id": customer_id}, session=session)
-        if document is None:
-            return CustomerPreferences()
-        return CustomerPreferences.model_validate(
-            {k: v for k, v in document.items() if k not in ("_id", "updated_at", "moved_from")}
-        )
+        return _preferences(await self.preferences.find_one({"_id": customer_id}, session=session))
 
     async def combined(
         self, customer_ids: Sequence[str], session: Session | None = None
     ) -> CustomerPreferences:
         """What a customer merged from several profiles chose: every opt-out any of them
-        made; the quiet hours of the first (the survivor) that set its own."""
-        found = [await self.get(customer_id, session) for customer_id in customer_ids]
-        if len(found) <= 1:
-            return found[0] if found else CustomerPreferences()
+        made; the quiet hours of the first (the survivor) that set its own. Profiles the
+        survivor's own choice was made over (see ``put``) no longer count: that choice
+        replaced theirs."""
+        if not customer_ids:
+            return CustomerPreferences()
+        survivor, *others = customer_ids
+        document = await self.preferences.find_one({"_id": survivor}, session=session)
+        covered = set(document.get("covers", [])) if document else set()
+        found = [_preferences(document)]
+        for customer_id in others:
+            if customer_id not in covered:
+                found.append(await self.get(customer_id, session))
+        if len(found) == 1:
+            return found[0]
         own = next((p for p in found if p.quiet_hours or p.quiet_hours_off), found[0])
         return CustomerPreferences(
             opt_outs=list(dict.fromkeys(o for p in found for o in p.opt_outs)),
@@ -348,17 +353,37 @@ class PreferenceStore:
         )
 
     async def put(
-        self, customer_id: str, preferences: CustomerPreferences, now: datetime
+        self,
+        customer_id: str,
+        preferences: CustomerPreferences,
+        now: datetime,
+        covers: Sequence[str] = (),
     ) -> CustomerPreferences:
+        """Replace the customer's choice. ``covers``: the profiles merged into this one
+        when the choice was made; their own choices stop counting for this customer (and
+        count again for themselves if the merge is undone)."""
         await self.preferences.replace_one(
             {"_id": customer_id},
-            {"_id": customer_id, **preferences.model_dump(mode="json"), "updated_at": now},
+            {
+                "_id": customer_id,
+                **preferences.model_dump(mode="json"),
+                "covers": list(covers),
+                "updated_at": now,
+            },
             upsert=True,
         )
         return preferences
 
     async def forget(self, session: Session, customer_id: str) -> None:
         await self.preferences.delete_one({"_id": customer_id}, session=session)
+
+
+def _preferences(document: Mapping[str, Any] | None) -> CustomerPreferences:
+    if document is None:
+        return CustomerPreferences()
+    return CustomerPreferences.model_validate(
+        {k: v for k, v in document.items() if k in CustomerPreferences.model_fields}
+    )
 
 
 class RuleStore:

@@ -14,10 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.profiles import handlers, merging
 from services.profiles.domain import (
+    KEY_PATTERN,
+    Attributes,
     Birthday,
     Customer,
     CustomerStatus,
     Emails,
+    ExternalIds,
     Locale,
     Name,
     Phones,
@@ -80,8 +83,8 @@ class CustomerPatch(BaseModel):
     time_zone: TimeZone | None = None
     birthday: Birthday | None = None
     tags: Tags | None = None
-    external_ids: dict[str, str] | None = None
-    attributes: dict[str, str | int | float | bool | None] | None = None
+    external_ids: ExternalIds | None = None
+    attributes: Attributes | None = None
 
     def changes(self) -> dict[str, Any]:
         changes: dict[str, Any] = {}
@@ -339,8 +342,8 @@ async def list_customers(
         filters["tags"] = tag
     if external_id:
         system, separator, value = external_id.partition(":")
-        if not separator:
-            raise InvalidInput("external_id is `system:id`")
+        if not separator or not re.match(KEY_PATTERN, system):
+            raise InvalidInput("external_id is `system:id`, the system letters, digits, _ or -")
         filters[f"external_ids.{system}"] = value
     if name_prefix:
         filters["$or"] = _name_prefix(name_prefix)

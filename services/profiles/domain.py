@@ -22,19 +22,23 @@ from pydantic import (
     EmailStr,
     Field,
     StringConstraints,
+    ValidationError,
     model_validator,
 )
 
+from shared.errors import InvalidInput
 from shared.events.customers import PostalAddress
 
 MAX_CONTACTS = 10
 MAX_TAGS = 50
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-ExternalSystem = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
-]
+# Keys of stored maps are plain identifiers: no ``.`` or ``$`` (MongoDB field paths) and no
+# ``:`` (``system:id`` is how an external id is named in queries and events).
+KEY_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+ExternalSystem = Annotated[str, StringConstraints(strip_whitespace=True, pattern=KEY_PATTERN)]
 ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+AttributeName = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
 
 
 def normalise_email(value: str) -> str:
@@ -89,6 +93,8 @@ Emails = Annotated[list[Email], Field(max_length=MAX_CONTACTS), AfterValidator(_
 Phones = Annotated[list[Phone], Field(max_length=MAX_CONTACTS), AfterValidator(_unique)]
 Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS), AfterValidator(_unique)]
 AttributeValue = str | int | float | bool | None
+ExternalIds = Annotated[dict[ExternalSystem, ExternalId], Field(max_length=20)]
+Attributes = Annotated[dict[AttributeName, AttributeValue], Field(max_length=100)]
 
 
 class CustomerStatus(StrEnum):
@@ -112,10 +118,8 @@ class ProfileFields(BaseModel):
     time_zone: TimeZone = "UTC"
     birthday: Birthday | None = None
     tags: Tags = Field(default_factory=list)
-    external_ids: dict[ExternalSystem, ExternalId] = Field(default_factory=dict, max_length=20)
-    attributes: dict[Annotated[str, StringConstraints(max_length=64)], AttributeValue] = Field(
-        default_factory=dict, max_length=100
-    )
+    external_ids: ExternalIds = Field(default_factory=dict)
+    attributes: Attributes = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _named_or_reachable(self) -> Self:
@@ -161,7 +165,16 @@ class Customer(ProfileFields):
         """A new version of this profile with ``changes`` applied and validated."""
         fields = self.model_dump(include=set(ProfileFields.model_fields))
         fields.update(changes)
-        validated = ProfileFields.model_validate(fields)
+        try:
+            validated = ProfileFields.model_validate(fields)
+        except ValidationError as error:  # e.g. a change that leaves no name nor contact
+            raise InvalidInput(
+                "the changed profile would not be valid",
+                errors=[
+                    {"location": [str(part) for part in item["loc"]], "message": item["msg"]}
+                    for item in error.errors(include_url=False)
+                ],
+            ) from None
         return self.model_copy(
             update={
                 **{name: getattr(validated, name) for name in ProfileFields.model_fields},

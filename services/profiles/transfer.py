@@ -59,7 +59,10 @@ class RowError:
 def read_rows(text: str) -> Iterator[Row | RowError]:
     """Rows of a CSV file, each turned into profile field changes or an error."""
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")), strict=True)
-    header = reader.fieldnames or []
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as error:
+        raise CsvError(f"not a readable CSV header: {error}") from None
     unknown = [
         name for name in header if name not in KNOWN and not name.startswith(ATTRIBUTE_PREFIX)
     ]

@@ -204,6 +204,36 @@ async def test_an_opt_out_made_on_a_merged_away_profile_still_holds(ctx: Notific
     assert email["status"] == "pending"
 
 
+async def test_preferences_show_what_a_merge_brought_until_the_customer_chooses_again(
+    settings: NotificationsSettings,
+) -> None:
+    async with running(settings, DrivenClock(DAYTIME)) as service:
+        ctx = service.notifications
+        await apply(ctx, registration("c-gone"))
+        await apply(ctx, registration("c-kept"))
+        no_mail = {"opt_outs": [{"channel": "email", "purpose": "transactional"}]}
+        await service.call("PUT", "/customers/c-gone/preferences", json=no_mail)
+        merged = {"customer_id": "c-kept", "source_customer_id": "c-gone", "merged_at": DAYTIME}
+        await apply(ctx, CustomerMerged.model_validate(merged))
+
+        inherited = await service.call("GET", "/customers/c-kept/preferences")
+        assert inherited["opt_outs"] == no_mail["opt_outs"]
+        # The merged-away id answers for the survivor.
+        assert await service.call("GET", "/customers/c-gone/preferences") == inherited
+
+        # The customer chooses again: that replaces what the merge brought.
+        await service.call("PUT", "/customers/c-kept/preferences", json={"opt_outs": []})
+        assert (await service.call("GET", "/customers/c-kept/preferences"))["opt_outs"] == []
+        await apply(ctx, purchase("c-kept", "o-after-choice"))
+        [email] = [d for d in await service.deliveries("c-kept") if d["channel"] == "email"]
+        assert email["status"] != "suppressed", email
+
+        # Undone, the merged-away profile has its own choice back.
+        await apply(ctx, CustomerMerged.model_validate({**merged, "undone": True}))
+        back = await service.call("GET", "/customers/c-gone/preferences")
+        assert back["opt_outs"] == no_mail["opt_outs"]
+
+
 async def test_no_marketing_during_an_open_complaint_and_a_daily_cap(
     mongo_client: MongoClient, db: Database
 ) -> None:

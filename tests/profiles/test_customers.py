@@ -242,3 +242,34 @@ async def test_a_customer_token_sees_and_edits_only_its_own_profile(api: Api) ->
     assert (
         await api.http.patch(f"/api/v1/customers/{other['id']}", json={}, headers=me)
     ).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"external_ids": {"oui}\ucded\u0084": "x"}},  # found by schemathesis: was a 500
+        {"external_ids": {"shop.eu": "1"}},  # a dot would be a MongoDB field path
+        {"attributes": {"$where": "1"}},
+        # nothing left to name or reach the customer by
+        dict.fromkeys(("given_name", "family_name", "emails", "phones", "external_ids")),
+    ],
+)
+async def test_a_patch_that_would_leave_an_invalid_profile_gets_422_and_changes_nothing(
+    api: Api, change: dict[str, Any]
+) -> None:
+    customer = await create(api)
+    url = f"/api/v1/customers/{customer['id']}"
+    response = await api.http.patch(url, json=change, headers=api.agent)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == PROBLEM
+    after = await api.http.get(url, headers=api.agent)
+    assert after.json()["version"] == customer["version"]
+
+
+async def test_a_search_by_an_external_id_with_a_bad_system_gets_422(api: Api) -> None:
+    for bad in ("no-separator", "$where:1", "a.b:1"):
+        response = await api.http.get(
+            "/api/v1/customers", params={"external_id": bad}, headers=api.agent
+        )
+        assert response.status_code == 422, bad
+        assert response.headers["content-type"] == PROBLEM
