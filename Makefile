@@ -11,7 +11,7 @@ DATA_DIR ?= .rapport/data
 CODE_DIRS := $(foreach dir,shared services devstack tests bench,$(if $(wildcard $(dir)/*.py $(dir)/*/*.py),$(dir)))
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: help install up demo test check lint typecheck fmt schemas bench replay kafka-jars browser clean clean-data
+.PHONY: help install up demo test check lint typecheck fmt schemas bench fuzz replay kafka-jars browser clean clean-data
 
 help:
 	@echo "make up          run the whole stack locally (Kafka, SecantusDB, SMTP sink, 4 services)"
@@ -21,6 +21,7 @@ help:
 	@echo "make fmt         format and auto-fix with ruff"
 	@echo "make schemas     regenerate the events' JSON schemas"
 	@echo "make bench       run the benchmarks in bench/"
+	@echo "make fuzz        schemathesis at length on every service's API (FUZZ_EXAMPLES=100)"
 	@echo "make replay      rebuild the analytics figures from the topics and compare with live"
 	@echo "make clean-data  delete the local stack's data ($(DATA_DIR))"
 	@echo "make clean       delete the virtualenv and tool caches"
@@ -81,6 +82,11 @@ schemas: $(STAMP)
 # Starts its own broker and store unless RAPPORT_KAFKA_BOOTSTRAP / RAPPORT_MONGODB_URI are set.
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Schemathesis at length on every service (CI runs a short pass): no request may get a 5xx.
+FUZZ_EXAMPLES ?= 100
+fuzz: kafka-jars
+	RAPPORT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz.py --timeout 3600
 
 # Reads the local stack's settings (RAPPORT_*) like the services do.
 replay: $(STAMP)
