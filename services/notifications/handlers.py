@@ -33,6 +33,7 @@ from services.notifications.directory import Customer, Directory
 from services.notifications.domain import Channel, Purpose
 from services.notifications.ports import InboxPort, WebhookPort, subscription_id
 from services.notifications.respect import (
+    Preferences,
     QuietHours,
     Send,
     Situation,
@@ -207,32 +208,53 @@ async def plan(
     customer = await ctx.directory.get(trigger.customer_id, session)
     customer_id = customer.id if customer is not None else trigger.customer_id
     known = customer is not None and customer.registered
+    # The same for every channel of this trigger: read once.
+    preferences = (await ctx.preferences_of(customer_id, session)).to_domain()
+    marketing_today = 0
+    if config.purpose is Purpose.MARKETING:
+        start, end = local_day(now, ctx.time_zone_of(customer))
+        marketing_today = await ctx.ledger.marketing_messages_between(
+            session, customer_id, start, end, excluding=(trigger.source_event_id, trigger.rule)
+        )
     recorded: list[Delivery] = []
     for channel in config.channels:
-        targets: list[tuple[str | None, str | None]] = []  # (address, subscription)
-        if channel is Channel.WEBHOOK:
-            if ctx.webhooks is not None:
-                subscriptions = await ctx.webhooks.matching(trigger.source_event_type)
-                targets = [(None, subscription_id(s)) for s in subscriptions]
-        elif rule.audience is Audience.STAFF:
-            if channel is Channel.EMAIL:
-                targets = [(_staff_address(ctx, trigger, customer), None)]
-        elif known:
-            assert customer is not None
-            if customer.address(channel) is not None:
-                targets = [(None, None)]  # resolved when sent: the newest address wins
-        elif channel is Channel.EMAIL:
-            targets = [(trigger.fallback_email, None)]
-        elif channel is Channel.IN_APP and trigger.fallback_email is None:
-            targets = [(None, None)]
+        targets = await _targets(ctx, trigger, rule.audience, channel, customer, known=known)
         for address, subscription in targets:
             delivery = await _decide(
-                ctx, session, trigger, config, customer, customer_id, channel, address,
-                subscription, now,
+                ctx, session, trigger, config, customer, customer_id, preferences,
+                marketing_today, channel, address, subscription, now,
             )  # fmt: skip
             if delivery is not None:
                 recorded.append(delivery)
     return recorded
+
+
+async def _targets(
+    ctx: Notifications,
+    trigger: Trigger,
+    audience: Audience,
+    channel: Channel,
+    customer: Customer | None,
+    *,
+    known: bool,
+) -> list[tuple[str | None, str | None]]:
+    """Where a trigger's message goes on one channel: (address, webhook subscription)."""
+    if channel is Channel.WEBHOOK:
+        if ctx.webhooks is None:
+            return []
+        subscriptions = await ctx.webhooks.matching(trigger.source_event_type)
+        return [(None, subscription_id(s)) for s in subscriptions]
+    if audience is Audience.STAFF:
+        return [(_staff_address(ctx, trigger, customer), None)] if channel is Channel.EMAIL else []
+    if known:
+        assert customer is not None
+        # Resolved when sent: the newest address wins.
+        return [(None, None)] if customer.address(channel) is not None else []
+    if channel is Channel.EMAIL:
+        return [(trigger.fallback_email, None)]
+    if channel is Channel.IN_APP and trigger.fallback_email is None:
+        return [(None, None)]
+    return []
 
 
 def _offer(config: RuleConfig) -> dict[str, Any]:
@@ -247,28 +269,22 @@ async def _decide(
     config: RuleConfig,
     customer: Customer | None,
     customer_id: str,
+    preferences: Preferences,
+    marketing_today: int,
     channel: Channel,
     address: str | None,
     subscription: str | None,
     now: datetime,
 ) -> Delivery | None:
-    time_zone = ctx.time_zone_of(customer)
-    marketing_today = 0
-    if config.purpose is Purpose.MARKETING:
-        start, end = local_day(now, time_zone)
-        marketing_today = await ctx.ledger.marketing_messages_between(
-            session, customer_id, start, end, excluding=(trigger.source_event_id, trigger.rule)
-        )
-    preferences = await ctx.preferences_of(customer_id, session)
     decision = decide(
         Situation(
             channel=channel,
             purpose=config.purpose,
             audience=config.audience,
             now=now,
-            time_zone=time_zone,
+            time_zone=ctx.time_zone_of(customer),
             consents=customer.consents if customer else {},
-            preferences=preferences.to_domain(),
+            preferences=preferences,
             default_quiet_hours=ctx.default_quiet_hours,
             open_complaints=len(customer.open_complaints) if customer else 0,
             marketing_today=marketing_today,
