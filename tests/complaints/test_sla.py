@@ -85,7 +85,7 @@ async def test_warning_and_breach_each_published_once_across_a_restart(
     async def all_published() -> bool:
         return await api.complaints.relay.pending_count() == 0
 
-    await eventually(all_published, timeout=10)
+    await eventually(all_published, timeout=30)
     alerts = await sla_events(kafka_bootstrap, topics, None)  # everything there is
     assert [(a["clock"], a["severity"]) for a in alerts] == [
         ("first_response", "warning"),
@@ -119,7 +119,7 @@ async def test_the_background_watcher_announces_a_breach_without_being_asked(
             found = await api.call("GET", f"/complaints/{complaint['id']}")
             return bool(found["sla"]["first_response"]["breached_at"])
 
-        await eventually(breached, timeout=10, message="the watcher never noticed the breach")
+        await eventually(breached, timeout=30, message="the watcher never noticed the breach")
     alerts = await sla_events(kafka_bootstrap, topics, 2)
     assert [(a["severity"], a["priority"]) for a in alerts] == [
         ("warning", "urgent"),

@@ -142,7 +142,7 @@ async def test_erasure_leaves_no_personal_data_anywhere_and_frees_the_email(
         sent = {"type": "crm.customer.registered", "published_at": {"$ne": None}}
         return await db["outbox"].count_documents(sent) == 1
 
-    await eventually(registered_published, timeout=10)
+    await eventually(registered_published, timeout=30)
     await log(api, cid, summary=INTERACTION)
     await api.http.put(
         f"/api/v1/customers/{cid}/consents/sms/marketing",
