@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -61,3 +62,15 @@ class UnsupportedMediaType(RapportError):
 class InvalidInput(RapportError):
     status = 422
     title = "Invalid input"
+
+
+def validation_errors(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Pydantic's (or FastAPI's) error items as a problem's ``errors``: where, what, kind."""
+    return [
+        {
+            "location": [str(part) for part in item.get("loc", ())],
+            "message": item.get("msg", ""),
+            "type": item.get("type", ""),
+        }
+        for item in items
+    ]

@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.errors import RapportError
+from shared.errors import RapportError, validation_errors
 from shared.observability import HTTP_LATENCY, HTTP_REQUESTS, current_trace_context, span_from
 
 log = logging.getLogger(__name__)
@@ -65,20 +65,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def validation_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)
-        errors = [
-            {
-                "location": [str(part) for part in item.get("loc", ())],
-                "message": item.get("msg", ""),
-                "type": item.get("type", ""),
-            }
-            for item in error.errors()
-        ]
         return problem(
             422,
             "Invalid request",
             "the request does not match the API's schema",
             instance=request.url.path,
-            errors=errors,
+            errors=validation_errors(error.errors()),
         )
 
     async def http_error(request: Request, error: Exception) -> Response:

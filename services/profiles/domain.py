@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.errors import InvalidInput
+from shared.errors import InvalidInput, validation_errors
 from shared.events.customers import PostalAddress
 
 MAX_CONTACTS = 10
@@ -170,10 +170,7 @@ class Customer(ProfileFields):
         except ValidationError as error:  # e.g. a change that leaves no name nor contact
             raise InvalidInput(
                 "the changed profile would not be valid",
-                errors=[
-                    {"location": [str(part) for part in item["loc"]], "message": item["msg"]}
-                    for item in error.errors(include_url=False)
-                ],
+                errors=validation_errors(error.errors(include_url=False)),
             ) from None
         return self.model_copy(
             update={
