@@ -5,7 +5,7 @@
 # command, e.g.:
 #
 #   docker run rapport services.complaints
-#   docker run rapport shared.topics
+#   docker run rapport ops.cli topics create   (the `rapport` command line)
 #
 # Only the runtime dependencies are installed (`pip install .`, no extras).
 
@@ -26,6 +26,7 @@ COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
 COPY devstack ./devstack
+COPY ops ./ops
 
 # Every dependency ships a wheel for CPython 3.11 on manylinux, so no compiler
 # is needed here.
@@ -50,7 +51,7 @@ RUN groupadd --system --gid 10001 rapport \
     && install -d -o rapport -g rapport /app
 
 # The installed code stays root-owned (read-only for the service user);
-# /app is the writable working directory (e.g. Faust's local table data).
+# /app is the working directory; the services keep no local state (MongoDB and Kafka do).
 COPY --from=build /opt/venv /opt/venv
 
 WORKDIR /app

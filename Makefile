@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= .rapport/data
 # Only folders that hold Python files: mypy refuses an empty folder.
-CODE_DIRS := $(foreach dir,shared services devstack tests bench,$(if $(wildcard $(dir)/*.py $(dir)/*/*.py),$(dir)))
+CODE_DIRS := $(foreach dir,shared services devstack ops tests bench,$(if $(wildcard $(dir)/*.py $(dir)/*/*.py),$(dir)))
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
 .PHONY: help install up demo test check lint typecheck fmt schemas bench fuzz replay kafka-jars browser clean clean-data
@@ -18,6 +18,7 @@ help:
 	@echo "make demo        run the whole stack and feed it synthetic customers (see the dashboard)"
 	@echo "make test        lint, type-check, import contracts, then the test suite"
 	@echo "make lint        ruff check + ruff format --check + mypy --strict + lint-imports"
+	@echo "make helm-check  lint, render and schema-check the Helm chart (deploy/helm/rapport)"
 	@echo "make fmt         format and auto-fix with ruff"
 	@echo "make schemas     regenerate the events' JSON schemas"
 	@echo "make bench       run the benchmarks in bench/"
@@ -41,10 +42,10 @@ kafka-jars: $(STAMP)
 	$(BIN)/python -m devstack.kafka fetch
 
 up: $(STAMP)
-	$(BIN)/python -m devstack.up
+	$(BIN)/rapport up
 
 demo: $(STAMP)
-	$(BIN)/python -m devstack.demo
+	$(BIN)/rapport demo
 
 # The dashboard test drives Debian's chromium headless; install it when missing
 # (as root through apt-get, the only way to get a browser on a machine without a
@@ -58,10 +59,23 @@ browser:
 	    echo "chromium is missing: install it (apt-get install chromium) or set RAPPORT_CHROMIUM" >&2; exit 1; \
 	  fi; }
 
-test: lint kafka-jars browser
+test: lint kafka-jars browser helm-check
 	$(BIN)/python -m pytest
 
 check: test
+
+# The Helm chart: Helm from the Go module proxy at a pinned version, built once into
+# .tools/bin (a few minutes; rebuilt only when HELM_VERSION changes), then
+# deploy/helm/check.sh lints, renders and schema-checks it with each example values file.
+HELM_VERSION := v4.3.2
+HELM := $(CURDIR)/.tools/bin/helm
+.PHONY: helm-check
+helm-check: $(STAMP)
+	@go version -m $(HELM) 2>/dev/null | grep -Eq '^\s+mod\s+helm\.sh/helm/v4\s+$(HELM_VERSION)\s' || { \
+	  echo "building helm $(HELM_VERSION) from the Go module proxy (once; a few minutes)"; \
+	  GOBIN=$(CURDIR)/.tools/bin go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION); }
+	HELM=$(HELM) KUBERNETES_VALIDATE=$(BIN)/kubernetes-validate KUBERNETES_VERSION=1.33.0 \
+	  deploy/helm/check.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(CODE_DIRS)
@@ -90,7 +104,7 @@ fuzz: kafka-jars
 
 # Reads the local stack's settings (RAPPORT_*) like the services do.
 replay: $(STAMP)
-	$(BIN)/python -m services.analytics.replay --compare
+	$(BIN)/rapport replay
 
 clean-data:
 	@if [ -f "$(DATA_DIR)/up.lock" ] && kill -0 "$$(cat "$(DATA_DIR)/up.lock")" 2>/dev/null; then \

@@ -9,10 +9,11 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import for_code
 from aiokafka.protocol.admin import DeleteGroupsRequest
@@ -222,3 +223,67 @@ async def until_count(collection: Any, count: int, label: str, stall: float = 12
         await asyncio.sleep(0.05)
     assert first is not None
     return Rate(label, count - baseline, now - first)
+
+
+def verdict(met: bool) -> str:
+    return "PASS" if met else "MISS"
+
+
+def partitions_of(topics: Mapping[str, int]) -> list[TopicPartition]:
+    """Every partition of ``topics`` (name -> partition count)."""
+    return [
+        TopicPartition(name, number) for name, count in topics.items() for number in range(count)
+    ]
+
+
+async def commit_ends(bootstrap: list[str], group: str, topics: Mapping[str, int]) -> None:
+    """Commit the end of every partition of ``topics`` for ``group``, whose members must be
+    stopped: the group then reads only what is produced from now on."""
+    partitions = partitions_of(topics)
+    consumer: Any = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign(partitions)  # manual assignment: commits without joining the group
+        await consumer.commit(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()
+
+
+async def group_lag(bootstrap: list[str], group: str, topics: Mapping[str, int]) -> int:
+    """Records of ``topics`` that ``group`` has not committed yet."""
+    partitions = partitions_of(topics)
+    consumer: Any = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    admin: Any = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="rapport-bench")
+    await consumer.start()
+    await admin.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await consumer.stop()
+        await admin.close()
+    done = {partition: found.offset for partition, found in committed.items()}
+    return sum(max(0, end - max(done.get(partition, 0), 0)) for partition, end in ends.items())
+
+
+async def wait_stable(bootstrap: list[str], groups: Sequence[str], within: float = 120.0) -> None:
+    """Until every group has members and is ``Stable``: its partitions are assigned."""
+    admin: Any = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="rapport-bench")
+    await admin.start()
+    try:
+        deadline = time.monotonic() + within
+        while True:
+            states = {}
+            for group in groups:
+                [response] = await admin.describe_consumer_groups([group])
+                [found] = response.to_object()["groups"]
+                states[group] = found["state"] if found["members"] else "no members"
+            if all(state == "Stable" for state in states.values()):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"consumer groups not stable after {within:.0f} s: {states}")
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()

@@ -10,11 +10,12 @@ Run from the project root::
 
 (a) raw aiokafka: ``AIOKafkaConsumer.getmany`` until ``--count`` records, decoding nothing.
 (b) raw aiokafka + ``decode()``: the same, validating each CloudEvent envelope and payload.
-(c) Rapport's consumer path: ``EventConsumer.handle()`` on each record fed by an aiokafka
-    consumer: decode, idempotency check, then marker + a handler inserting one document
-    in one MongoDB transaction per event. Reads ``--rapport-count`` records.
-(d) the same through a real Faust agent (``ServiceRuntime.build``), as a service runs it,
-    offsets committed by Faust. Reads ``--rapport-count`` records; ``--no-faust`` skips it.
+(c) Rapport's consumer path: ``EventConsumer.handle_batch()`` on each poll of an aiokafka
+    consumer: decode, one ``$in`` idempotency read, then the markers and a handler inserting
+    one document per event, in one MongoDB transaction per batch. Reads ``--rapport-count``.
+(d) the same through the service's stream worker (``ServiceRuntime.build``), as a service
+    runs it, offsets committed after each batch. Reads ``--rapport-count`` records;
+    ``--no-worker`` skips it.
 
 Each clock starts when the group has assigned the stage's consumer its partitions (so
 joining the group is not timed; finding the offsets and every fetch is) and stops when
@@ -26,11 +27,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
@@ -54,11 +53,15 @@ from bench._common import (
 )
 from shared.consumer import EventConsumer, IncomingMessage, Outcome
 from shared.events.envelope import Event, KafkaRecord, decode, encode
+from shared.events.purchases import PurchaseCompleted
 from shared.kafka import AiokafkaPublisher
-from shared.mongo import MongoClient, Session, create_client
+from shared.mongo import Collection, MongoClient, create_client
+from shared.outbox import Outbox
+from shared.routing import Routes
 from shared.runtime import ServiceRuntime
 from shared.settings import Environment, ServiceSettings
 from shared.topics import PURCHASES, TopicNames, ensure_topics
+from shared.unit_of_work import UnitOfWork
 
 PURCHASE_COMPLETED = "crm.purchase.completed"
 RAW_STAGES = ("raw", "decode")
@@ -80,24 +83,18 @@ class Effects:
     def __init__(self, database: str, target: int) -> None:
         self.database = database
         self.target = target
-        self.seen: set[str] = set()
         self.watch = Stopwatch()
         self.done = asyncio.Event()
 
-    def assigned(self, *args: Any, **kwargs: Any) -> None:
-        """Receiver of the Faust app's ``on_partitions_assigned`` signal."""
-        self.watch.start_once()
 
-    async def __call__(self, event: Event[Any], session: Session) -> None:
-        self.watch.start_once()  # in case the assignment was missed
-        # The session belongs to the consumer's client: write through that client.
-        await session.client[self.database]["effects"].insert_one(
-            {"_id": event.id, "purchase_id": event.payload.purchase_id}, session=session
-        )
-        self.seen.add(event.id)
-        if len(self.seen) >= self.target and not self.done.is_set():
-            self.watch.stop()
-            self.done.set()
+routes: Routes[Effects] = Routes()
+
+
+@routes.on(PurchaseCompleted)
+async def record_effect(effects: Effects, event: Event[PurchaseCompleted], uow: UnitOfWork) -> None:
+    effects.watch.start_once()  # the worker's clock starts at its first event
+    collection = uow.session.client[effects.database]["effects"]
+    uow.insert(collection, {"_id": event.id, "purchase_id": event.payload.purchase_id})
 
 
 class KeptDeadLetters:
@@ -130,7 +127,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=5,
         help="rounds of (a) and (b), alternated; the best of each is kept (default 5)",
     )
-    parser.add_argument("--no-faust", action="store_true", help="skip (d), the Faust agent stage")
+    parser.add_argument("--no-worker", action="store_true", help="skip (d), the stream worker")
     return parser.parse_args(argv)
 
 
@@ -227,29 +224,21 @@ async def rapport_handle(
     db = client[database]
     await db.create_collection("effects")
     dead_letters = KeptDeadLetters()
-    handler = Effects(database, target)
+    effects = Effects(database, target)
     consumer = EventConsumer(
         service="bench",
         client=client,
         db=db,
         publisher=dead_letters,
-        handlers={PURCHASE_COMPLETED: handler},
+        routes=routes.bind(effects),
         topics=names,
+        outbox=Outbox(db, names),
     )
     await consumer.ensure_indexes()
     outcomes: Counter[Outcome] = Counter()
 
     async def handle_all(records: list[Any]) -> None:
-        for record in records:
-            message = IncomingMessage(
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                key=record.key,
-                value=record.value,
-                headers=list(record.headers or ()),
-            )
-            outcomes[await consumer.handle(message)] += 1
+        outcomes.update(await consumer.handle_batch([IncomingMessage.of(r) for r in records]))
 
     topic = names(PURCHASES)
     seconds = await read_group(bootstrap, topic, f"{names.prefix}handle", target, handle_all)
@@ -257,51 +246,48 @@ async def rapport_handle(
         raise RuntimeError(f"unexpected outcomes {dict(outcomes)}")
     if await db["effects"].count_documents({}) != target:
         raise RuntimeError("the handler's effects are not all stored")
-    return Rate("(c) Rapport EventConsumer.handle(), 1 txn per event", target, seconds)
+    return Rate("(c) Rapport EventConsumer.handle_batch(), 1 txn per poll", target, seconds)
 
 
-async def rapport_faust(
+async def rapport_worker(
     args: argparse.Namespace, client: MongoClient, database: str, target: int
 ) -> Rate:
     await client[database].create_collection("effects")
-    handler = Effects(database, target)
-    with tempfile.TemporaryDirectory(prefix="rapport-bench-faust-") as state_dir:
-        settings = BenchSettings(
-            environment=Environment.DEVELOPMENT,
-            kafka_bootstrap=args.bootstrap,
-            mongodb_uri=args.mongodb_uri,
-            topic_prefix=args.prefix,
-            mongodb_database=database,
-            state_dir=Path(state_dir),
-        )
-        runtime = ServiceRuntime.build(
-            settings, handlers={PURCHASE_COMPLETED: handler}, subscriptions=[PURCHASES]
-        )
-        runtime.faust_app.on_partitions_assigned.connect(handler.assigned)
-        await runtime.start()
-        try:
-            await _wait_for(handler)
-        finally:
-            await runtime.stop()
-    return Rate("(d) Rapport Faust agent (ServiceRuntime)", target, handler.watch.seconds)
+    effects = Effects(database, target)
+    settings = BenchSettings(
+        environment=Environment.DEVELOPMENT,
+        kafka_bootstrap=args.bootstrap,
+        mongodb_uri=args.mongodb_uri,
+        topic_prefix=args.prefix,
+        mongodb_database=database,
+    )
+    runtime = ServiceRuntime.build(settings, subscriptions=[PURCHASES])
+    runtime.handle(routes.bind(effects))
+    await runtime.start()
+    try:
+        await _wait_for(effects, client[database]["effects"])
+    finally:
+        await runtime.stop()
+    return Rate("(d) Rapport stream worker (ServiceRuntime)", target, effects.watch.seconds)
 
 
-async def _wait_for(handler: Effects) -> None:
+async def _wait_for(effects: Effects, stored: Collection) -> None:
+    """Until every event's effect is committed (read from the store: what a user sees)."""
     last = (-1, time.monotonic())
-    while not handler.done.is_set():
-        try:
-            await asyncio.wait_for(handler.done.wait(), 1.0)
-        except TimeoutError:
-            if len(handler.seen) != last[0]:
-                last = (len(handler.seen), time.monotonic())
-            elif time.monotonic() - last[1] > STALL_TIMEOUT:
-                raise RuntimeError(
-                    f"the Faust agent stalled after {len(handler.seen)} of {handler.target} events"
-                ) from None
+    while not effects.done.is_set():
+        await asyncio.sleep(0.05)
+        count = await stored.count_documents({})
+        if count >= effects.target:
+            effects.watch.stop()
+            effects.done.set()
+        elif count != last[0]:
+            last = (count, time.monotonic())
+        elif time.monotonic() - last[1] > STALL_TIMEOUT:
+            raise RuntimeError(f"the worker stalled after {count} of {effects.target} events")
 
 
 def bench_groups(prefix: str, rounds: int) -> list[str]:
-    """Every consumer group the stages use (Faust's is the runtime's ``consumer_group``)."""
+    """Every consumer group the stages use (the worker's is the runtime's ``consumer_group``)."""
     stages = [f"{prefix}{stage}-{number}" for number in range(rounds) for stage in RAW_STAGES]
     return [*stages, f"{prefix}handle", f"{prefix}rapport-{BenchSettings.service_name}"]
 
@@ -316,7 +302,7 @@ async def run(args: argparse.Namespace) -> None:
         await delete_topics(bootstrap, created)
         raise SystemExit(f"{topic} exists already: give the bench a --prefix of its own")
     client = create_client(args.mongodb_uri, app_name="rapport-bench")
-    databases = [database_name(args.prefix, "handle"), database_name(args.prefix, "faust")]
+    databases = [database_name(args.prefix, "handle"), database_name(args.prefix, "worker")]
     try:
         size = await pre_produce(bootstrap, topic, args.count)
         print(f"broker {args.bootstrap}, store {redact(args.mongodb_uri)}")
@@ -329,16 +315,16 @@ async def run(args: argparse.Namespace) -> None:
             print(rounds_line(rounds), flush=True)
         handle = await rapport_handle(bootstrap, client, databases[0], names, rapport_count)
         print(handle.line(), flush=True)
-        faust: Rate | None = None
-        if not args.no_faust:
-            faust = await rapport_faust(args, client, databases[1], rapport_count)
-            print(faust.line(), flush=True)
+        worker: Rate | None = None
+        if not args.no_worker:
+            worker = await rapport_worker(args, client, databases[1], rapport_count)
+            print(worker.line(), flush=True)
         print()
         print("ratio to raw aiokafka (events/s / raw events/s):")
         print(f"  (b) raw + decode()             {ratio(with_decode, raw)}")
-        print(f"  (c) EventConsumer.handle()     {ratio(handle, raw)}")
-        if faust is not None:
-            print(f"  (d) Faust agent                {ratio(faust, raw)}")
+        print(f"  (c) handle_batch()             {ratio(handle, raw)}")
+        if worker is not None:
+            print(f"  (d) stream worker              {ratio(worker, raw)}")
     finally:
         for database in databases:
             await client.drop_database(database)

@@ -36,6 +36,7 @@ from bench.profiles import start, wait_ready
 from devstack.ports import free_port
 from devstack.smtp import SmtpSink
 from services.notifications.domain import Channel
+from services.notifications.handlers import purchase_subject
 from services.notifications.rules import PURCHASE_THANK_YOU
 from services.notifications.store import delivery_id
 from shared.events import encode, new_event
@@ -154,7 +155,9 @@ async def run(args: argparse.Namespace) -> None:
                 await asyncio.sleep(delay)
             event = new_event(purchase(number, args.customers), source="/bench")
             await publisher.publish([(names(PURCHASES), encode(event))])
-            mailed_as = delivery_id(event.id, PURCHASE_THANK_YOU, Channel.EMAIL)
+            mailed_as = delivery_id(
+                purchase_subject(event.payload.purchase_id), PURCHASE_THANK_YOU, Channel.EMAIL
+            )
             published[mailed_as] = time.perf_counter()
         sending = time.perf_counter() - started
         deadline = time.monotonic() + args.timeout

@@ -2,9 +2,12 @@
 
 Starts Kafka, SecantusDB and the SMTP and SMS sinks (unless external ones are given),
 creates the contract topics, then runs the four services as child processes
-and streams their output. Ctrl-C (or SIGTERM) stops everything in reverse
-order; if a service dies on its own, everything stops and the exit code is 1.
-State is kept in ``RAPPORT_DATA_DIR`` (default ``.rapport/data``) between runs.
+and streams their output. A service that exits on its own is restarted after a
+delay that doubles with each quick death (1 s up to 30 s, back to 1 s once it
+stayed up a minute), with a line saying which one died, how, and when it comes
+back. Ctrl-C (or SIGTERM) stops everything in reverse order and restarts nothing;
+if Kafka or SecantusDB dies, everything stops and the exit code is 1. State is kept
+in ``RAPPORT_DATA_DIR`` (default ``.rapport/data``) between runs.
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from devstack import processes
 from devstack.kafka import KAFKA_VERSION, KafkaBroker
 from devstack.lockfile import LockHeldError, PidLock
 from devstack.mongo import SecantusServer
 from devstack.paths import REPO_ROOT, data_dir
+from devstack.processes import Backoff, Child, Supervisor
 from devstack.sms import SmsSink
 from devstack.smtp import SmtpSink
+from shared.topics import CONTRACT_PARTITIONS
 
 SERVICES = ("profiles", "complaints", "notifications", "analytics")
 _DEFAULT_HTTP_PORTS = {
@@ -45,6 +49,11 @@ _DEFAULT_HTTP_PORTS = {
 _READY_TIMEOUT = 180.0
 _READY_NOTICE_EVERY = 15.0
 _STOP_TIMEOUT = 15.0
+# Replica k (from 0) of a service serves on its port + k * REPLICA_PORT_STEP: 8001, 8101, ...
+REPLICA_PORT_STEP = 100
+# More replicas than a topic has partitions would leave the extra ones idle.
+MAX_REPLICAS = max(CONTRACT_PARTITIONS.values())
+RESTART_BACKOFF = Backoff(initial=1.0, maximum=30.0, reset_after=60.0)
 _TOPICS_TIMEOUT = 120.0
 
 
@@ -66,6 +75,24 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
         raise StackError(f"{name} must be a port number, got {raw!r}") from None
 
 
+def _replicas(env: Mapping[str, str]) -> dict[str, int]:
+    """``RAPPORT_REPLICAS`` for every service, ``RAPPORT_<SERVICE>_REPLICAS`` for one."""
+
+    def count(name: str, default: int) -> int:
+        raw = env.get(name)
+        if not raw:
+            return default
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_REPLICAS:
+            raise StackError(
+                f"{name} must be a whole number from 1 to {MAX_REPLICAS} (the partitions"
+                f" of a topic: more replicas would sit idle), got {raw!r}"
+            )
+        return int(raw)
+
+    every = count("RAPPORT_REPLICAS", 1)
+    return {name: count(f"RAPPORT_{name.upper()}_REPLICAS", every) for name in SERVICES}
+
+
 @dataclass(frozen=True)
 class UpConfig:
     data_dir: Path
@@ -81,6 +108,7 @@ class UpConfig:
     admin_token: str
     admin_token_generated: bool
     http_ports: Mapping[str, int]
+    replicas: Mapping[str, int]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> UpConfig:
@@ -106,6 +134,7 @@ class UpConfig:
                 name: _port(env, f"RAPPORT_{name.upper()}_HTTP_PORT", default)
                 for name, default in _DEFAULT_HTTP_PORTS.items()
             },
+            replicas=_replicas(env),
         )
 
 
@@ -142,24 +171,23 @@ class Console:
 
 
 class ServiceProcess:
-    """One ``python -m services.<name>`` child whose output is prefixed and echoed."""
+    """One ``python -m services.<name>`` child of the supervisor (one replica of the
+    service: ``name``, ``name-2``, ...; every replica joins the service's consumer group),
+    and where it serves."""
 
-    def __init__(self, name: str, port: int, env: Mapping[str, str], console: Console) -> None:
+    def __init__(self, name: str, port: int, child: Child, service: str | None = None) -> None:
         self.name = name
+        self.service = service or name
         self.port = port
-        self._console = console
-        self._proc = processes.spawn(
-            [sys.executable, "-m", f"services.{name}"], pipe_output=True, cwd=REPO_ROOT, env=env
-        )
-        self._reader = threading.Thread(target=self._pump, name=f"out-{name}", daemon=True)
-        self._reader.start()
+        self.child = child
+
+    @staticmethod
+    def command(name: str) -> list[str]:
+        return [sys.executable, "-m", f"services.{name}"]
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def exit_code(self) -> int | None:
-        return self._proc.poll()
 
     def is_ready(self) -> bool:
         try:
@@ -167,19 +195,6 @@ class ServiceProcess:
                 return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False
-
-    @property
-    def process(self) -> subprocess.Popen[bytes]:
-        return self._proc
-
-    def drain(self) -> None:
-        """Wait (briefly) until the last lines of output were echoed."""
-        self._reader.join(timeout=5)
-
-    def _pump(self) -> None:
-        assert self._proc.stdout is not None
-        for raw in self._proc.stdout:
-            self._console.line(self.name, raw.decode(errors="replace").rstrip())
 
 
 class Stack:
@@ -194,6 +209,7 @@ class Stack:
         self.smtp: SmtpSink | None = None
         self.sms: SmsSink | None = None
         self.services: list[ServiceProcess] = []
+        self.supervisor = Supervisor(console.info, console.line, RESTART_BACKOFF)
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -229,21 +245,30 @@ class Stack:
         self._wait_services_ready()
 
     def watch(self) -> int:
-        """Run until a stop is requested (exit 0) or a child dies (exit 1)."""
+        """Run until a stop is requested (exit 0) or Kafka or SecantusDB dies (exit 1);
+        restart services that exit on its own, and say when they are ready again."""
+        recovering: dict[str, ServiceProcess] = {}
+        by_name = {service.name: service for service in self.services}
         while not self._stop_requested.wait(0.5):
-            failure = self._find_dead_child()
+            failure = self._find_dead_infrastructure()
             if failure:
                 self._console.info(f"{failure}; shutting everything down")
                 return 1
+            for child in self.supervisor.poll():
+                recovering[child.name] = by_name[child.name]
+            for name, service in list(recovering.items()):
+                if service.child.waiting_to_restart:
+                    continue
+                if service.is_ready():
+                    self._console.info(f"{name} is ready again on {service.url}")
+                    del recovering[name]
         return 0
 
     def shutdown(self) -> None:
         """Stop services, then the SMTP sink, SecantusDB and Kafka (reverse order)."""
         if self.services:
             self._console.info("stopping services")
-            processes.stop_all([service.process for service in self.services], _STOP_TIMEOUT)
-            for service in self.services:
-                service.drain()
+            self.supervisor.stop(_STOP_TIMEOUT)
             self.services = []
         if self.sms is not None:
             self._console.info("stopping SMS sink")
@@ -297,11 +322,11 @@ class Stack:
             self.sms.start()
 
     def _create_topics(self) -> None:
-        self._console.info("creating Kafka topics (python -m shared.topics)")
+        self._console.info("creating Kafka topics (rapport topics create)")
         env = {**os.environ, "RAPPORT_KAFKA_BOOTSTRAP": self.kafka_bootstrap}
         try:
             result = subprocess.run(
-                [sys.executable, "-m", "shared.topics"],
+                [sys.executable, "-m", "ops.cli", "topics", "create"],
                 cwd=REPO_ROOT,
                 env=env,
                 capture_output=True,
@@ -332,7 +357,6 @@ class Stack:
         if self.sms_url:
             env["RAPPORT_NOTIFICATIONS_SMS_URL"] = self.sms_url
         # The stream workers' local folders live with the rest of the stack's data.
-        env.setdefault("RAPPORT_STATE_DIR", str(self.config.data_dir / "state"))
         # Every service learns every port, e.g. to link to its siblings.
         for name, port in self.config.http_ports.items():
             env[f"RAPPORT_{name.upper()}_HTTP_PORT"] = str(port)
@@ -340,10 +364,20 @@ class Stack:
 
     def _start_services(self) -> None:
         env = self._service_env()
-        for name in SERVICES:
-            port = self.config.http_ports[name]
-            self._console.info(f"starting {name} on http://127.0.0.1:{port}")
-            self.services.append(ServiceProcess(name, port, env, self._console))
+        for service in SERVICES:
+            count = self.config.replicas[service]
+            for replica in range(count):
+                name = service if replica == 0 else f"{service}-{replica + 1}"
+                port = self.config.http_ports[service] + replica * REPLICA_PORT_STEP
+                of = f" (replica {replica + 1} of {count})" if count > 1 else ""
+                self._console.info(f"starting {name} on http://127.0.0.1:{port}{of}")
+                child = self.supervisor.start(
+                    name,
+                    ServiceProcess.command(service),
+                    env={**env, f"RAPPORT_{service.upper()}_HTTP_PORT": str(port)},
+                    cwd=REPO_ROOT,
+                )
+                self.services.append(ServiceProcess(name, port, child, service))
 
     def _wait_services_ready(self) -> None:
         started = time.monotonic()
@@ -352,9 +386,10 @@ class Stack:
         pending = list(self.services)
         while pending:
             self._check_stop()
-            failure = self._find_dead_child()
+            failure = self._find_dead_infrastructure()
             if failure:
                 raise StackError(failure)
+            self.supervisor.poll()  # a service that died while starting comes back
             pending = [service for service in pending if not service.is_ready()]
             if pending and time.monotonic() >= deadline:
                 names = ", ".join(service.name for service in pending)
@@ -367,11 +402,7 @@ class Stack:
             if pending:
                 self._stop_requested.wait(0.5)
 
-    def _find_dead_child(self) -> str | None:
-        for service in self.services:
-            code = service.exit_code()
-            if code is not None:
-                return f"service {service.name} exited unexpectedly (exit code {code})"
+    def _find_dead_infrastructure(self) -> str | None:
         if self.kafka is not None and not self.kafka.is_running():
             return f"Kafka exited unexpectedly; see {self.kafka.log_file}"
         if self.mongodb is not None and not self.mongodb.is_running():

@@ -1,12 +1,11 @@
 """Bearer tokens with roles, verified locally: signed JWTs and an optional static admin token.
 
-``python -m shared.auth mint --role agent --subject alice`` prints a token signed with the
+``rapport token mint --role agent --subject alice`` prints a token signed with the
 configured secret (``RAPPORT_AUTH_SECRET``).
 """
 
 from __future__ import annotations
 
-import argparse
 import hmac
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.errors import Forbidden, Unauthenticated
-from shared.settings import ServiceSettings
 
 ISSUER = "rapport"
 AUDIENCE = "rapport"
@@ -139,26 +137,3 @@ AdminPrincipal = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 StaffPrincipal = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AGENT))]
 ServicePrincipal = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.SERVICE))]
 AnyPrincipal = CurrentPrincipal
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Mint a Rapport bearer token")
-    sub = parser.add_subparsers(dest="command", required=True)
-    mint = sub.add_parser("mint")
-    mint.add_argument("--role", action="append", choices=[role.value for role in Role])
-    mint.add_argument("--subject", default="cli")
-    mint.add_argument("--customer-id")
-    mint.add_argument("--hours", type=float, default=12)
-    args = parser.parse_args(argv)
-    settings = ServiceSettings()
-    tokens = TokenService(settings.secret)
-    roles = {Role(role) for role in (args.role or [Role.ADMIN])}
-    print(
-        tokens.mint(
-            args.subject, roles, customer_id=args.customer_id, ttl=timedelta(hours=args.hours)
-        )
-    )
-
-
-if __name__ == "__main__":
-    main()

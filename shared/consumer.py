@@ -1,20 +1,27 @@
-"""Consumer plumbing for Faust agents: decode, deduplicate, apply, or dead-letter.
+"""Applying a batch of Kafka records: decode, deduplicate, apply in one unit of work.
 
-Every message is decoded and validated; an invalid one goes to ``<topic>.dlq`` with the
-reason. A valid one is applied in one MongoDB transaction together with a marker keyed by
-the event id, so a redelivered event finds its marker and has no second effect. A handler
-that fails is retried a bounded number of times, then the event is dead-lettered; the
-worker keeps consuming. Only an unreachable database is retried without bound, because
-dead-lettering everything during an outage would lose ordering for nothing. The agent
-moves to the next message only after this returns, so Faust commits an offset only once
-its effect is stored.
+Every record of a batch is decoded and validated; an invalid one goes to ``<topic>.dlq``
+with the reason. Event ids already applied are dropped with one ``$in`` read of the
+markers. The rest are applied in one MongoDB transaction: their markers (``insert_many``,
+keyed by event id, so a redelivered event has no second effect), the routes' loads (one
+query per collection for the whole batch), each event's handlers in batch order, the
+routes' ``after_batch`` steps, and one bulk write per collection plus the outbox. Records
+of one partition keep their order, so events of one customer (the Kafka key) are applied
+in the order they were published.
+
+When the batch fails, it is split in halves, applied in order, until the failing event is
+alone: its neighbours are applied, it is retried a bounded number of times and then
+dead-lettered with its reason, and the worker keeps consuming. Only an unreachable
+database is retried without bound, because dead-lettering everything during an outage
+would lose ordering for nothing. The caller commits offsets only after this returns, that
+is after every record was applied, found a duplicate, ignored or dead-lettered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -26,13 +33,14 @@ from pymongo.errors import ConnectionFailure, DuplicateKeyError
 from shared.events.envelope import Event, InvalidEvent, KafkaRecord, decode
 from shared.events.registry import DEFAULT_REGISTRY, EventRegistry
 from shared.kafka import EventPublisher
-from shared.mongo import Database, MongoClient, Session, in_transaction
-from shared.observability import EVENTS_CONSUMED, span_from
+from shared.mongo import Database, MongoClient, Session
+from shared.observability import BATCH_SIZE, EVENTS_CONSUMED, span_from
+from shared.outbox import Outbox, OutboxRelay
+from shared.routing import BoundRoutes
 from shared.topics import TopicNames
+from shared.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[Event[Any], Session], Awaitable[None]]
 
 DLQ_REASON = "dlq-reason"
 DLQ_ERROR = "dlq-error-type"
@@ -68,9 +76,27 @@ class IncomingMessage:
     value: bytes | None
     headers: Sequence[tuple[str, bytes]] = ()
 
+    @classmethod
+    def of(cls, record: Any) -> IncomingMessage:
+        """From an aiokafka ``ConsumerRecord`` (raw bytes)."""
+        return cls(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            headers=list(record.headers or ()),
+        )
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    message: IncomingMessage
+    event: Event[Any]
+
 
 class EventConsumer:
-    """Applies events to a service's state exactly once per event id."""
+    """Applies batches of events to a service's state, once per event id."""
 
     def __init__(
         self,
@@ -79,8 +105,10 @@ class EventConsumer:
         client: MongoClient,
         db: Database,
         publisher: EventPublisher,
-        handlers: Mapping[str, Handler],
+        routes: BoundRoutes,
         topics: TopicNames,
+        outbox: Outbox,
+        relay: OutboxRelay | None = None,
         registry: EventRegistry = DEFAULT_REGISTRY,
         max_attempts: int = 3,
         retry_delay: float = 0.2,
@@ -89,87 +117,170 @@ class EventConsumer:
         self.client = client
         self.processed = db["processed_events"]
         self.publisher = publisher
-        self.handlers = dict(handlers)
+        self.routes = routes
         self.topics = topics
+        self.outbox = outbox
+        self.relay = relay
         self.registry = registry
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
+        self._outage_delay = retry_delay
 
     async def ensure_indexes(self) -> None:
         await self.processed.create_index([("processed_at", ASCENDING)])
 
     async def handle(self, message: IncomingMessage) -> Outcome:
-        try:
-            event = decode(message.value, message.headers, self.registry)
-        except InvalidEvent as invalid:
-            await self.dead_letter(message, invalid.reason, "InvalidEvent", attempts=1)
-            self._count(message, "invalid", Outcome.DEAD_LETTERED)
-            return Outcome.DEAD_LETTERED
-        handler = self.handlers.get(event.type)
-        if handler is None:
-            outcome = Outcome.IGNORED
-        else:
-            with span_from(event.extensions, f"{self.service} consume {event.type}"):
-                outcome = await self._apply_with_retries(event, handler, message)
-        self._count(message, event.type, outcome)
-        return outcome
+        """One record alone (a batch of one)."""
+        return (await self.handle_batch([message]))[0]
+
+    async def handle_batch(self, messages: Sequence[IncomingMessage]) -> list[Outcome]:
+        """Apply ``messages`` (in order); returns each one's outcome, in order."""
+        BATCH_SIZE.labels(self.service).observe(len(messages))
+        outcomes: dict[int, Outcome] = {}
+        decoded: list[tuple[int, _Decoded]] = []
+        for index, message in enumerate(messages):
+            try:
+                event = decode(message.value, message.headers, self.registry)
+            except InvalidEvent as invalid:
+                await self.dead_letter(message, invalid.reason, "InvalidEvent", attempts=1)
+                self._count(message, "invalid", Outcome.DEAD_LETTERED)
+                outcomes[index] = Outcome.DEAD_LETTERED
+                continue
+            if not self.routes.handles(event.type):
+                outcomes[index] = Outcome.IGNORED
+                self._count(message, event.type, Outcome.IGNORED)
+                continue
+            decoded.append((index, _Decoded(message, event)))
+        fresh = await self._not_yet_applied(decoded, outcomes)
+        for item, outcome in zip(fresh, await self._apply(list(fresh)), strict=True):
+            outcomes[item[0]] = outcome
+        return [outcomes[index] for index in range(len(messages))]
+
+    async def _not_yet_applied(
+        self, decoded: list[tuple[int, _Decoded]], outcomes: dict[int, Outcome]
+    ) -> list[tuple[int, _Decoded]]:
+        """Drop repeats within the batch and event ids already applied (one ``$in`` read)."""
+        ids = list(dict.fromkeys(item.event.id for _, item in decoded))
+        applied: set[str] = set()
+        if ids:
+            found = self.processed.find({"_id": {"$in": ids}}, {"_id": 1})
+            applied = {document["_id"] async for document in found}
+        fresh: list[tuple[int, _Decoded]] = []
+        seen: set[str] = set()
+        for index, item in decoded:
+            if item.event.id in applied or item.event.id in seen:
+                outcomes[index] = Outcome.DUPLICATE
+                self._count(item.message, item.event.type, Outcome.DUPLICATE)
+                continue
+            seen.add(item.event.id)
+            fresh.append((index, item))
+        return fresh
 
     def _count(self, message: IncomingMessage, event_type: str, outcome: Outcome) -> None:
         EVENTS_CONSUMED.labels(self.service, message.topic, event_type, outcome).inc()
 
-    async def _apply_with_retries(
-        self, event: Event[Any], handler: Handler, message: IncomingMessage
-    ) -> Outcome:
-        attempts = 0
-        outage_delay = self.retry_delay
+    async def _apply(self, batch: list[tuple[int, _Decoded]]) -> list[Outcome]:
+        """Apply ``batch`` in one transaction; split it when that fails."""
+        if not batch:
+            return []
+        items = [item for _, item in batch]
+        if len(items) == 1:
+            outcome = await self._apply_alone(items[0])
+            self._count(items[0].message, items[0].event.type, outcome)
+            return [outcome]
         while True:
             try:
-                return await self._apply_once(event, handler, message)
+                await self._transaction(items)
+                break
+            except ConnectionFailure:
+                await self._outage()
+            except Exception as error:
+                log.warning(
+                    "a batch of %d failed (%s: %s); splitting it to find the event at fault",
+                    len(items),
+                    type(error).__name__,
+                    error,
+                )
+                middle = len(batch) // 2
+                first = await self._apply(batch[:middle])
+                return first + await self._apply(batch[middle:])
+        self._outage_delay = self.retry_delay
+        for item in items:
+            self._count(item.message, item.event.type, Outcome.PROCESSED)
+        return [Outcome.PROCESSED] * len(items)
+
+    async def _apply_alone(self, item: _Decoded) -> Outcome:
+        """One event: bounded retries, then the DLQ; an unreachable store waits."""
+        event = item.event
+        attempts = 0
+        while True:
+            try:
+                await self._transaction([item])
+                return Outcome.PROCESSED
             except RejectEvent as rejected:
-                await self.dead_letter(message, rejected.reason, "RejectEvent", attempts + 1)
+                await self.dead_letter(item.message, rejected.reason, "RejectEvent", attempts + 1)
                 return Outcome.DEAD_LETTERED
             except ConnectionFailure:
-                log.warning("database unreachable; retrying %s", event.id, exc_info=True)
-                await asyncio.sleep(outage_delay)
-                outage_delay = min(outage_delay * 2, 10.0)
+                await self._outage()
+                continue
+            except DuplicateKeyError as duplicate:
+                # A concurrent delivery of the same event (a rebalance) committed first.
+                if await self.processed.find_one({"_id": event.id}, {"_id": 1}):
+                    return Outcome.DUPLICATE
+                failure: Exception = duplicate
             except Exception as error:
-                attempts += 1
-                if attempts >= self.max_attempts:
-                    log.exception(
-                        "giving up on %s %s after %d attempts", event.type, event.id, attempts
-                    )
-                    reason = f"{type(error).__name__}: {error}"
-                    await self.dead_letter(message, reason, type(error).__name__, attempts)
-                    return Outcome.DEAD_LETTERED
-                log.warning("attempt %d of %s failed; retrying", attempts, event.id, exc_info=True)
-                await asyncio.sleep(self.retry_delay * 2 ** (attempts - 1))
+                failure = error
+            attempts += 1
+            if attempts >= self.max_attempts:
+                log.error(
+                    "giving up on %s %s after %d attempts",
+                    event.type,
+                    event.id,
+                    attempts,
+                    exc_info=failure,
+                )
+                reason = f"{type(failure).__name__}: {failure}"
+                await self.dead_letter(item.message, reason, type(failure).__name__, attempts)
+                return Outcome.DEAD_LETTERED
+            log.warning("attempt %d of %s failed; retrying", attempts, event.id, exc_info=failure)
+            await asyncio.sleep(self.retry_delay * 2 ** (attempts - 1))
 
-    async def _apply_once(
-        self, event: Event[Any], handler: Handler, message: IncomingMessage
-    ) -> Outcome:
-        # No look-up first: the marker's unique _id refuses a repeat inside the transaction,
-        # which saves a round trip on every event for the rare duplicate's aborted one.
-        marker = {
-            "_id": event.id,
-            "type": event.type,
-            "topic": message.topic,
-            "partition": message.partition,
-            "offset": message.offset,
-            "processed_at": datetime.now(UTC),
-        }
+    async def _outage(self) -> None:
+        """The store is unreachable: wait (growing pauses) rather than dead-letter."""
+        log.warning("database unreachable; retrying the batch", exc_info=True)
+        self._outage_delay = min(self._outage_delay * 2, 10.0)
+        await asyncio.sleep(self._outage_delay)
 
-        async def apply(session: Session) -> None:
-            await self.processed.insert_one(marker, session=session)
-            await handler(event, session)
+    async def _transaction(self, items: Sequence[_Decoded]) -> None:
+        now = datetime.now(UTC)
+        markers = [
+            {
+                "_id": item.event.id,
+                "type": item.event.type,
+                "topic": item.message.topic,
+                "partition": item.message.partition,
+                "offset": item.message.offset,
+                "processed_at": now,
+            }
+            for item in items
+        ]
+        events = [item.event for item in items]
 
-        try:
-            await in_transaction(self.client, apply)
-        except DuplicateKeyError:
-            # A concurrent delivery of the same event committed first.
-            if await self.processed.find_one({"_id": event.id}, {"_id": 1}) is not None:
-                return Outcome.DUPLICATE
-            raise
-        return Outcome.PROCESSED
+        async def work(session: Session) -> None:
+            uow = UnitOfWork(session, self.outbox)
+            await self.processed.insert_many(markers, ordered=False, session=session)
+            await self.routes.load(events, uow)
+            for event in events:
+                with span_from(event.extensions, f"{self.service} consume {event.type}"):
+                    await self.routes.apply(event, uow)
+            await self.routes.finish(events, uow)
+            await uow.flush()
+
+        async with self.client.start_session() as session:
+            await session.with_transaction(work)
+        self._outage_delay = self.retry_delay
+        if self.relay is not None:
+            self.relay.wake()
 
     async def dead_letter(
         self, message: IncomingMessage, reason: str, error_type: str, attempts: int
@@ -198,31 +309,3 @@ class EventConsumer:
                 log.exception("cannot publish to the DLQ; retrying")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
-
-
-def attach_agent(app: Any, topics: Sequence[str], consumer: EventConsumer) -> Any:
-    """Subscribe a Faust agent of ``app`` to ``topics`` that feeds ``consumer``."""
-    channel = app.topic(
-        *topics,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        allow_empty=True,
-    )
-
-    async def consume(stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            await consumer.handle(
-                IncomingMessage(
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    key=message.key,
-                    value=message.value,
-                    headers=list(message.headers or ()),
-                )
-            )
-
-    return app.agent(channel, name=f"{consumer.service}.events")(consume)

@@ -33,6 +33,12 @@ EVENTS_CONSUMED = Counter(
     "Events taken from Kafka, by outcome",
     ["service", "topic", "type", "outcome"],
 )
+BATCH_SIZE = Histogram(
+    "rapport_consumer_batch_size",
+    "Records a consumer applied in one unit of work",
+    ["service"],
+    buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000),
+)
 EVENTS_PUBLISHED = Counter(
     "rapport_events_published_total", "Events published from the outbox", ["service", "topic"]
 )
@@ -56,9 +62,8 @@ def configure_logging(level: str, service: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     if root.level > logging.DEBUG:
-        # Faust and aiokafka narrate every start step at INFO; keep their warnings only.
-        for chatty in ("faust", "mode", "aiokafka"):
-            logging.getLogger(chatty).setLevel(logging.WARNING)
+        # aiokafka narrates every group join at INFO; keep its warnings only.
+        logging.getLogger("aiokafka").setLevel(logging.WARNING)
 
 
 def configure_tracing(service: str) -> None:

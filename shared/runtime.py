@@ -1,35 +1,42 @@
 """The running parts every service has, built from its settings and started together.
 
 A service process runs its HTTP API and its stream worker on one event loop: uvicorn
-serves FastAPI, whose lifespan starts the MongoDB client, the Faust app (its consumer
-group and the process's one producer) and the outbox relay, and stops them in reverse.
+serves FastAPI, whose lifespan starts the MongoDB client, the process's one producer, the
+outbox relay and the stream worker (its consumer group), and stops them in reverse. The
+stream worker connects in the background, so the API serves at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI
+from pymongo.errors import ConnectionFailure
 
 from shared.auth import TokenService
-from shared.consumer import EventConsumer, Handler, attach_agent
-from shared.events import Event
+from shared.consumer import EventConsumer
 from shared.http import create_http_app
-from shared.kafka import FaustPublisher, create_faust_app
-from shared.mongo import Database, MongoClient, Session, create_client, ping
+from shared.kafka import AiokafkaPublisher
+from shared.mongo import Database, MongoClient, create_client, ping
 from shared.outbox import Outbox, OutboxRelay
+from shared.routing import BoundRoutes
 from shared.settings import ServiceSettings
+from shared.stream import StreamWorker
 from shared.topics import TopicNames
+from shared.unit_of_work import UnitsOfWork
 
 log = logging.getLogger(__name__)
 
 READINESS_TIMEOUT = 3.0
-FAUST_STOP_TIMEOUT = 30.0
+# What a dependency that is down (or still starting) raises.
+UNREACHABLE: tuple[type[Exception], ...] = (ConnectionFailure, KafkaError)
 
 
 @dataclass
@@ -37,106 +44,131 @@ class ServiceRuntime:
     settings: ServiceSettings
     client: MongoClient
     db: Database
-    faust_app: Any
-    publisher: FaustPublisher
+    publisher: AiokafkaPublisher
     outbox: Outbox
     relay: OutboxRelay
+    units: UnitsOfWork
     consumer: EventConsumer
+    worker: StreamWorker
     tokens: TokenService
     topics: TopicNames
     subscriptions: list[str] = field(default_factory=list)
     startup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    _steps: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    _starting: asyncio.Task[None] | None = None
 
     @classmethod
-    def build(
-        cls,
-        settings: ServiceSettings,
-        *,
-        handlers: Mapping[str, Handler],
-        subscriptions: Sequence[str],
-    ) -> ServiceRuntime:
-        """Wire the adapters; nothing connects until :meth:`start`."""
+    def build(cls, settings: ServiceSettings, *, subscriptions: Sequence[str]) -> ServiceRuntime:
+        """Wire the adapters; nothing connects until :meth:`start`. The service then
+        names its event handlers with :meth:`handle`."""
         name = settings.service_name
         topics = TopicNames(settings.topic_prefix)
         client = create_client(settings.mongodb_uri, app_name=f"rapport-{name}")
         db = client[settings.mongodb_database]
-        faust_app = create_faust_app(
-            settings.consumer_group,
-            settings.kafka_servers,
-            datadir=str(settings.state_dir / settings.consumer_group),
+        publisher = AiokafkaPublisher(settings.kafka_servers, client_id=f"rapport-{name}")
+        outbox = Outbox(db, topics)
+        relay = OutboxRelay(
+            db, publisher, name, poll_interval=settings.outbox_poll_interval_seconds
         )
-        publisher = FaustPublisher(faust_app)
         consumer = EventConsumer(
             service=name,
             client=client,
             db=db,
             publisher=publisher,
-            handlers=handlers,
+            routes=BoundRoutes(),
             topics=topics,
+            outbox=outbox,
+            relay=relay,
             max_attempts=settings.consumer_max_attempts,
         )
         subscribed = [topics(topic) for topic in subscriptions]
-        if subscribed:
-            attach_agent(faust_app, subscribed, consumer)
+        worker = StreamWorker(
+            consumer,
+            bootstrap_servers=settings.kafka_servers,
+            group_id=settings.consumer_group,
+            topics=subscribed,
+            batch_size=settings.consumer_batch_size,
+            linger=settings.consumer_linger_ms / 1000,
+            session_timeout_ms=settings.consumer_session_timeout_ms,
+        )
         admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
         return cls(
             settings=settings,
             client=client,
             db=db,
-            faust_app=faust_app,
             publisher=publisher,
-            outbox=Outbox(db, topics),
-            relay=OutboxRelay(
-                db, publisher, name, poll_interval=settings.outbox_poll_interval_seconds
-            ),
+            outbox=outbox,
+            relay=relay,
+            units=UnitsOfWork(client, outbox, relay),
             consumer=consumer,
+            worker=worker,
             tokens=TokenService(settings.secret, admin_token=admin_token),
             topics=topics,
             subscriptions=subscribed,
         )
 
-    def on(self, event_type: str, handler: Handler) -> None:
-        """Also handle ``event_type`` with ``handler``, after any handler it already has.
-
-        Handlers of one event run in the same transaction: all their effects or none.
-        """
-        earlier = self.consumer.handlers.get(event_type)
-        if earlier is None:
-            self.consumer.handlers[event_type] = handler
-            return
-
-        async def both(event: Event[Any], session: Session) -> None:
-            await earlier(event, session)
-            await handler(event, session)
-
-        self.consumer.handlers[event_type] = both
+    def handle(self, routes: BoundRoutes) -> None:
+        """Also apply ``routes`` to each consumed batch, after the routes named before;
+        all of a batch's handlers run in one unit of work: all their effects or none."""
+        self.consumer.routes = self.consumer.routes + routes
 
     async def start(self) -> None:
-        await self.outbox.ensure_indexes()
-        await self.consumer.ensure_indexes()
-        for prepare in self.startup:  # e.g. the service's own indexes
-            await prepare()
-        self.settings.state_dir.mkdir(parents=True, exist_ok=True)  # Faust makes one level
-        await self.faust_app.start()
-        await self.relay.start()
+        """Start every part. When Kafka or MongoDB cannot be reached (a broker restarting
+        after a crash), keep trying in the background with backoff: the API serves at
+        once and ``/readyz`` answers 503 saying what is missing."""
+        self._steps = [
+            self.outbox.ensure_indexes,
+            self.consumer.ensure_indexes,
+            *self.startup,  # e.g. the service's own indexes and background loops
+            self.publisher.start,
+            self.relay.start,
+            self.worker.start,
+        ]
+        try:
+            await self._next_steps()
+        except UNREACHABLE as error:
+            log.warning("cannot start yet (%s: %s); retrying", type(error).__name__, error)
+            self._starting = asyncio.create_task(self._keep_starting(), name="runtime-start")
+
+    async def _next_steps(self) -> None:
+        while self._steps:
+            await self._steps[0]()
+            self._steps.pop(0)
         log.info(
             "%s started",
             self.settings.service_name,
             extra={"settings": self.settings.describe(), "subscriptions": self.subscriptions},
         )
 
+    async def _keep_starting(self) -> None:
+        delay = 1.0
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self._next_steps()
+                return
+            except UNREACHABLE as error:
+                delay = min(delay * 2, 30.0)
+                log.warning("still cannot start (%s); retrying in %.0f s", error, delay)
+
+    @property
+    def started(self) -> bool:
+        return not self._steps
+
     async def stop(self) -> None:
+        if self._starting is not None:
+            self._starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._starting
+        # The consumer first: it finishes (or abandons) its batch and leaves the group
+        # while the producer can still take what that batch dead-letters.
+        await self.worker.stop()
         for finish in reversed(self.shutdown):  # e.g. the service's background tasks
             await finish()
-        await self.relay.stop()
-        try:
-            # Faust's shutdown can hang on its consumer thread (seen once in CI). Giving up
-            # loses nothing: at worst the last uncommitted offsets are delivered again, to
-            # idempotent handlers.
-            await asyncio.wait_for(self.faust_app.stop(), FAUST_STOP_TIMEOUT)
-        except TimeoutError:
-            log.warning("the stream worker did not stop within %s s", FAUST_STOP_TIMEOUT)
+        with contextlib.suppress(*UNREACHABLE):  # the lease expires by itself
+            await self.relay.stop()
+        await self.publisher.stop()
         await self.client.close()
 
     async def readiness(self) -> dict[str, str]:
@@ -150,7 +182,10 @@ class ServiceRuntime:
         kafka, mongodb = await asyncio.gather(
             check(self.publisher.ping()), check(ping(self.client))
         )
-        return {"kafka": kafka, "mongodb": mongodb}
+        checks = {"kafka": kafka, "mongodb": mongodb, "stream": self.worker.readiness()}
+        if not self.started:
+            checks["startup"] = "waiting for the dependencies above"
+        return checks
 
     @asynccontextmanager
     async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:

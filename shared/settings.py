@@ -7,9 +7,7 @@ single service can still be pointed elsewhere.
 
 from __future__ import annotations
 
-import tempfile
 from enum import StrEnum
-from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from pydantic import Field, SecretStr, model_validator
@@ -60,10 +58,13 @@ class ServiceSettings(PlatformSettings):
     auth_secret: SecretStr | None = None
     admin_token: SecretStr | None = None
     consumer_max_attempts: int = Field(default=3, ge=1)
+    # One unit of work takes what one poll gives, up to this many records, waiting at
+    # most ``consumer_linger_ms`` for more once the first arrived.
+    consumer_batch_size: int = Field(default=500, ge=1, le=10_000)
+    consumer_linger_ms: int = Field(default=50, ge=0, le=10_000)
+    # A replica that stops heartbeating loses its partitions after this long.
+    consumer_session_timeout_ms: int = Field(default=10_000, ge=1_000)
     outbox_poll_interval_seconds: float = Field(default=0.2, gt=0)
-    # Local working state of the stream worker (Faust's data directory); MongoDB and
-    # Kafka hold everything that matters, so losing this folder loses nothing.
-    state_dir: Path = Path(tempfile.gettempdir()) / "rapport"
 
     @classmethod
     def settings_customise_sources(

@@ -1,20 +1,17 @@
 """The contract's topics, their partition counts, and an idempotent creator.
 
-``python -m shared.topics`` creates every topic of the contract (and its ``.dlq``) under
-the configured prefix; topics that already exist are left alone, so it is safe to run
-on every start.
+``rapport topics create`` (``ops.cli``) creates every topic of the contract (and its
+``.dlq``) under the configured prefix with :func:`ensure_topics`; topics that already
+exist are left alone, so it is safe to run on every start.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
-
-from shared.settings import PlatformSettings
 
 log = logging.getLogger(__name__)
 
@@ -87,22 +84,3 @@ async def ensure_topics(
         return created
     finally:
         await admin.close()
-
-
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    settings = PlatformSettings()
-    names = TopicNames(settings.topic_prefix)
-    created = asyncio.run(
-        ensure_topics(settings.kafka_servers, names, settings.topic_replication_factor)
-    )
-    log.info(
-        "topics ready on %s: %d created, %d in the contract",
-        settings.kafka_bootstrap,
-        len(created),
-        len(names.all()),
-    )
-
-
-if __name__ == "__main__":
-    main()

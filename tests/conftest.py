@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
@@ -20,15 +19,6 @@ from shared.mongo import Database, MongoClient, create_client
 from shared.topics import TopicNames, ensure_topics
 
 pytest_plugins = ["devstack.pytest_plugin"]
-
-
-@pytest.fixture(scope="session", autouse=True)
-def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Faust's working folders go to the session's temporary folder, not the work tree."""
-    folder = tmp_path_factory.mktemp("state")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RAPPORT_STATE_DIR", str(folder))
-        yield folder
 
 
 @pytest.fixture

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from pydantic_settings import SettingsConfigDict
 
-from shared.consumer import Handler
 from shared.events import Event, new_event
 from shared.events.customers import CustomerErased
 from shared.kafka import EventPublisher
 from shared.mongo import Database, MongoClient, Session, in_transaction
 from shared.outbox import Outbox, OutboxRelay
+from shared.routing import BoundRoutes
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings
 from shared.topics import TopicNames
@@ -41,9 +41,10 @@ def harness_settings(
 
 @asynccontextmanager
 async def running_runtime(
-    settings: ServiceSettings, handlers: Mapping[str, Handler], subscriptions: Sequence[str]
+    settings: ServiceSettings, routes: BoundRoutes, subscriptions: Sequence[str]
 ) -> AsyncIterator[ServiceRuntime]:
-    runtime = ServiceRuntime.build(settings, handlers=handlers, subscriptions=subscriptions)
+    runtime = ServiceRuntime.build(settings, subscriptions=subscriptions)
+    runtime.handle(routes)
     await runtime.start()
     try:
         yield runtime

@@ -192,7 +192,7 @@ def test_mongo_init_initiates_the_replica_set_once(services: dict[str, Any]) -> 
 def test_topics_are_created_by_the_rapport_image(services: dict[str, Any]) -> None:
     topics = services["topics"]
     assert build_of(topics) == build_of(services["profiles"])
-    assert "shared.topics" in words(topics["command"])
+    assert words(topics["command"])[:3] == ["ops.cli", "topics", "create"]
     assert topics["restart"] == "no"
     assert depends_on(topics) == {"kafka": "service_healthy"}
     env = env_of(topics)

@@ -32,6 +32,7 @@ CONTRACT_TYPES = {
     "crm.complaint.opened",
     "crm.complaint.acknowledged",
     "crm.complaint.status_changed",
+    "crm.complaint.replied",
     "crm.complaint.resolved",
     "crm.complaint.reopened",
     "crm.complaint.closed",

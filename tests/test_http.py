@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -11,6 +12,7 @@ import pytest
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel, Field
 
+from devstack.ports import free_port
 from services.profiles.bootstrap import create_app
 from services.profiles.settings import ProfilesSettings
 from shared.auth import Principal, Role, TokenService
@@ -59,9 +61,15 @@ def bearer(token: str) -> dict[str, str]:
 
 async def test_health_readiness_metrics_and_openapi(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json()["status"] == "ok"
-    ready = await client.get("/readyz")
+    # The stream worker joins its group in the background; readiness waits for it.
+    for _ in range(100):
+        ready = await client.get("/readyz")
+        if ready.status_code == 200:
+            break
+        assert ready.json()["checks"]["stream"] == "connecting"
+        await asyncio.sleep(0.1)
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"kafka": "ok", "mongodb": "ok"}
+    assert ready.json()["checks"] == {"kafka": "ok", "mongodb": "ok", "stream": "ok"}
     metrics = await client.get("/metrics")
     assert (
         'rapport_http_requests_total{method="GET",route="/readyz",service="profiles"'
@@ -82,13 +90,13 @@ async def test_readiness_is_503_when_the_store_is_unreachable(
     app = create_app(unreachable)
     runtime = app.state.runtime
     # Index creation needs the store, so start only what readiness needs to report on.
-    await runtime.faust_app.start()
+    await runtime.publisher.start()
     try:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://p") as client:
             response = await client.get("/readyz")
     finally:
-        await runtime.faust_app.stop()
+        await runtime.publisher.stop()
     assert response.status_code == 503
     assert response.headers["content-type"] == PROBLEM
     checks = response.json()["checks"]
@@ -228,3 +236,83 @@ async def test_oversize_bodies_get_413_declared_or_streamed(settings: ProfilesSe
         assert response.status_code == 413
         assert response.headers["content-type"] == PROBLEM
     assert small.json() == {"quantity": 2}
+
+
+class Forwarder:
+    """A TCP port that refuses connections until :meth:`open`, then forwards them to
+    ``target``: a dependency that is down at a service's start and comes up later."""
+
+    def __init__(self, target: str) -> None:
+        host, _, port = target.rpartition(":")
+        self.target = (host, int(port))
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for writer in self._writers:
+                writer.close()
+            await self._server.wait_closed()
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        self._writers |= {writer, upstream_writer}
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while chunk := await source.read(65536):
+                    sink.write(chunk)
+                    await sink.drain()
+            except ConnectionError:
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+
+@pytest.mark.parametrize("dependency", ["mongodb", "kafka"])
+async def test_a_service_whose_dependency_is_down_at_start_serves_and_recovers_when_it_comes_up(
+    dependency: str, settings: ProfilesSettings, mongodb_uri: str, kafka_bootstrap: str
+) -> None:
+    """MongoDB or Kafka down at start (a broker restarting after a crash): the service
+    does not exit; it serves HTTP at once, says 503 "startup" on /readyz, retries with
+    backoff and becomes ready when the dependency comes up."""
+    if dependency == "mongodb":
+        target = mongodb_uri.removeprefix("mongodb://").split("/", 1)[0]
+        down = Forwarder(target)
+        later = settings.model_copy(
+            update={"mongodb_uri": f"mongodb://127.0.0.1:{down.port}/?retryWrites=false"}
+        )
+    else:
+        # Only the bootstrap goes through the forwarder; the broker's metadata then names
+        # its own listener, which is as good as the broker coming up.
+        down = Forwarder(kafka_bootstrap.split(",", maxsplit=1)[0])
+        later = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{down.port}"})
+    app = create_app(later)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://p") as client:
+                assert (await client.get("/healthz")).status_code == 200
+                waiting = await client.get("/readyz")
+                assert waiting.status_code == 503
+                assert waiting.json()["checks"][dependency].startswith("unreachable")
+                assert "startup" in waiting.json()["checks"]
+
+                await down.open()
+                for _ in range(300):
+                    ready = await client.get("/readyz")
+                    if ready.status_code == 200:
+                        break
+                    await asyncio.sleep(0.2)
+                assert ready.status_code == 200, ready.json()
+                me = await client.get("/api/v1/me", headers=bearer(ADMIN_TOKEN))
+                assert me.status_code == 200
+    finally:
+        await down.close()

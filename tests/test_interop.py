@@ -10,10 +10,13 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 
 from shared.events import Event
+from shared.events.purchases import PurchaseCompleted
 from shared.kafka import AiokafkaPublisher
-from shared.mongo import Database, MongoClient, Session
+from shared.mongo import Database, MongoClient
 from shared.outbox import Outbox
+from shared.routing import Routes
 from shared.topics import CUSTOMERS, PURCHASES, TopicNames
+from shared.unit_of_work import UnitOfWork
 from tests.service_harness import (
     commit_to_outbox,
     erased,
@@ -56,10 +59,14 @@ def foreign_purchase(customer_id: str) -> dict[str, Any]:
 async def test_a_cloudevent_produced_by_librdkafka_is_consumed_by_rapport(
     kafka_bootstrap: str, mongodb_uri: str, topics: TopicNames, db: Database
 ) -> None:
-    received: list[Event[Any]] = []
+    received: list[Event[PurchaseCompleted]] = []
+    routes: Routes[list[Event[PurchaseCompleted]]] = Routes()
 
-    async def record(event: Event[Any], session: Session) -> None:
-        received.append(event)
+    @routes.on(PurchaseCompleted)
+    async def record(
+        into: list[Event[PurchaseCompleted]], event: Event[PurchaseCompleted], uow: UnitOfWork
+    ) -> None:
+        into.append(event)
 
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
     envelope = foreign_purchase("c-77")
@@ -72,7 +79,7 @@ async def test_a_cloudevent_produced_by_librdkafka_is_consumed_by_rapport(
     assert producer.flush(10) == 0
 
     settings = harness_settings(kafka_bootstrap, mongodb_uri, topics, db.name)
-    async with running_runtime(settings, {"crm.purchase.completed": record}, [PURCHASES]):
+    async with running_runtime(settings, routes.bind(received), [PURCHASES]):
         await eventually(lambda: _non_empty(received), message="foreign event not consumed")
 
     [event] = received

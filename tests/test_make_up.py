@@ -7,8 +7,10 @@ servers instead, as ``make up`` does.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +25,9 @@ import pytest
 from pymongo import MongoClient
 
 from devstack.ports import free_ports
+from devstack.up import REPLICA_PORT_STEP
+from ops.kafka import group_members
+from services.analytics.worker import SUBSCRIPTIONS as ANALYTICS_TOPICS
 
 SERVICES = ("profiles", "complaints", "notifications", "analytics")
 ADMIN_TOKEN = "smoke-test-admin-token"
@@ -45,7 +50,6 @@ class Stack:
 def stack_env(tmp_path: Path) -> dict[str, str]:
     ports = free_ports(9)
     env = dict(os.environ)
-    env.pop("RAPPORT_STATE_DIR", None)  # make up's own default, as a developer gets it
     env.update(
         RAPPORT_DATA_DIR=str(tmp_path / "data"),
         RAPPORT_KAFKA_PORT=str(ports[0]),
@@ -150,3 +154,65 @@ def test_make_up_serves_all_four_services_and_ctrl_c_leaves_no_process(
     descendants = stop_with_ctrl_c(second)
     _, alive = psutil.wait_procs(descendants, timeout=10)
     assert alive == []
+
+
+def _port_with_a_free_replica_port() -> int:
+    """A free port whose second replica's port (+100) is free too."""
+    for port in free_ports(20):
+        if port + REPLICA_PORT_STEP < 65536 and _free(port + REPLICA_PORT_STEP):
+            return port
+    raise AssertionError("no free pair of ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_make_up_runs_replicas_that_share_the_partitions_of_one_consumer_group(
+    stack_env: dict[str, str], tmp_path: Path, stacks: list[Stack]
+) -> None:
+    port = _port_with_a_free_replica_port()
+    stack_env.update(RAPPORT_ANALYTICS_HTTP_PORT=str(port), RAPPORT_ANALYTICS_REPLICAS="2")
+    stack = start_stack(stack_env, tmp_path / "up-replicas.log")
+    stacks.append(stack)
+    wait_until_ready(stack)
+    second = f"http://127.0.0.1:{port + REPLICA_PORT_STEP}"
+    deadline = time.monotonic() + 120
+    while "Rapport is up" not in stack.output():  # make up waits for every replica
+        assert time.monotonic() < deadline, stack.output()[-4000:]
+        assert stack.process.poll() is None, stack.output()[-4000:]
+        time.sleep(0.5)
+    assert httpx.get(f"{second}/readyz", timeout=5).status_code == 200
+    assert f"starting analytics-2 on {second} (replica 2 of 2)" in stack.output()
+
+    bootstrap = stack_env.get("RAPPORT_KAFKA_BOOTSTRAP") or (
+        f"127.0.0.1:{stack_env['RAPPORT_KAFKA_PORT']}"
+    )
+    group = f"{stack_env['RAPPORT_TOPIC_PREFIX']}rapport-analytics"
+    members = asyncio.run(group_members([bootstrap], group))
+    assert len(members) == 2, members
+    owned = list(members.values())
+    assert all(owned), f"a replica owns nothing: {members}"
+    assert not owned[0] & owned[1]  # shared, never both
+    assert {topic for topic, _ in owned[0] | owned[1]} == {
+        f"{stack_env['RAPPORT_TOPIC_PREFIX']}{topic}" for topic in ANALYTICS_TOPICS
+    }
+
+    descendants = stop_with_ctrl_c(stack)
+    _, alive = psutil.wait_procs(descendants, timeout=10)
+    assert alive == [], f"left behind: {[process.info for process in alive]}"
+
+
+def test_make_up_refuses_more_replicas_than_partitions(
+    stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    stack_env["RAPPORT_REPLICAS"] = "7"
+    log = tmp_path / "up-too-many.log"
+    stack = start_stack(stack_env, log)
+    assert stack.process.wait(timeout=60) != 0
+    assert "RAPPORT_REPLICAS must be a whole number from 1 to 6" in stack.output()

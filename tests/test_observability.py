@@ -6,7 +6,6 @@ import io
 import json
 import logging
 import uuid
-from typing import Any
 
 from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
@@ -15,9 +14,12 @@ from shared.consumer import EventConsumer, IncomingMessage, Outcome
 from shared.events import Event, encode, new_event
 from shared.events.customers import CustomerErased
 from shared.kafka import AiokafkaPublisher
-from shared.mongo import Database, MongoClient, Session
+from shared.mongo import Database, MongoClient
 from shared.observability import TraceContextFilter, configure_tracing, span_from
+from shared.outbox import Outbox
+from shared.routing import Routes
 from shared.topics import CUSTOMERS, TopicNames
+from shared.unit_of_work import UnitOfWork
 
 
 def test_log_lines_carry_the_current_trace_and_span() -> None:
@@ -54,7 +56,10 @@ async def test_a_consumed_event_continues_the_producers_trace(
     )
     seen: list[str] = []
 
-    async def erase(received: Event[Any], session: Session) -> None:
+    routes: Routes[None] = Routes()
+
+    @routes.on(CustomerErased)
+    async def erase(_: None, received: Event[CustomerErased], uow: UnitOfWork) -> None:
         seen.append(format(trace.get_current_span().get_span_context().trace_id, "032x"))
 
     consumer = EventConsumer(
@@ -62,8 +67,9 @@ async def test_a_consumed_event_continues_the_producers_trace(
         client=mongo_client,
         db=db,
         publisher=publisher,
-        handlers={"crm.customer.erased": erase},
+        routes=routes.bind(None),
         topics=topics,
+        outbox=Outbox(db, topics),
     )
     record = encode(event)
     outcome = await consumer.handle(

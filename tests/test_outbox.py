@@ -8,15 +8,17 @@ import signal
 import sys
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 from shared.consumer import EventConsumer, IncomingMessage, Outcome
 from shared.events import Event, KafkaRecord
+from shared.events.customers import CustomerErased
 from shared.kafka import AiokafkaPublisher, EventPublisher
-from shared.mongo import Database, MongoClient, Session
+from shared.mongo import Database, MongoClient
 from shared.observability import span_from
 from shared.outbox import Outbox, OutboxRelay
+from shared.routing import Routes
 from shared.topics import CUSTOMERS, TopicNames
+from shared.unit_of_work import UnitOfWork
 from tests.kafka_reading import Records, read_topic
 from tests.service_harness import commit_to_outbox, erased, relay_once
 
@@ -95,7 +97,10 @@ async def test_event_republished_after_a_crash_is_applied_once(
     assert len(copies) == 2
     applied: list[str] = []
 
-    async def erase(received: Event[Any], session: Session) -> None:
+    routes: Routes[None] = Routes()
+
+    @routes.on(CustomerErased)
+    async def erase(_: None, received: Event[CustomerErased], uow: UnitOfWork) -> None:
         applied.append(received.id)
 
     consumer = EventConsumer(
@@ -103,8 +108,9 @@ async def test_event_republished_after_a_crash_is_applied_once(
         client=mongo_client,
         db=db,
         publisher=publisher,
-        handlers={"crm.customer.erased": erase},
+        routes=routes.bind(None),
         topics=topics,
+        outbox=Outbox(db, topics),
     )
     outcomes = [
         await consumer.handle(

@@ -275,7 +275,6 @@ def test_make_demo_runs_the_stack_feeds_it_and_ctrl_c_stops_everything(tmp_path:
     ports = free_ports(9)
     prefix = f"demo-{tmp_path.name}"[-40:].replace("_", "-")
     env = dict(os.environ)
-    env.pop("RAPPORT_STATE_DIR", None)
     env.update(
         RAPPORT_DATA_DIR=str(tmp_path / "data"),
         RAPPORT_KAFKA_PORT=str(ports[0]),

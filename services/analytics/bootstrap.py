@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.analytics import api, dashboard, worker
-from services.analytics.handlers import Analytics, Recomputer
+from services.analytics.handlers import Analytics, Recomputer, routes
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.store import AnalyticsStore
 from shared import ops
@@ -13,13 +13,12 @@ from shared.runtime import ServiceRuntime
 
 
 def create_app(settings: AnalyticsSettings) -> FastAPI:
-    runtime = ServiceRuntime.build(settings, handlers={}, subscriptions=worker.SUBSCRIPTIONS)
+    runtime = ServiceRuntime.build(settings, subscriptions=worker.SUBSCRIPTIONS)
     store = AnalyticsStore(runtime.db)
     analytics = Analytics(
         client=runtime.client, store=store, outbox=runtime.outbox, relay=runtime.relay
     )
-    for event_type, handler in worker.handlers(analytics).items():
-        runtime.on(event_type, handler)
+    runtime.handle(routes.bind(analytics))
     recomputer = Recomputer(
         analytics, settings.recompute_interval_seconds, settle=settings.regrade_settle_seconds
     )

@@ -552,6 +552,51 @@ def resummarise(old: Summary, kind: str, facts: Iterable[Any]) -> Summary:
     raise ValueError(f"no kind of fact {kind!r}")
 
 
+def with_new_facts(old: Summary, kind: str, facts: Sequence[Any]) -> Summary | None:
+    """``old`` (the summary of a customer's facts) with ``facts`` of one kind added, facts
+    it does not count yet (a complaint replaces the one with its id): equal to
+    :func:`summarise` of every fact. ``None`` when ``old`` cannot tell: a purchase not
+    later than the last one counted may change which purchase names a product, so all of
+    the customer's purchases are needed then."""
+    if not facts:
+        return old
+    if kind == "purchases":
+        last = old.last_purchase_at
+        if last is not None and any(purchase.at <= last for purchase in facts):
+            return None
+        new = summarise(facts, (), (), ())
+        skus = {item[0]: item for item in old.skus} | {item[0]: item for item in new.skus}
+        return replace(
+            old,
+            purchases=old.purchases + new.purchases,
+            first_purchase_at=old.first_purchase_at or new.first_purchase_at,
+            last_purchase_at=new.last_purchase_at,
+            spend=_added(old.spend, new.spend),
+            categories=tuple(sorted({item[2] for item in skus.values()})),
+            skus=tuple(skus[sku] for sku in sorted(skus)),
+        )
+    if kind == "returns":
+        new = summarise((), facts, (), ())
+        return replace(
+            old,
+            refunds=_added(old.refunds, new.refunds),
+            returns=tuple(sorted((*old.returns, *new.returns))),
+        )
+    if kind == "complaints":
+        by_id = {c.complaint_id: c for c in old.complaints} | {c.complaint_id: c for c in facts}
+        return replace(old, complaints=tuple(by_id[key] for key in sorted(by_id)))
+    if kind == "feedback":
+        return replace(old, feedback=summarise((), (), (), (*old.feedback, *facts)).feedback)
+    raise ValueError(f"no kind of fact {kind!r}")
+
+
+def _added(old: Mapping[str, Decimal], new: Mapping[str, Decimal]) -> dict[str, Decimal]:
+    totals = defaultdict(Decimal, old)
+    for currency, amount in new.items():
+        totals[currency] += amount
+    return dict(sorted(totals.items()))
+
+
 FACT_KINDS = ("purchases", "returns", "complaints", "feedback")
 
 

@@ -1,35 +1,46 @@
 """Analytics use cases: project events into read models, keep each customer's insight, and
 announce segment and churn-risk changes (through the outbox, only on change).
 
-Each event handler runs inside the consumer's transaction (with the event id recorded),
-so a redelivered event changes nothing. A customer's summary is rebuilt from that
-customer's facts and judged with the injected clock; the periodic :class:`Recomputer`
-judges everyone again, because overdue-ness and the population's quintiles move with time.
+Events are applied a batch at a time, inside the consumer's unit of work (with the event
+ids recorded), so a redelivered event changes nothing. The routes' ``load`` steps say what
+the batch's events will ask for and the first handler reads it all at once
+(``services.analytics.batch``); each handler then applies its event in memory, seeing what
+earlier events of the batch did. Once the batch is applied, each customer it touched has
+its summary rebuilt and judged once (:func:`judge_touched`), and every change is written
+with one bulk write per collection. The periodic :class:`Recomputer` judges everyone
+again, because overdue-ness and the population's quintiles move with time, and stores
+what changed in bulk too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import partial
+from decimal import Decimal
 from typing import Any
 
+from pymongo import ReplaceOne, UpdateOne
+
 from services.analytics import domain
+from services.analytics.batch import Batch
 from services.analytics.domain import Insight, Population, Summary
-from services.analytics.store import AnalyticsStore, is_identity_key
+from services.analytics.store import ANONYMOUS_PREFIX, FACTS, AnalyticsStore, stored_time
 from shared.clock import Clock, utc_now
-from shared.consumer import Handler, RejectEvent
+from shared.consumer import RejectEvent
 from shared.events import Event, new_event
 from shared.events.base import EventPayload
 from shared.events.complaints import (
     ComplaintAcknowledged,
     ComplaintClosed,
+    ComplaintEvent,
     ComplaintFeedbackReceived,
     ComplaintOpened,
     ComplaintReopened,
@@ -37,6 +48,7 @@ from shared.events.complaints import (
     ComplaintSlaBreached,
     ComplaintStatus,
     ComplaintStatusChanged,
+    ResolutionType,
     SlaSeverity,
 )
 from shared.events.customers import (
@@ -55,14 +67,16 @@ from shared.events.notifications import (
 )
 from shared.events.purchases import PurchaseCompleted, PurchaseReturned
 from shared.lease import Lease
-from shared.mongo import Document, MongoClient, Session, in_transaction
+from shared.mongo import Collection, Document, MongoClient, Session
 from shared.outbox import Outbox, OutboxRelay
+from shared.routing import Routes
+from shared.unit_of_work import UnitOfWork, UnitsOfWork
 
 log = logging.getLogger(__name__)
 
 SOURCE = "/rapport/analytics"
-ANONYMOUS_PREFIX = "anonymous-"
 POPULATION_TTL = 2.0
+RECOMPUTE_CHUNK = 500  # customers whose new judgement one transaction stores
 
 
 @dataclass
@@ -81,12 +95,29 @@ class Analytics:
     regrade: Callable[[], None] | None = None
     new_buyers: int = 0
     # The judged population, read again at most every POPULATION_TTL (monotonic seconds):
-    # it changes once a recompute, and every event needs it.
+    # it changes once a recompute, and every batch needs it.
     _population: tuple[float, Population] | None = field(default=None, init=False, repr=False)
+    # What each batch in hand holds in memory, by its unit of work (gone with it).
+    batches: weakref.WeakKeyDictionary[UnitOfWork, Batch] = field(
+        default_factory=weakref.WeakKeyDictionary, init=False, repr=False
+    )
 
     def now(self) -> datetime:
         moment = self.clock().astimezone(UTC)
         return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+    def batch(self, uow: UnitOfWork) -> Batch:
+        """The batch ``uow`` applies, as analytics holds it (the load steps fill it)."""
+        batch = self.batches.get(uow)
+        if batch is None:
+            batch = self.batches[uow] = Batch(self.store)
+        return batch
+
+    async def ready(self, uow: UnitOfWork) -> Batch:
+        """The batch, with what its load steps asked for read (once, by the first handler)."""
+        batch = self.batch(uow)
+        await batch.fetch(uow)
+        return batch
 
     async def population(self, session: Session) -> Population:
         cached = self._population
@@ -109,11 +140,12 @@ class Analytics:
         if self.new_buyers >= max(1.0, population.size * self.regrade_growth):
             self.regrade()
 
-    async def publish(self, session: Session, payloads: list[EventPayload], now: datetime) -> None:
-        if self.announce and payloads:
-            await self.outbox.add(
-                session, [new_event(p, source=SOURCE, time=now) for p in payloads]
-            )
+    def announcements(
+        self, payloads: Sequence[EventPayload], now: datetime, trace: dict[str, str] | None = None
+    ) -> list[Event[Any]]:
+        if not self.announce:
+            return []
+        return [new_event(p, source=SOURCE, time=now, extensions=trace) for p in payloads]
 
 
 # Judging a customer
@@ -164,51 +196,19 @@ def _same(before: Document | None, stored: dict[str, Any]) -> bool:
     return old is not None and all(old.get(key) == value for key, value in stored.items())
 
 
-async def refresh(
-    ctx: Analytics, session: Session, customer_id: str, now: datetime, changed: str | None = None
-) -> None:
-    """Rebuild the customer's summary from its facts (only the ``changed`` kind of fact
-    when it has a stored one: every other kind's facts call for a refresh as they change),
-    judge it, announce what changed."""
-    if customer_id.startswith(ANONYMOUS_PREFIX) or is_identity_key(customer_id):
-        return
-    before = await ctx.store.customer(customer_id, session)
-    if before is not None and (before.get("erased") or before.get("merged_into")):
-        await ctx.store.customers.update_one(
-            {"_id": customer_id},
-            {"$set": {"summary": None, "insight": None}, "$inc": {"version": 1}},
-            session=session,
-        )
-        return
-    stored_summary = (before or {}).get("summary")
-    known = None if stored_summary is None else Summary.from_document(stored_summary)
-    summary = await ctx.store.summary_of(customer_id, session, known=known, changed=changed)
-    population = await ctx.population(session)
-    registered_at = (before or {}).get("registered_at")
-    insight = domain.evaluate(summary, population, registered_at, now)
-    stored, payloads = _changes(customer_id, before, insight, now)
-    if summary.purchases and not ((before or {}).get("summary") or {}).get("purchases"):
-        ctx.noticed_new_buyer(population)
-    await ctx.store.customers.update_one(
-        {"_id": customer_id},
-        {
-            "$set": {"summary": summary.to_document(), "insight": stored},
-            "$setOnInsert": {"name": None, "registered_at": None, "merged_into": None},
-            "$inc": {"version": 1},
-        },
-        upsert=True,
-        session=session,
-    )
-    await ctx.publish(session, payloads, now)
+# Event handlers: each applies its event to what the batch holds in memory
 
+COMPLAINT_TYPES = (
+    ComplaintOpened,
+    ComplaintAcknowledged,
+    ComplaintStatusChanged,
+    ComplaintResolved,
+    ComplaintReopened,
+    ComplaintClosed,
+    ComplaintSlaBreached,
+)
 
-# Event handlers
-
-
-def _payload(event: Event[Any], kind: type[EventPayload]) -> Any:
-    payload = event.payload
-    assert isinstance(payload, kind)
-    return payload
+routes: Routes[Analytics] = Routes()
 
 
 def _named(purchase: PurchaseCompleted) -> str:
@@ -222,223 +222,398 @@ def _named(purchase: PurchaseCompleted) -> str:
     return f"email:{(purchase.customer_email or '').strip().lower()}"
 
 
-async def _attribution(store: AnalyticsStore, named: str, session: Session) -> tuple[str, str]:
-    """The id a new fact keeps as named, and the customer it counts for; a fact about an
-    erased customer keeps neither its id."""
-    customer_id = await store.resolve(named, session)
-    if customer_id.startswith(ANONYMOUS_PREFIX):
-        return customer_id, customer_id
-    return named, customer_id
+def _identity_keys(snapshot: CustomerSnapshot) -> list[str]:
+    keys = [f"email:{email.lower()}" for email in snapshot.emails]
+    return keys + [f"external:{system}:{value}" for system, value in snapshot.external_ids.items()]
 
 
-async def on_customer_snapshot(ctx: Analytics, event: Event[Any], session: Session) -> None:
-    store = ctx.store
-    snapshot = _payload(event, CustomerSnapshot)
-    before = await store.customer(snapshot.customer_id, session)
+async def load_snapshots(
+    ctx: Analytics, events: Sequence[Event[CustomerSnapshot]], uow: UnitOfWork
+) -> None:
+    batch = ctx.batch(uow)
+    ids = [event.payload.customer_id for event in events]
+    keys = [key for event in events for key in _identity_keys(event.payload)]
+    batch.want_names(ids)
+    for kind in FACTS:
+        batch.want_facts(kind, "named", keys)  # facts that named them are theirs now
+    for kind in domain.FACT_KINDS:
+        batch.want_facts(kind, "customer_id", ids)  # their summaries are rebuilt whole
+
+
+@routes.on(CustomerRegistered, CustomerUpdated, load=load_snapshots)
+async def on_customer_snapshot(
+    ctx: Analytics, event: Event[CustomerSnapshot], uow: UnitOfWork
+) -> None:
+    batch = await ctx.ready(uow)
+    snapshot = event.payload
+    before = await batch.customer(uow, snapshot.customer_id)
     if before is not None and before.get("erased"):
         return
     name = snapshot.preferred_name or " ".join(
         part for part in (snapshot.given_name, snapshot.family_name) if part
     )
-    await store.customers.update_one(
-        {"_id": snapshot.customer_id},
+    batch.put_customer(
+        uow,
         {
-            "$set": {"name": name or None, "registered_at": snapshot.created_at},
-            "$setOnInsert": {"merged_into": None},
+            **(before or {"_id": snapshot.customer_id, "merged_into": None}),
+            "name": name or None,
+            "registered_at": stored_time(snapshot.created_at),
         },
-        upsert=True,
-        session=session,
     )
-    keys = [f"email:{email.lower()}" for email in snapshot.emails]
-    keys += [f"external:{system}:{value}" for system, value in snapshot.external_ids.items()]
-    await store.record_identities(snapshot.customer_id, keys, session)
-    touched = await store.reattribute(keys, session)  # purchases that named these
-    now = ctx.now()
+    keys = _identity_keys(snapshot)
+    for key in keys:
+        batch.own(uow, key, snapshot.customer_id)
+    touched = await batch.reattribute(uow, keys)  # purchases that named these
     for customer_id in sorted(touched | {snapshot.customer_id}):
-        await refresh(ctx, session, customer_id, now)
+        batch.touch(customer_id)
 
 
-async def on_customer_merged(ctx: Analytics, event: Event[Any], session: Session) -> None:
-    store = ctx.store
-    merged = _payload(event, CustomerMerged)
+async def load_merges(
+    ctx: Analytics, events: Sequence[Event[CustomerMerged]], uow: UnitOfWork
+) -> None:
+    batch = ctx.batch(uow)
+    ids = [
+        id_
+        for event in events
+        for id_ in (event.payload.customer_id, event.payload.source_customer_id)
+    ]
+    batch.want_names(ids)
+    batch.want_names_of(ids)
+
+
+@routes.on(CustomerMerged, load=load_merges)
+async def on_customer_merged(ctx: Analytics, event: Event[CustomerMerged], uow: UnitOfWork) -> None:
+    merged = event.payload
     survivor, source = merged.customer_id, merged.source_customer_id
     if survivor == source:
         raise RejectEvent("a customer cannot be merged into itself")
-    names = await store.named_for(source, session) | await store.named_for(survivor, session)
-    await store.customers.update_one(
-        {"_id": source},
+    batch = await ctx.ready(uow)
+    names = await batch.named_for(uow, source) | await batch.named_for(uow, survivor)
+    before = await batch.customer(uow, source)
+    batch.put_customer(
+        uow,
         {
-            "$set": {"merged_into": None if merged.undone else survivor},
-            "$setOnInsert": {"name": None, "registered_at": None},
+            **(before or {"_id": source, "name": None, "registered_at": None}),
+            "merged_into": None if merged.undone else survivor,
         },
-        upsert=True,
-        session=session,
     )
-    touched = await store.reattribute(names, session)
-    now = ctx.now()
+    touched = await batch.reattribute(uow, names)
     for customer_id in sorted(touched | {survivor, source}):
-        await refresh(ctx, session, customer_id, now)
+        batch.touch(customer_id)
 
 
-async def on_customer_erased(ctx: Analytics, event: Event[Any], session: Session) -> None:
-    store = ctx.store
-    erased = _payload(event, CustomerErased)
+async def load_erasures(
+    ctx: Analytics, events: Sequence[Event[CustomerErased]], uow: UnitOfWork
+) -> None:
+    batch = ctx.batch(uow)
+    ids = [event.payload.customer_id for event in events]
+    batch.want_names(ids)
+    batch.want_names_of(ids)
+    batch.want_identities_of(ids)
+
+
+@routes.on(CustomerErased, load=load_erasures)
+async def on_customer_erased(ctx: Analytics, event: Event[CustomerErased], uow: UnitOfWork) -> None:
+    batch = await ctx.ready(uow)
+    erased = event.payload
     customer_id = erased.customer_id
-    before = await store.customer(customer_id, session)
+    before = await batch.customer(uow, customer_id)
     if before is not None and before.get("erased"):
         return
     token = f"{ANONYMOUS_PREFIX}{uuid.uuid5(uuid.NAMESPACE_URL, event.id).hex[:16]}"
-    names = await store.named_for(customer_id, session)
+    names = await batch.named_for(uow, customer_id)
     # Aggregates keep counting (registered_at stays for "new customers"); who it was goes.
-    await store.customers.replace_one(
-        {"_id": customer_id},
+    batch.put_customer(
+        uow,
         {
             "_id": customer_id,
             "erased": True,
             "anonymous_id": token,
-            "erased_at": erased.erased_at,
+            "erased_at": stored_time(erased.erased_at),
             "registered_at": (before or {}).get("registered_at"),
             "merged_into": None,
             "name": None,
             "summary": None,
             "insight": None,
         },
-        upsert=True,
-        session=session,
     )
-    for name in names:
-        await store.anonymise_facts(name, token, session)
-    await store.identities.delete_many({"customer_id": customer_id}, session=session)
-    await ctx.outbox.forget(session, [customer_id], lambda payload: payload)
+    await batch.anonymise(uow, names, token)
+    await batch.disown_all(uow, customer_id)
+    batch.untouch(customer_id)  # nothing to judge, nothing to announce
+    await ctx.outbox.forget(uow.session, [customer_id], lambda payload: payload)
 
 
-async def on_purchase_completed(ctx: Analytics, event: Event[Any], session: Session) -> None:
-    store = ctx.store
-    purchase = _payload(event, PurchaseCompleted)
-    named = _named(purchase)
-    named, customer_id = await _attribution(store, named, session)
-    items = [
+async def load_purchases(
+    ctx: Analytics, events: Sequence[Event[PurchaseCompleted]], uow: UnitOfWork
+) -> None:
+    batch = ctx.batch(uow)
+    batch.want_names(_named(event.payload) for event in events)
+    batch.want_facts("purchases", "_id", (event.payload.purchase_id for event in events))
+
+
+@routes.on(PurchaseCompleted, load=load_purchases)
+async def on_purchase_completed(
+    ctx: Analytics, event: Event[PurchaseCompleted], uow: UnitOfWork
+) -> None:
+    batch = await ctx.ready(uow)
+    purchase = event.payload
+    purchases = batch.facts["purchases"]
+    if await purchases.get(uow, purchase.purchase_id) is not None:
+        return  # a purchase id seen before counts once
+    named, customer_id = await batch.attribution(uow, _named(purchase))
+    purchases.add(
         {
-            "sku": item.sku,
-            "name": item.name,
-            "category": item.category,
-            "quantity": item.quantity,
-            "unit_price": format(item.unit_price, "f"),
+            "_id": purchase.purchase_id,
+            "named": named,
+            "customer_id": customer_id,
+            "at": stored_time(purchase.purchased_at or event.time),
+            "currency": purchase.currency,
+            "total": format(purchase.total_amount, "f"),
+            "channel": purchase.channel,
+            "items": [
+                {
+                    "sku": item.sku,
+                    "name": item.name,
+                    "category": item.category,
+                    "quantity": item.quantity,
+                    "unit_price": format(item.unit_price, "f"),
+                }
+                for item in purchase.items
+            ],
+            "skus": sorted({item.sku for item in purchase.items}),
+            "categories": sorted({item.category for item in purchase.items}),
         }
-        for item in purchase.items
-    ]
-    document = {
-        "named": named,
-        "customer_id": customer_id,
-        "at": purchase.purchased_at or event.time,
-        "currency": purchase.currency,
-        "total": format(purchase.total_amount, "f"),
-        "channel": purchase.channel,
-        "items": items,
-        "skus": sorted({item["sku"] for item in items}),
-        "categories": sorted({item["category"] for item in items}),
-    }
-    result = await store.purchases.update_one(
-        {"_id": purchase.purchase_id}, {"$setOnInsert": document}, upsert=True, session=session
     )
-    if result.upserted_id is not None:  # a purchase id seen before counts once
-        await refresh(ctx, session, customer_id, ctx.now(), changed="purchases")
+    batch.touch(customer_id, "purchases", purchase.purchase_id)
 
 
-async def on_purchase_returned(ctx: Analytics, event: Event[Any], session: Session) -> None:
-    store = ctx.store
-    returned = _payload(event, PurchaseReturned)
-    named, customer_id = await _attribution(store, returned.customer_id, session)
-    document = {
-        "named": named,
-        "customer_id": customer_id,
-        "purchase_id": returned.purchase_id,
-        "at": returned.returned_at or event.time,
-        "currency": returned.currency,
-        "refund": format(returned.refund_amount, "f"),
-    }
-    result = await store.returns.update_one(
-        {"_id": returned.return_id}, {"$setOnInsert": document}, upsert=True, session=session
+async def load_returns(
+    ctx: Analytics, events: Sequence[Event[PurchaseReturned]], uow: UnitOfWork
+) -> None:
+    batch = ctx.batch(uow)
+    batch.want_names(event.payload.customer_id for event in events)
+    batch.want_facts("returns", "_id", (event.payload.return_id for event in events))
+
+
+@routes.on(PurchaseReturned, load=load_returns)
+async def on_purchase_returned(
+    ctx: Analytics, event: Event[PurchaseReturned], uow: UnitOfWork
+) -> None:
+    batch = await ctx.ready(uow)
+    returned = event.payload
+    returns = batch.facts["returns"]
+    if await returns.get(uow, returned.return_id) is not None:
+        return
+    named, customer_id = await batch.attribution(uow, returned.customer_id)
+    returns.add(
+        {
+            "_id": returned.return_id,
+            "named": named,
+            "customer_id": customer_id,
+            "purchase_id": returned.purchase_id,
+            "at": stored_time(returned.returned_at or event.time),
+            "currency": returned.currency,
+            "refund": format(returned.refund_amount, "f"),
+        }
     )
-    if result.upserted_id is not None:
-        await refresh(ctx, session, customer_id, ctx.now(), changed="returns")
+    batch.touch(customer_id, "returns", returned.return_id)
 
 
-async def on_complaint(ctx: Analytics, event: Event[Any], session: Session) -> None:
-    store = ctx.store
-    payload = event.payload
-    named = payload.customer_key()
-    named, customer_id = await _attribution(store, named, session)
-    change: dict[str, Any] = {
-        "$setOnInsert": {"named": named},
-        "$set": {"customer_id": customer_id},
-    }
+# A complaint resolved with a refund is a refund, as the profiles ledger books it: a
+# refund or return resolution naming the amount, the currency and the purchase, kept as
+# the return ``complaint:<complaint id>``. That id is the rule against counting it twice: a
+# second resolution of the complaint, or a ``crm.purchase.returned`` carrying that return
+# id, is the same refund (the first one met counts), as the ledger keeps one entry an id.
+REFUNDING_RESOLUTIONS = frozenset({ResolutionType.REFUND, ResolutionType.RETURN})
+
+
+def complaint_return_id(complaint_id: str) -> str:
+    """The id of the refund a complaint resolution grants (the ledger's, too)."""
+    return f"complaint:{complaint_id}"
+
+
+def refund_of(resolved: ComplaintResolved) -> tuple[Decimal, str, str] | None:
+    """The refund (amount, currency, purchase id) a resolution grants, if it grants one."""
+    amount, currency, purchase_id = (
+        resolved.refund_amount,
+        resolved.currency,
+        resolved.purchase_id,
+    )
+    if resolved.resolution_type not in REFUNDING_RESOLUTIONS:
+        return None
+    if amount is None or currency is None or purchase_id is None:
+        return None
+    return amount, currency, purchase_id
+
+
+async def load_refunds(
+    ctx: Analytics, events: Sequence[Event[ComplaintResolved]], uow: UnitOfWork
+) -> None:
+    refunds = [event.payload for event in events if refund_of(event.payload) is not None]
+    if not refunds:
+        return
+    batch = ctx.batch(uow)
+    batch.want_names(resolved.customer_id for resolved in refunds)
+    ids = (complaint_return_id(resolved.complaint_id) for resolved in refunds)
+    batch.want_facts("returns", "_id", ids)
+
+
+@routes.on(ComplaintResolved, load=load_refunds)
+async def on_complaint_refund(
+    ctx: Analytics, event: Event[ComplaintResolved], uow: UnitOfWork
+) -> None:
+    """A refunding resolution counts as a return (refunds, net spend, RFM money), once."""
+    resolved = event.payload
+    refund = refund_of(resolved)
+    if refund is None:
+        return
+    amount, currency, purchase_id = refund
+    batch = await ctx.ready(uow)
+    return_id = complaint_return_id(resolved.complaint_id)
+    returns = batch.facts["returns"]
+    if await returns.get(uow, return_id) is not None:
+        return  # resolved again, or already met as crm.purchase.returned
+    named, customer_id = await batch.attribution(uow, resolved.customer_id)
+    returns.add(
+        {
+            "_id": return_id,
+            "named": named,
+            "customer_id": customer_id,
+            "purchase_id": purchase_id,
+            "complaint_id": resolved.complaint_id,
+            "at": stored_time(resolved.resolved_at),
+            "currency": currency,
+            "refund": format(amount, "f"),
+        }
+    )
+    batch.touch(customer_id, "returns", return_id)
+
+
+def _earliest(document: Document, field: str, moment: datetime) -> None:
+    """What ``$min`` does: keep the earliest of the stored time and ``moment``."""
+    if field not in document or (document[field] is not None and moment < document[field]):
+        document[field] = moment
+
+
+def _also(document: Document, field: str, value: Any) -> None:
+    """What ``$addToSet`` does."""
+    held = list(document.get(field) or ())
+    document[field] = held if value in held else [*held, value]
+
+
+def complaint_after(
+    before: Document | None, payload: ComplaintEvent, named: str, customer_id: str
+) -> Document | None:
+    """The complaint fact once ``payload`` is applied to it (``None``: it changes
+    nothing). Every event owns its fields, or keeps the earliest time or a set of times,
+    so the order the events arrive in does not matter."""
+    document: Document = dict(before) if before else {"_id": payload.complaint_id, "named": named}
+    document["customer_id"] = customer_id
     if isinstance(payload, ComplaintOpened):
-        change["$set"].update(
-            opened_at=payload.opened_at,
-            first_response_due_at=payload.first_response_due_at,
-            resolution_due_at=payload.resolution_due_at,
+        document.update(
+            opened_at=stored_time(payload.opened_at),
+            first_response_due_at=_maybe_time(payload.first_response_due_at),
+            resolution_due_at=_maybe_time(payload.resolution_due_at),
             priority=payload.priority.value,
             category=payload.category,
         )
     elif isinstance(payload, ComplaintAcknowledged):
-        change["$min"] = {"acknowledged_at": payload.acknowledged_at}
+        _earliest(document, "acknowledged_at", stored_time(payload.acknowledged_at))
     elif isinstance(payload, ComplaintStatusChanged):
         if payload.to_status is not ComplaintStatus.WAITING_ON_CUSTOMER:
-            return
-        change["$set"]["waited_on_customer"] = True
+            return None
+        document["waited_on_customer"] = True
     elif isinstance(payload, ComplaintResolved):
-        change["$addToSet"] = {"resolved": payload.resolved_at}
-        change["$min"] = {"first_resolved_at": payload.resolved_at}
+        resolved_at = stored_time(payload.resolved_at)
+        _also(document, "resolved", resolved_at)
+        _earliest(document, "first_resolved_at", resolved_at)
     elif isinstance(payload, ComplaintReopened):
-        change["$addToSet"] = {"reopened": payload.reopened_at}
+        _also(document, "reopened", stored_time(payload.reopened_at))
     elif isinstance(payload, ComplaintClosed):
-        change["$min"] = {"closed_at": payload.closed_at}
+        _earliest(document, "closed_at", stored_time(payload.closed_at))
     elif isinstance(payload, ComplaintSlaBreached):
         if payload.severity is not SlaSeverity.BREACH:
-            return
-        change["$addToSet"] = {"breaches": payload.clock.value}
-        change["$min"] = {f"breach_due.{payload.clock.value}": payload.due_at}
-    previous = await store.complaints.find_one_and_update(
-        {"_id": payload.complaint_id},
-        change,
-        {"customer_id": 1},
-        upsert=True,
-        session=session,
-    )
-    now = ctx.now()
-    await refresh(ctx, session, customer_id, now, changed="complaints")
-    moved_from = (previous or {}).get("customer_id")
+            return None
+        _also(document, "breaches", payload.clock.value)
+        due = dict(document.get("breach_due") or {})
+        _earliest(due, payload.clock.value, stored_time(payload.due_at))
+        document["breach_due"] = due
+    return document
+
+
+def _maybe_time(moment: datetime | None) -> datetime | None:
+    return None if moment is None else stored_time(moment)
+
+
+async def load_complaints(
+    ctx: Analytics, events: Sequence[Event[ComplaintEvent]], uow: UnitOfWork
+) -> None:
+    batch = ctx.batch(uow)
+    batch.want_names(event.payload.customer_key() for event in events)
+    batch.want_facts("complaints", "_id", (event.payload.complaint_id for event in events))
+
+
+@routes.on(*COMPLAINT_TYPES, load=load_complaints)
+async def on_complaint(ctx: Analytics, event: Event[ComplaintEvent], uow: UnitOfWork) -> None:
+    batch = await ctx.ready(uow)
+    payload = event.payload
+    named, customer_id = await batch.attribution(uow, payload.customer_key())
+    complaints = batch.facts["complaints"]
+    before = await complaints.get(uow, payload.complaint_id)
+    document = complaint_after(before, payload, named, customer_id)
+    if document is None:
+        return
+    if before is None:
+        complaints.add(document)
+    else:
+        complaints.put(document)
+    batch.touch(customer_id, "complaints", payload.complaint_id)
+    moved_from = (before or {}).get("customer_id")
     if moved_from is not None and moved_from != customer_id:  # rebuilt whole: it lost one
-        await refresh(ctx, session, str(moved_from), now)
+        batch.touch(str(moved_from))
 
 
-async def on_feedback_received(ctx: Analytics, event: Event[Any], session: Session) -> None:
-    store = ctx.store
-    feedback = _payload(event, ComplaintFeedbackReceived)
-    named, customer_id = await _attribution(store, feedback.customer_id, session)
-    await store.feedback.insert_one(
+async def load_feedback(
+    ctx: Analytics, events: Sequence[Event[ComplaintFeedbackReceived]], uow: UnitOfWork
+) -> None:
+    ctx.batch(uow).want_names(event.payload.customer_id for event in events)
+
+
+@routes.on(ComplaintFeedbackReceived, load=load_feedback)
+async def on_feedback_received(
+    ctx: Analytics, event: Event[ComplaintFeedbackReceived], uow: UnitOfWork
+) -> None:
+    batch = await ctx.ready(uow)
+    feedback = event.payload
+    named, customer_id = await batch.attribution(uow, feedback.customer_id)
+    batch.facts["feedback"].add(
         {
             "_id": event.id,
             "named": named,
             "customer_id": customer_id,
             "complaint_id": feedback.complaint_id,
-            "at": feedback.received_at,
+            "at": stored_time(feedback.received_at),
             "csat": feedback.csat,
             "nps": feedback.nps,
-        },
-        session=session,
+        }
     )
-    await refresh(ctx, session, customer_id, ctx.now(), changed="feedback")
+    batch.touch(customer_id, "feedback", event.id)
 
 
-async def on_notification(ctx: Analytics, event: Event[Any], session: Session) -> None:
-    store = ctx.store
-    payload = _payload(event, NotificationEvent)
+async def load_notifications(
+    ctx: Analytics, events: Sequence[Event[NotificationEvent]], uow: UnitOfWork
+) -> None:
+    ctx.batch(uow).want_names(event.payload.customer_id for event in events)
+
+
+@routes.on(NotificationSent, NotificationFailed, NotificationSuppressed, load=load_notifications)
+async def on_notification(ctx: Analytics, event: Event[NotificationEvent], uow: UnitOfWork) -> None:
+    batch = await ctx.ready(uow)
+    payload = event.payload
     at = getattr(payload, "sent_at", None) or getattr(payload, "failed_at", None)
     at = at or getattr(payload, "suppressed_at", None) or event.time
-    named, customer_id = await _attribution(store, payload.customer_id, session)
-    await store.notifications.insert_one(
+    named, customer_id = await batch.attribution(uow, payload.customer_id)
+    batch.facts["notifications"].add(
         {
             "_id": event.id,
             "event_type": event.type,
@@ -448,37 +623,60 @@ async def on_notification(ctx: Analytics, event: Event[Any], session: Session) -
             "channel": payload.channel.value,
             "rule": payload.rule,
             "reason": getattr(payload, "reason", None),
-            "at": at,
-        },
-        session=session,
+            "at": stored_time(at),
+        }
     )
 
 
-COMPLAINT_TYPES = (
-    ComplaintOpened,
-    ComplaintAcknowledged,
-    ComplaintStatusChanged,
-    ComplaintResolved,
-    ComplaintReopened,
-    ComplaintClosed,
-    ComplaintSlaBreached,
-)
+# Once per batch: each touched customer judged once, everything written in bulk
 
 
-def event_handlers(ctx: Analytics) -> dict[str, Handler]:
-    return {
-        CustomerRegistered.event_type: partial(on_customer_snapshot, ctx),
-        CustomerUpdated.event_type: partial(on_customer_snapshot, ctx),
-        CustomerMerged.event_type: partial(on_customer_merged, ctx),
-        CustomerErased.event_type: partial(on_customer_erased, ctx),
-        PurchaseCompleted.event_type: partial(on_purchase_completed, ctx),
-        PurchaseReturned.event_type: partial(on_purchase_returned, ctx),
-        **{kind.event_type: partial(on_complaint, ctx) for kind in COMPLAINT_TYPES},
-        ComplaintFeedbackReceived.event_type: partial(on_feedback_received, ctx),
-        NotificationSent.event_type: partial(on_notification, ctx),
-        NotificationFailed.event_type: partial(on_notification, ctx),
-        NotificationSuppressed.event_type: partial(on_notification, ctx),
+@routes.after_batch
+async def judge_touched(ctx: Analytics, events: Sequence[Event[Any]], uow: UnitOfWork) -> None:
+    """Rebuild and judge each customer the batch touched, once, and queue every change
+    of the batch (facts, customers, announcements) in its unit of work."""
+    batch = ctx.batches.pop(uow, None)
+    if batch is None:
+        return
+    await batch.fetch(uow)
+    customers = ctx.store.customers
+    await uow.load(customers, batch.touched)
+    documents = {
+        customer_id: await batch.customer(uow, customer_id) for customer_id in batch.touched
     }
+    summaries = await batch.summaries(uow, documents)
+    batch.save(uow)  # after the last read of the facts: queued writes land at commit
+    now = ctx.now()
+    population = await ctx.population(uow.session) if batch.touched else Population()
+    for customer_id, touched in batch.touched.items():
+        before = documents[customer_id]
+        version = (before or {}).get("version") or 0
+        if customer_id not in summaries:  # erased or merged: it has none
+            gone = before or {"_id": customer_id}
+            _replace(
+                uow, customers, {**gone, "summary": None, "insight": None, "version": version + 1}
+            )
+            continue
+        summary = summaries[customer_id]
+        insight = domain.evaluate(summary, population, (before or {}).get("registered_at"), now)
+        stored, payloads = _changes(customer_id, before, insight, now)
+        if summary.purchases and not ((before or {}).get("summary") or {}).get("purchases"):
+            ctx.noticed_new_buyer(population)
+        new = {"_id": customer_id, "name": None, "registered_at": None, "merged_into": None}
+        document = {
+            **(before or new),
+            "summary": summary.to_document(),
+            "insight": stored,
+            "version": version + 1,
+        }
+        _replace(uow, customers, document)
+        uow.emit(ctx.announcements(payloads, now, touched.trace))
+
+
+def _replace(uow: UnitOfWork, collection: Collection, document: Document) -> None:
+    """Store ``document`` whole at commit. The batch's last change of it: nothing reads it
+    again, so it is queued as it is (``uow.put`` would keep a copy in the identity map)."""
+    uow.write(collection, ReplaceOne({"_id": document["_id"]}, document, upsert=True))
 
 
 # Judging everyone
@@ -517,46 +715,71 @@ async def judge_population(store: AnalyticsStore, now: datetime) -> tuple[Popula
     return population, judged
 
 
-async def recompute(ctx: Analytics, now: datetime | None = None) -> int:
-    """Judge every customer again at ``now``; store and announce what changed. Returns
-    how many customers changed. Safe beside a second instance: a customer written by
-    someone else meanwhile (its version moved) is left to them, judged by that writer."""
+@dataclass(frozen=True)
+class _Judgement:
+    customer_id: str
+    version: Any  # as judged: stored only if the customer is still at it
+    stored: Document
+    payloads: list[EventPayload]
+
+
+async def recompute(
+    ctx: Analytics, now: datetime | None = None, chunk: int = RECOMPUTE_CHUNK
+) -> int:
+    """Judge every customer again at ``now``; store and announce what changed, ``chunk``
+    customers a transaction (one bulk write). Returns how many customers changed. Safe
+    beside a second instance: a customer written by someone else meanwhile (its version
+    moved) is left to them, judged by that writer."""
     moment = now or ctx.now()
     ctx.new_buyers = 0
     population, judged = await judge_population(ctx.store, moment)
     await ctx.store.save_population(population, moment)
     ctx.judged(population)
-    changed = 0
+    changes = []
     for item in judged:
         stored, payloads = _changes(item.customer_id, item.document, item.insight, moment)
-        if _same(item.document, stored):
-            continue  # the usual case: no transaction at all
-
-        async def work(
-            session: Session,
-            item: Judged = item,
-            stored: Document = stored,
-            payloads: list[EventPayload] = payloads,
-        ) -> bool:
-            result = await ctx.store.customers.update_one(
-                {
-                    **ctx.store.live_customers(),
-                    "_id": item.customer_id,
-                    "version": item.document.get("version"),
-                },
-                {"$set": {"insight": stored}, "$inc": {"version": 1}},
-                session=session,
+        if not _same(item.document, stored):  # the usual case: nothing to store
+            changes.append(
+                _Judgement(item.customer_id, item.document.get("version"), stored, payloads)
             )
-            if result.matched_count == 0:
-                return False
-            await ctx.publish(session, payloads, moment)
-            return True
-
-        if await in_transaction(ctx.client, work):
-            changed += 1
-    if changed and ctx.relay is not None:
-        ctx.relay.wake()
+    units = UnitsOfWork(ctx.client, ctx.outbox, ctx.relay)
+    changed = 0
+    for start in range(0, len(changes), chunk):
+        part = changes[start : start + chunk]
+        changed += await units.run(functools.partial(_store_judgements, ctx, part, moment))
     return changed
+
+
+async def _store_judgements(
+    ctx: Analytics, judgements: Sequence[_Judgement], now: datetime, uow: UnitOfWork
+) -> int:
+    """Store the judgements of customers still as they were judged (their version read in
+    one query), with one bulk write, and announce them; returns how many were stored."""
+    customers = ctx.store.customers
+    live = ctx.store.live_customers()
+    uow.reads += 1
+    found = customers.find(
+        {**live, "_id": {"$in": [j.customer_id for j in judgements]}},
+        {"version": 1},
+        session=uow.session,
+    )
+    versions = {document["_id"]: document.get("version") async for document in found}
+    stored = 0
+    for judgement in judgements:
+        key = judgement.customer_id
+        if key not in versions or versions[key] != judgement.version:
+            continue  # changed since judged: its writer judged it
+        uow.write(
+            customers,
+            UpdateOne(
+                {**live, "_id": key, "version": judgement.version},
+                {"$set": {"insight": judgement.stored}, "$inc": {"version": 1}},
+            ),
+            key=key,
+        )
+        uow.emit(ctx.announcements(judgement.payloads, now))
+        stored += 1
+    return stored
 
 
 @dataclass

@@ -19,7 +19,7 @@ import json
 import logging
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +27,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.analytics import queries, worker
-from services.analytics.handlers import Analytics, recompute
+from services.analytics.handlers import Analytics, recompute, routes
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.store import AnalyticsStore
 from shared.consumer import EventConsumer, IncomingMessage, Outcome
@@ -37,6 +37,8 @@ from shared.outbox import Outbox
 from shared.topics import TopicNames
 
 log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
 
 
 class CountingPublisher:
@@ -73,8 +75,10 @@ async def replay(
     now: datetime,
     group: str | None = None,
     idle_timeout: float = 30.0,
+    progress: Progress | None = None,
 ) -> ReplayResult:
-    """Rebuild into ``database`` (wiped first) and return its figures at ``now``."""
+    """Rebuild into ``database`` (wiped first) and return its figures at ``now``;
+    ``progress(done, total)`` hears of each batch (records read of the total to read)."""
     topics = TopicNames(settings.topic_prefix)
     group_id = group or f"{settings.consumer_group}-replay-{uuid.uuid4().hex[:8]}"
     client = create_client(settings.mongodb_uri, app_name="rapport-analytics-replay")
@@ -87,13 +91,19 @@ async def replay(
             client=client,
             db=client[database],
             publisher=CountingPublisher(),
-            handlers=worker.handlers(ctx),
+            routes=routes.bind(ctx),
             topics=topics,
+            outbox=ctx.outbox,
             max_attempts=settings.consumer_max_attempts,
         )
         await consumer.ensure_indexes()
         outcomes = await _consume_all(
-            settings, [topics(t) for t in worker.SUBSCRIPTIONS], group_id, consumer, idle_timeout
+            settings,
+            [topics(t) for t in worker.SUBSCRIPTIONS],
+            group_id,
+            consumer,
+            idle_timeout,
+            progress,
         )
         await recompute(ctx, now)
         figures = await queries.snapshot(ctx, now)
@@ -114,6 +124,7 @@ async def _consume_all(
     group_id: str,
     consumer: EventConsumer,
     idle_timeout: float,
+    progress: Progress | None = None,
 ) -> dict[str, int]:
     kafka = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_servers,
@@ -136,30 +147,30 @@ async def _consume_all(
         await kafka.seek_to_beginning(*partitions)
         ends = await kafka.end_offsets(partitions)
         waiting = {tp for tp, end in ends.items() if end > 0}
+        starts = await kafka.beginning_offsets(partitions)
+        total = sum(end - starts[tp] for tp, end in ends.items())
+        done = 0
         idle = 0.0
         while waiting:
-            batch = await kafka.getmany(timeout_ms=500)
+            batch = await kafka.getmany(timeout_ms=500, max_records=settings.consumer_batch_size)
             if not batch:
                 idle += 0.5
                 if idle >= idle_timeout:
                     raise TimeoutError(f"replay stalled before the end of {sorted(waiting)}")
                 continue
             idle = 0.0
-            for partition, records in batch.items():
-                for record in records:
-                    if record.offset >= ends[partition]:
-                        continue
-                    outcome = await consumer.handle(
-                        IncomingMessage(
-                            topic=record.topic,
-                            partition=record.partition,
-                            offset=record.offset,
-                            key=record.key,
-                            value=record.value,
-                            headers=list(record.headers or ()),
-                        )
-                    )
-                    outcomes[outcome.value] += 1
+            messages = [
+                IncomingMessage.of(record)
+                for partition, records in batch.items()
+                for record in records
+                if record.offset < ends[partition]
+            ]
+            for outcome in await consumer.handle_batch(messages):  # one unit of work a poll
+                outcomes[outcome.value] += 1
+            done += len(messages)
+            if progress is not None:
+                progress(done, total)
+            for partition in batch:
                 if await kafka.position(partition) >= ends[partition]:
                     waiting.discard(partition)
                     kafka.pause(partition)

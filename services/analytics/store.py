@@ -1,16 +1,18 @@
 """MongoDB read models of analytics: facts keyed by their ids, and one document per customer.
 
-Facts are written so that the order they arrive in does not matter (``$min``, ``$addToSet``
-and fields each event owns), which is what lets a replay reach the figures of the live
-run. Each fact keeps the customer id the event named (``named``) and the customer it
+Facts are kept so that the order they arrive in does not matter (the earliest time, sets
+of times, fields each event owns), which is what lets a replay reach the figures of the
+live run. Each fact keeps the customer id the event named (``named``) and the customer it
 counts for now (``customer_id``), which follows merges and becomes an anonymous token on
-erasure.
+erasure. The event path changes them a batch at a time, in memory, and writes them in
+bulk (``services.analytics.batch``); this module says what they are and answers the read
+side.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -18,17 +20,23 @@ from pymongo import ASCENDING, DESCENDING
 
 from services.analytics import domain
 from services.analytics.domain import (
-    ComplaintFact,
     FeedbackFact,
     NotificationFact,
     PurchaseFact,
     ReturnFact,
-    Summary,
 )
 from shared.mongo import Collection, Database, Document, Session
 
 FACTS = ("purchases", "returns", "complaints", "feedback", "notifications")
 MAX_MERGE_HOPS = 10
+ANONYMOUS_PREFIX = "anonymous-"  # what an erased customer's facts count for
+
+
+def stored_time(moment: datetime) -> datetime:
+    """``moment`` as the store keeps it (BSON dates): UTC, to the millisecond. What a batch
+    holds in memory must equal what a later batch reads back."""
+    moment = moment.astimezone(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def is_identity_key(named: str) -> bool:
@@ -101,116 +109,16 @@ class AnalyticsStore:
         await self.purchases.create_index([("skus", ASCENDING)])
         await self.purchases.create_index([("categories", ASCENDING)])
         await self.notifications.create_index([("at", DESCENDING), ("_id", DESCENDING)])
+        await self.identities.create_index([("customer_id", ASCENDING)])
         await self.customers.create_index([("registered_at", ASCENDING)])
         await self.customers.create_index([("insight.segment", ASCENDING), ("_id", ASCENDING)])
         await self.customers.create_index([("insight.churn_level", ASCENDING)])
         await self.customers.create_index([("summary.categories", ASCENDING)])
 
-    # Who a fact belongs to
-
-    async def resolve(self, named: str, session: Session | None = None) -> str:
-        """The customer a fact naming ``named`` counts for: merges followed, erasure
-        replaced by the customer's anonymous token."""
-        current = named
-        if is_identity_key(named):
-            owner = await self.identities.find_one({"_id": named}, session=session)
-            if owner is None:
-                return named  # not attributed until a profile names this e-mail or id
-            current = str(owner["customer_id"])
-        for _ in range(MAX_MERGE_HOPS):
-            document = await self.customers.find_one(
-                {"_id": current},
-                {"erased": 1, "anonymous_id": 1, "merged_into": 1},
-                session=session,
-            )
-            if document is None:
-                return current
-            if document.get("erased"):
-                return str(document["anonymous_id"])
-            if not document.get("merged_into"):
-                return current
-            current = document["merged_into"]
-        return current
-
-    async def identity_owner(self, key: str, session: Session) -> str | None:
-        document = await self.identities.find_one({"_id": key}, session=session)
-        return None if document is None else str(document["customer_id"])
-
-    async def record_identities(
-        self, customer_id: str, keys: Iterable[str], session: Session
-    ) -> None:
-        for key in keys:
-            await self.identities.update_one(
-                {"_id": key}, {"$set": {"customer_id": customer_id}}, upsert=True, session=session
-            )
-
-    async def reattribute(self, named: Iterable[str], session: Session) -> set[str]:
-        """Point every fact naming one of ``named`` at the customer it resolves to now;
-        returns the customers whose facts changed (before and after)."""
-        touched: set[str] = set()
-        for name in set(named):
-            target = await self.resolve(name, session)
-            for collection in FACTS:
-                facts = self.db[collection]
-                before = await facts.distinct(
-                    "customer_id", {"named": name, "customer_id": {"$ne": target}}, session=session
-                )
-                if before:
-                    touched.update(str(c) for c in before if c is not None)
-                    touched.add(target)
-                    await facts.update_many(
-                        {"named": name}, {"$set": {"customer_id": target}}, session=session
-                    )
-        return touched
-
-    async def named_for(self, customer_id: str, session: Session) -> set[str]:
-        """Every customer id the facts counting for ``customer_id`` were named by."""
-        names: set[str] = {customer_id}
-        for collection in FACTS:
-            names.update(
-                str(n)
-                for n in await self.db[collection].distinct(
-                    "named", {"customer_id": customer_id}, session=session
-                )
-            )
-        return names
-
-    async def anonymise_facts(self, customer_id: str, token: str, session: Session) -> None:
-        for collection in FACTS:
-            await self.db[collection].update_many(
-                {"$or": [{"customer_id": customer_id}, {"named": customer_id}]},
-                {"$set": {"customer_id": token, "named": token}},
-                session=session,
-            )
-
     # Customers
 
     async def customer(self, customer_id: str, session: Session | None = None) -> Document | None:
         return await self.customers.find_one({"_id": customer_id}, session=session)
-
-    async def facts_of(self, kind: str, customer_id: str, session: Session | None) -> list[Any]:
-        """The customer's facts of one kind (a name of ``domain.FACT_KINDS``)."""
-        convert = FACT_OF[kind]
-        found = self.db[kind].find({"customer_id": customer_id}, session=session)
-        return [convert(document) async for document in found]
-
-    async def summary_of(
-        self,
-        customer_id: str,
-        session: Session | None = None,
-        *,
-        known: Summary | None = None,
-        changed: str | None = None,
-    ) -> Summary:
-        """The customer's summary from its facts; given the ``known`` one (stored, up to
-        date but for the ``changed`` kind of fact), only that kind is read again."""
-        if known is not None and changed is not None:
-            facts = await self.facts_of(changed, customer_id, session)
-            return domain.resummarise(known, changed, facts)
-        purchases, returns, complaints, feedback = [
-            await self.facts_of(kind, customer_id, session) for kind in domain.FACT_KINDS
-        ]
-        return domain.summarise(purchases, returns, complaints, feedback)
 
     async def population(self, session: Session | None = None) -> domain.Population:
         document = await self.state.find_one({"_id": "population"}, session=session)
@@ -320,7 +228,3 @@ class AnalyticsStore:
         if not counts:
             return None
         return sorted(counts, key=lambda cur: (-counts[cur], cur))[0]
-
-
-def complaint_fact_of(document: Mapping[str, Any]) -> ComplaintFact:
-    return domain.complaint_from_document(document)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
@@ -12,11 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from services.complaints import handlers
 from services.complaints.calendar import BusinessCalendar
 from services.complaints.domain import (
-    ACTIVE,
-    DEFAULT_POLICIES,
     Actor,
     Comment,
     Complaint,
+    ComplaintQuery,
     Feedback,
     HistoryEntry,
     LongText,
@@ -25,12 +23,12 @@ from services.complaints.domain import (
     RecordFeedback,
     Resolution,
     Resolve,
-    SlaPolicy,
+    SlaFilter,
     Visibility,
 )
 from services.complaints.handlers import Complaints
+from services.complaints.sla import DEFAULT_POLICIES, SlaPolicy
 from shared.auth import CurrentPrincipal, Principal, Role, require_roles
-from shared.errors import InvalidInput
 from shared.events.complaints import (
     ComplaintStatus,
     ContactChannel,
@@ -160,11 +158,6 @@ class Assignment(BaseModel):
     team: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
 
 
-class SlaFilter(StrEnum):
-    BREACHED = "breached"
-    AT_RISK = "at_risk"
-
-
 class CalendarUpdated(BaseModel):
     name: str
     calendar: BusinessCalendar
@@ -210,36 +203,21 @@ async def list_complaints(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ComplaintPage:
-    actor = actor_of(principal)
-    if actor.is_customer:
-        if customer_id not in (None, actor.customer_id):
-            raise InvalidInput("a customer token lists only its own complaints")
-        customer_id = actor.customer_id
-    filters: dict[str, Any] = {}
-    if status:
-        filters["status"] = status.value
-    if priority:
-        filters["priority"] = priority.value
-    if category:
-        filters["category"] = category
-    if customer_id:
-        filters["customer_id"] = customer_id
-    clauses = _assignee_and_sla(assignee, sla, ctx.now())
-    if clauses:
-        filters["$and"] = clauses
-    created: dict[str, datetime] = {}
-    if created_after:
-        created["$gte"] = created_after
-    if created_before:
-        created["$lt"] = created_before
-    if created:
-        filters["created_at"] = created
-    found = await ctx.store.page(filters, decode_cursor(cursor), limit + 1)
-    page = found[:limit]
-    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(found) > limit else None
-    return ComplaintPage(
-        items=[ComplaintPublic.of(c.visible_to(actor)) for c in page], next_cursor=next_cursor
+    query = ComplaintQuery(
+        status=status,
+        priority=priority,
+        category=category,
+        assignee=assignee,
+        customer_id=customer_id,
+        sla=sla,
+        created_after=created_after,
+        created_before=created_before,
     )
+    page, more = await handlers.list_complaints(
+        ctx, query, actor_of(principal), decode_cursor(cursor), limit
+    )
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more else None
+    return ComplaintPage(items=[ComplaintPublic.of(c) for c in page], next_cursor=next_cursor)
 
 
 @router.get("/complaints/{complaint_id}")
@@ -399,31 +377,3 @@ async def put_category_policy(
 ) -> SlaPolicy:
     policy = SlaPolicy(priority=priority, category=category, **body.model_dump())
     return await handlers.put_policy(ctx, policy)
-
-
-def _assignee_and_sla(
-    assignee: str | None, sla: SlaFilter | None, now: datetime
-) -> list[dict[str, Any]]:
-    clauses: list[dict[str, Any]] = []
-    if assignee:
-        clauses.append({"$or": [{"assigned_agent": assignee}, {"assigned_team": assignee}]})
-    if sla is SlaFilter.BREACHED:
-        clauses.append(
-            {"$or": [{f"clocks.{c.value}.breached_at": {"$ne": None}} for c in SlaClock]}
-        )
-    elif sla is SlaFilter.AT_RISK:
-        clauses.append(
-            {
-                "status": {"$in": sorted(ACTIVE)},
-                "$or": [
-                    {
-                        f"clocks.{c.value}.running": True,
-                        f"clocks.{c.value}.stopped_at": None,
-                        f"clocks.{c.value}.warn_at": {"$lte": now},
-                        f"clocks.{c.value}.breached_at": None,
-                    }
-                    for c in SlaClock
-                ],
-            }
-        )
-    return clauses

@@ -7,7 +7,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from services.complaints import api, worker
-from services.complaints.handlers import Complaints, Watcher
+from services.complaints.handlers import Complaints, Watcher, routes
 from services.complaints.settings import ComplaintsSettings
 from services.complaints.store import ComplaintStore, CustomerDirectory, SlaConfigStore
 from shared import ops
@@ -15,7 +15,7 @@ from shared.runtime import ServiceRuntime
 
 
 def create_app(settings: ComplaintsSettings) -> FastAPI:
-    runtime = ServiceRuntime.build(settings, handlers={}, subscriptions=worker.SUBSCRIPTIONS)
+    runtime = ServiceRuntime.build(settings, subscriptions=worker.SUBSCRIPTIONS)
     store = ComplaintStore(runtime.db)
     complaints = Complaints(
         client=runtime.client,
@@ -28,8 +28,7 @@ def create_app(settings: ComplaintsSettings) -> FastAPI:
         escalation_team=settings.escalation_team,
         reopen_window=timedelta(hours=settings.reopen_window_hours),
     )
-    for event_type, handler in worker.handlers(complaints).items():
-        runtime.on(event_type, handler)
+    runtime.handle(routes.bind(complaints))
     watcher = Watcher(complaints, settings.sla_check_interval_seconds)
     runtime.startup += [store.ensure_indexes, watcher.start]
     runtime.shutdown.append(watcher.stop)

@@ -18,7 +18,8 @@ from typing import Any
 
 from services.complaints import domain
 from services.complaints.calendar import DEFAULT_CALENDAR, BusinessCalendar
-from services.complaints.domain import Actor, Change, Complaint, SlaPolicy, SlaRules
+from services.complaints.domain import Actor, Change, Complaint
+from services.complaints.sla import SlaPolicy, SlaRules
 from services.complaints.store import (
     ComplaintStore,
     CustomerDirectory,
@@ -27,7 +28,6 @@ from services.complaints.store import (
 )
 from shared.background import Periodic
 from shared.clock import Clock, utc_now
-from shared.consumer import Handler
 from shared.errors import Forbidden, Gone, InvalidInput, NotFound
 from shared.events import Event, new_event
 from shared.events.base import EventPayload
@@ -35,6 +35,8 @@ from shared.events.complaints import ComplaintStatus
 from shared.events.customers import CustomerErased, CustomerMerged
 from shared.mongo import MongoClient, Session, in_transaction, in_transaction_retrying
 from shared.outbox import Outbox, OutboxRelay
+from shared.routing import Routes
+from shared.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +136,19 @@ async def open_complaint(ctx: Complaints, command: domain.OpenComplaint, actor: 
     await in_transaction(ctx.client, store)
     ctx.relay.wake()
     return complaint
+
+
+async def list_complaints(
+    ctx: Complaints,
+    query: domain.ComplaintQuery,
+    actor: Actor,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> tuple[list[Complaint], bool]:
+    """A page of the complaints the actor may see (a customer: its own), and whether
+    there are more."""
+    found = await ctx.store.search(query.for_actor(actor), ctx.now(), after, limit + 1)
+    return [c.visible_to(actor) for c in found[:limit]], len(found) > limit
 
 
 async def get_complaint(ctx: Complaints, complaint_id: str, actor: Actor) -> Complaint:
@@ -294,33 +309,32 @@ class Watcher(Periodic):
         return False
 
 
-def event_handlers(ctx: Complaints) -> dict[str, Handler]:
-    """Worker handlers: complaints follow customer merges and erasures."""
+routes: Routes[Complaints] = Routes()
 
-    async def customer_merged(event: Event[Any], session: Session) -> None:
-        merged = event.payload
-        assert isinstance(merged, CustomerMerged)
-        await ctx.store.move_customer(
-            merged.source_customer_id, merged.customer_id, session, undo=merged.undone
-        )
-        await ctx.directory.record_merge(
-            session, merged.source_customer_id, merged.customer_id, undone=merged.undone
-        )
 
-    async def customer_erased(event: Event[Any], session: Session) -> None:
-        erased = event.payload
-        assert isinstance(erased, CustomerErased)
-        now = ctx.now()
-        await ctx.directory.mark_erased(session, erased.customer_id, erased.erased_at)
-        for complaint_id in await ctx.store.ids_of_customer(erased.customer_id, session):
-            before = await ctx.store.get(complaint_id, session)
-            if before is None or before.erased:
-                continue
-            if not await ctx.store.replace(before, domain.anonymise(before, now), session):
-                raise StaleComplaint(complaint_id)  # the consumer retries the event
-        await OutboxScrubber(ctx.outbox).erase(session, erased.customer_id)
+@routes.on(CustomerMerged)
+async def customer_merged(ctx: Complaints, event: Event[CustomerMerged], uow: UnitOfWork) -> None:
+    """A merged customer's complaints go to the survivor (and back on undo)."""
+    merged = event.payload
+    await ctx.store.move_customer(
+        merged.source_customer_id, merged.customer_id, uow.session, undo=merged.undone
+    )
+    await ctx.directory.record_merge(
+        uow.session, merged.source_customer_id, merged.customer_id, undone=merged.undone
+    )
 
-    return {
-        CustomerMerged.event_type: customer_merged,
-        CustomerErased.event_type: customer_erased,
-    }
+
+@routes.on(CustomerErased)
+async def customer_erased(ctx: Complaints, event: Event[CustomerErased], uow: UnitOfWork) -> None:
+    """An erased customer's complaints are anonymised, published copies included."""
+    erased = event.payload
+    session = uow.session
+    now = ctx.now()
+    await ctx.directory.mark_erased(session, erased.customer_id, erased.erased_at)
+    for complaint_id in await ctx.store.ids_of_customer(erased.customer_id, session):
+        before = await ctx.store.get(complaint_id, session)
+        if before is None or before.erased:
+            continue
+        if not await ctx.store.replace(before, domain.anonymise(before, now), session):
+            raise StaleComplaint(complaint_id)  # the consumer retries the event
+    await OutboxScrubber(ctx.outbox).erase(session, erased.customer_id)

@@ -14,7 +14,14 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 
 from services.complaints.calendar import BusinessCalendar
-from services.complaints.domain import ACTIVE, ERASED_TEXT, Complaint, SlaPolicy
+from services.complaints.domain import (
+    ACTIVE,
+    ERASED_TEXT,
+    Complaint,
+    ComplaintQuery,
+    SlaFilter,
+)
+from services.complaints.sla import SlaPolicy
 from shared.events.base import EventPayload
 from shared.events.complaints import SlaClock
 from shared.mongo import Database, Session
@@ -52,22 +59,28 @@ class ComplaintStore:
         )
         return result.matched_count == 1
 
-    async def page(
-        self, filters: dict[str, Any], after: tuple[datetime, str] | None, limit: int
+    async def search(
+        self,
+        query: ComplaintQuery,
+        now: datetime,
+        after: tuple[datetime, str] | None,
+        limit: int,
     ) -> list[Complaint]:
         """Newest first, keyset-paginated on (created_at, _id): pages never shift."""
-        query = filters
+        clauses = _criteria(query, now)
         if after is not None:
             moment, complaint_id = after
-            keyset = {
-                "$or": [
-                    {"created_at": {"$lt": moment}},
-                    {"created_at": moment, "_id": {"$lt": complaint_id}},
-                ]
-            }
-            query = {"$and": [filters, keyset]} if filters else keyset
+            clauses.append(
+                {
+                    "$or": [
+                        {"created_at": {"$lt": moment}},
+                        {"created_at": moment, "_id": {"$lt": complaint_id}},
+                    ]
+                }
+            )
+        filters = {"$and": clauses} if clauses else {}
         cursor = (
-            self.complaints.find(query, SUMMARY_PROJECTION)
+            self.complaints.find(filters, SUMMARY_PROJECTION)
             .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
             .limit(limit)
         )
@@ -196,6 +209,46 @@ class SlaConfigStore:
         await self.policies.replace_one(
             {"_id": key}, {"_id": key, **policy.model_dump(mode="json")}, upsert=True
         )
+
+
+def _criteria(query: ComplaintQuery, now: datetime) -> list[dict[str, Any]]:
+    clauses: list[dict[str, Any]] = []
+    for field, value in (
+        ("status", query.status),
+        ("priority", query.priority),
+        ("category", query.category),
+        ("customer_id", query.customer_id),
+    ):
+        if value:
+            clauses.append({field: str(value)})
+    if query.assignee:
+        clauses.append(
+            {"$or": [{"assigned_agent": query.assignee}, {"assigned_team": query.assignee}]}
+        )
+    if query.sla is SlaFilter.BREACHED:
+        clauses.append(
+            {"$or": [{f"clocks.{c.value}.breached_at": {"$ne": None}} for c in SlaClock]}
+        )
+    elif query.sla is SlaFilter.AT_RISK:
+        clauses.append(
+            {
+                "status": {"$in": sorted(ACTIVE)},
+                "$or": [
+                    {
+                        f"clocks.{c.value}.running": True,
+                        f"clocks.{c.value}.stopped_at": None,
+                        f"clocks.{c.value}.warn_at": {"$lte": now},
+                        f"clocks.{c.value}.breached_at": None,
+                    }
+                    for c in SlaClock
+                ],
+            }
+        )
+    if query.created_after:
+        clauses.append({"created_at": {"$gte": query.created_after}})
+    if query.created_before:
+        clauses.append({"created_at": {"$lt": query.created_before}})
+    return clauses
 
 
 def _document(complaint: Complaint) -> dict[str, Any]:

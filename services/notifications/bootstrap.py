@@ -11,7 +11,7 @@ from services.notifications.channels import ChannelSettings, InAppSender, SmsSen
 from services.notifications.directory import Directory
 from services.notifications.dispatcher import Dispatcher
 from services.notifications.domain import Channel, Sender
-from services.notifications.handlers import Notifications, Scheduler
+from services.notifications.handlers import Notifications, Scheduler, routes
 from services.notifications.respect import QuietHours
 from services.notifications.schedules import ScheduleStore
 from services.notifications.settings import NotificationsSettings
@@ -22,7 +22,7 @@ from shared.runtime import ServiceRuntime
 
 
 def create_app(settings: NotificationsSettings) -> FastAPI:
-    runtime = ServiceRuntime.build(settings, handlers={}, subscriptions=worker.SUBSCRIPTIONS)
+    runtime = ServiceRuntime.build(settings, subscriptions=worker.SUBSCRIPTIONS)
     db = runtime.db
     ledger, directory, schedules = Ledger(db), Directory(db), ScheduleStore(db)
     notifications = Notifications(
@@ -38,6 +38,7 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
         default_time_zone=settings.default_time_zone,
         default_locale=settings.default_locale,
         default_quiet_hours=QuietHours.parse(settings.quiet_hours_start, settings.quiet_hours_end),
+        quiet_hours_apply_to=settings.quiet_hours_pairs,
         marketing_cap=settings.marketing_daily_cap,
         escalation_address=settings.escalation_address,
         team_addresses=settings.team_addresses,
@@ -71,11 +72,12 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
         backoff_cap=settings.backoff_cap_seconds,
         send_timeout=settings.send_timeout_seconds,
         webhook_timeout=settings.webhook_timeout_seconds,
+        stop_timeout=settings.dispatcher_stop_timeout_seconds,
         unknown_customer_grace=timedelta(seconds=settings.unknown_customer_grace_seconds),
     )
+    notifications.wake_dispatcher = dispatcher.wake
     scheduler = Scheduler(notifications, settings.scheduler_poll_interval_seconds)
-    for event_type, handler in worker.handlers(notifications).items():
-        runtime.on(event_type, handler)
+    runtime.handle(routes.bind(notifications))
     runtime.startup += [
         ledger.ensure_indexes,
         directory.ensure_indexes,
@@ -86,7 +88,9 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
         dispatcher.start,
         scheduler.start,
     ]
-    runtime.shutdown += [scheduler.stop, dispatcher.stop, sms.close, webhook_delivery.close]
+    # Run in reverse: the scheduler stops, the dispatcher finishes and records the sends in
+    # flight, and only then are the channels' clients closed.
+    runtime.shutdown += [webhook_delivery.close, sms.close, dispatcher.stop, scheduler.stop]
     return runtime.http_app(
         [ops.router, api.router, templates_api.router, inbox.router, webhooks.router],
         inbox=inbox_store,

@@ -160,14 +160,16 @@ _TRIGGERS = (
     ),
     Trigger(
         COMPLAINT_PROGRESS,
-        "a status change of a complaint that carries a public comment",
+        "a status change of a complaint that carries a public comment, or a staff member's"
+        " public reply (crm.complaint.replied: the status is unchanged)",
         {
             "complaint_id": "the complaint's id",
             "subject": "the complaint's subject; may be None",
-            "from_status": "the status before",
-            "to_status": "the status now: in_progress or waiting_on_customer (or others)",
+            "from_status": "the status before (for a reply: as now); may be None for a reply",
+            "to_status": "the status now: in_progress or waiting_on_customer (or others);"
+            " may be None for a reply to a complaint this service has no status of",
             "public_comment": "the agent's comment for the customer",
-            "changed_at": "when",
+            "changed_at": "when (for a reply: when it was written)",
         },
         {
             **_CUSTOMER,

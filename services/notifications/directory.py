@@ -10,13 +10,14 @@ to the survivor) and erasure (nothing personal is kept, only the fact).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 from pymongo import ASCENDING
 
+from services.notifications.documents import Write, update_many, update_one
 from services.notifications.domain import Channel, Purpose, Recipient
 from shared.events.customers import ContractStatus, CustomerSnapshot
 from shared.mongo import Database, Session
@@ -80,11 +81,11 @@ class Customer:
         )
 
 
-def _consent_key(channel: Channel, purpose: Purpose) -> str:
+def consent_key(channel: Channel, purpose: Purpose) -> str:
     return f"{channel.value}:{purpose.value}"
 
 
-def _customer(document: Mapping[str, Any]) -> Customer:
+def customer_from(document: Mapping[str, Any]) -> Customer:
     consents: dict[tuple[Channel, Purpose], bool] = {}
     for key, granted in (document.get("consents") or {}).items():
         channel, _, purpose = key.partition(":")
@@ -140,6 +141,29 @@ def _contracts(snapshot: CustomerSnapshot) -> list[dict[str, Any]] | None:
     return contracts
 
 
+def snapshot_fields(snapshot: CustomerSnapshot) -> dict[str, Any]:
+    """What a profile snapshot sets on the customer's document."""
+    owner = snapshot.attributes.get("account_owner")
+    fields: dict[str, Any] = {
+        "version": snapshot.version,
+        "given_name": snapshot.given_name,
+        "family_name": snapshot.family_name,
+        "preferred_name": snapshot.preferred_name,
+        "emails": [str(email).lower() for email in snapshot.emails],
+        "phones": list(snapshot.phones),
+        "locale": snapshot.locale,
+        "time_zone": snapshot.time_zone,
+        "birthday": snapshot.birthday.isoformat() if snapshot.birthday else None,
+        "account_owner": owner if isinstance(owner, str) and owner else None,
+        "external_ids": [f"{system}:{key}" for system, key in snapshot.external_ids.items()],
+        "updated_at": snapshot.updated_at,
+    }
+    contracts = _contracts(snapshot)
+    if contracts is not None:
+        fields["contracts"] = contracts
+    return fields
+
+
 PERSONAL_FIELDS = (
     "given_name",
     "family_name",
@@ -153,7 +177,13 @@ PERSONAL_FIELDS = (
 )
 
 
+MAX_MERGE_HOPS = 10  # merges rarely chain; a longer chain would be a bug upstream
+
+
 class Directory:
+    """The directory read outside a batch (the HTTP API); a batch reads it through
+    ``batch.Batch``, which changes it too."""
+
     def __init__(self, db: Database) -> None:
         self.customers = db["customers"]
 
@@ -165,96 +195,18 @@ class Directory:
     async def get(self, customer_id: str, session: Session | None = None) -> Customer | None:
         """The customer, following merges to the survivor; None when never heard of."""
         current = customer_id
-        for _ in range(10):  # merges rarely chain; a loop would be a bug upstream
+        for _ in range(MAX_MERGE_HOPS):
             document = await self.customers.find_one({"_id": current}, session=session)
             if document is None:
                 return None
             if not document.get("merged_into"):
-                return _customer(document)
+                return customer_from(document)
             current = document["merged_into"]
         return None
 
     async def current_id(self, customer_id: str, session: Session | None = None) -> str:
         customer = await self.get(customer_id, session)
         return customer.id if customer is not None else customer_id
-
-    async def find_by_email(self, email: str, session: Session | None = None) -> Customer | None:
-        document = await self.customers.find_one(
-            {"emails": email.lower(), "erased": {"$ne": True}, "merged_into": None},
-            session=session,
-        )
-        return None if document is None else _customer(document)
-
-    async def find_by_external_id(
-        self, external_id: str, session: Session | None = None
-    ) -> Customer | None:
-        document = await self.customers.find_one(
-            {"external_ids": external_id, "erased": {"$ne": True}, "merged_into": None},
-            session=session,
-        )
-        return None if document is None else _customer(document)
-
-    async def apply_snapshot(
-        self, session: Session, snapshot: CustomerSnapshot
-    ) -> tuple[Customer | None, Customer | None]:
-        """Keep the snapshot if it is newer than what is stored; (before, after), after
-        being None when the snapshot was stale or the customer erased."""
-        stored = await self.customers.find_one({"_id": snapshot.customer_id}, session=session)
-        before = None if stored is None else _customer(stored)
-        if stored is not None and (
-            stored.get("erased") or int(stored.get("version") or 0) >= snapshot.version
-        ):
-            return before, None
-        owner = snapshot.attributes.get("account_owner")
-        changes: dict[str, Any] = {
-            "version": snapshot.version,
-            "given_name": snapshot.given_name,
-            "family_name": snapshot.family_name,
-            "preferred_name": snapshot.preferred_name,
-            "emails": [str(email).lower() for email in snapshot.emails],
-            "phones": list(snapshot.phones),
-            "locale": snapshot.locale,
-            "time_zone": snapshot.time_zone,
-            "birthday": snapshot.birthday.isoformat() if snapshot.birthday else None,
-            "account_owner": owner if isinstance(owner, str) and owner else None,
-            "external_ids": [f"{system}:{key}" for system, key in snapshot.external_ids.items()],
-            "updated_at": snapshot.updated_at,
-        }
-        contracts = _contracts(snapshot)
-        if contracts is not None:
-            changes["contracts"] = contracts
-        await self.customers.update_one(
-            {"_id": snapshot.customer_id}, {"$set": changes}, upsert=True, session=session
-        )
-        after = await self.customers.find_one({"_id": snapshot.customer_id}, session=session)
-        assert after is not None
-        return before, _customer(after)
-
-    async def record_consent(
-        self, session: Session, customer_id: str, channel: Channel, purpose: Purpose, granted: bool
-    ) -> None:
-        await self.customers.update_one(
-            {"_id": customer_id, "erased": {"$ne": True}},
-            {"$set": {f"consents.{_consent_key(channel, purpose)}": granted}},
-            upsert=True,
-            session=session,
-        )
-
-    async def complaint_opened(self, session: Session, customer_id: str, complaint_id: str) -> None:
-        target = await self.current_id(customer_id, session)
-        await self.customers.update_one(
-            {"_id": target},
-            {"$addToSet": {"open_complaints": complaint_id}},
-            upsert=True,
-            session=session,
-        )
-
-    async def complaint_ended(self, session: Session, complaint_id: str) -> None:
-        await self.customers.update_many(
-            {"open_complaints": complaint_id},
-            {"$pull": {"open_complaints": complaint_id}},
-            session=session,
-        )
 
     async def merged_from(self, customer_id: str, session: Session | None = None) -> list[str]:
         """The profiles merged into ``customer_id`` (and into those), not undone."""
@@ -268,49 +220,75 @@ class Directory:
             found.extend(frontier)
         return found
 
-    async def record_merge(
-        self, session: Session, source_id: str, target_id: str, *, undone: bool
-    ) -> None:
-        """The source resolves to the survivor (its open complaints move along) until the
-        merge is undone."""
-        if undone:
-            await self.customers.update_one(
-                {"_id": source_id, "merged_into": target_id},
-                {"$set": {"merged_into": None}},
-                session=session,
-            )
-            moved = await self.customers.find_one({"_id": source_id}, session=session)
-            for complaint_id in (moved or {}).get("moved_complaints") or ():
-                await self.customers.update_one(
-                    {"_id": target_id},
-                    {"$pull": {"open_complaints": complaint_id}},
-                    session=session,
-                )
-            return
-        source = await self.customers.find_one({"_id": source_id}, session=session)
-        complaints: Sequence[str] = (source or {}).get("open_complaints") or ()
-        await self.customers.update_one(
-            {"_id": source_id},
-            {"$set": {"merged_into": target_id, "moved_complaints": list(complaints)}},
-            upsert=True,
-            session=session,
-        )
-        if complaints:
-            await self.customers.update_one(
-                {"_id": target_id},
-                {"$addToSet": {"open_complaints": {"$each": list(complaints)}}},
-                upsert=True,
-                session=session,
-            )
 
-    async def mark_erased(self, session: Session, customer_id: str, erased_at: datetime) -> None:
-        """Only the fact remains: no name, address, birthday or contract."""
-        await self.customers.update_one(
-            {"_id": customer_id},
-            {
-                "$set": {"erased": True, "erased_at": erased_at},
-                "$unset": dict.fromkeys(PERSONAL_FIELDS, ""),
-            },
-            upsert=True,
-            session=session,
-        )
+# -- what the events change (applied in a batch: see ``batch.py``) -------------------------
+
+
+def snapshot_write(stored: Mapping[str, Any] | None, snapshot: CustomerSnapshot) -> Write | None:
+    """Keep the snapshot if it is newer than what is stored (an older one arriving late
+    changes nothing) and the customer was not erased; None when it is not kept."""
+    if stored is not None and (
+        stored.get("erased") or int(stored.get("version") or 0) >= snapshot.version
+    ):
+        return None
+    return update_one(snapshot.customer_id, {"$set": snapshot_fields(snapshot)}, upsert=True)
+
+
+def consent_write(
+    stored: Mapping[str, Any] | None,
+    customer_id: str,
+    channel: Channel,
+    purpose: Purpose,
+    granted: bool,
+) -> Write | None:
+    """Record a consent; an erased customer keeps none (None: nothing to write)."""
+    if stored is not None and stored.get("erased"):
+        return None
+    return update_one(
+        customer_id,
+        {"$set": {f"consents.{consent_key(channel, purpose)}": granted}},
+        upsert=True,
+        erased={"$ne": True},
+    )
+
+
+def complaint_opened_write(customer_id: str, complaint_id: str) -> Write:
+    """``customer_id``: the survivor the complaint's customer stands for."""
+    return update_one(customer_id, {"$addToSet": {"open_complaints": complaint_id}}, upsert=True)
+
+
+def complaint_ended_write(complaint_id: str) -> Write:
+    return update_many(
+        {"open_complaints": complaint_id}, {"$pull": {"open_complaints": complaint_id}}
+    )
+
+
+def merge_writes(
+    source: Mapping[str, Any] | None, source_id: str, target_id: str, *, undone: bool
+) -> list[Write]:
+    """The source resolves to the survivor (its open complaints move along) until the
+    merge is undone. ``source``: the source's document as it is before the merge."""
+    if undone:
+        writes = [update_one(source_id, {"$set": {"merged_into": None}}, merged_into=target_id)]
+        writes += [
+            update_one(target_id, {"$pull": {"open_complaints": complaint_id}})
+            for complaint_id in (source or {}).get("moved_complaints") or ()
+        ]
+        return writes
+    complaints = list((source or {}).get("open_complaints") or ())
+    moved = {"merged_into": target_id, "moved_complaints": complaints}
+    writes = [update_one(source_id, {"$set": moved}, upsert=True)]
+    if complaints:
+        each = {"open_complaints": {"$each": complaints}}
+        writes.append(update_one(target_id, {"$addToSet": each}, upsert=True))
+    return writes
+
+
+def erasure_write(customer_id: str, erased_at: datetime) -> Write:
+    """Only the fact remains: no name, address, birthday or contract."""
+    return update_one(
+        customer_id,
+        {"$set": {"erased": True, "erased_at": erased_at},
+         "$unset": dict.fromkeys(PERSONAL_FIELDS, "")},
+        upsert=True,
+    )  # fmt: skip

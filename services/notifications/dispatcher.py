@@ -1,14 +1,27 @@
-"""The dispatcher: sends what is due, in the background, and records the outcome.
+"""The dispatcher: sends what is due, in the background, in batches, and records outcomes.
 
-Every ``poll_interval`` it takes due pending deliveries from the ledger, claims each with
-a version-guarded update (two dispatchers never both hold one; a claim expires after
-``lease`` so a crashed dispatcher's work is taken over), renders the template in the
-customer's locale, hands the message to the channel's sender with a bounded timeout, and
-then, in *one* transaction, marks the delivery sent and adds ``crm.notification.sent`` to
-the outbox. The delivery id is stable across attempts and goes to the channel (SMTP
-``Message-ID``, the SMS provider's idempotency key, the webhook's delivery id header), so
-a receiver can recognise the one case that remains: a crash after the channel accepted a
-message and before the ledger recorded it.
+It *claims* due pending deliveries a batch at a time, in one transaction (one query finds
+the oldest due ones, one update claims them; two dispatchers never both hold one). A claim
+is a lease: it moves the delivery's ``due_at`` to its expiry, so if the dispatcher dies the
+delivery is due again after ``lease`` and another takes it over. The customers and
+preferences of the batch are read together; its deliveries are sent concurrently, at most
+``concurrency`` at once (a new batch is claimed while enough still wait for a slot), each
+rendered in the customer's locale and handed to the channel's sender with a bounded
+timeout. Outcomes are recorded in batches: whatever finished while the previous batch was
+being recorded goes in *one* transaction (one ``bulk_write`` of the ledger, one outbox
+insert of the ``crm.notification.*`` events). The dispatcher looks for due deliveries every
+``poll_interval``, and at once when the event path recorded something due now
+(:meth:`Dispatcher.wake`).
+
+A stop (SIGTERM) does not cancel a send in flight: the dispatcher stops claiming, lets the
+sends in flight finish (for at most ``stop_timeout``), records their outcomes and hands
+back what it claimed and had not started, so a message the channel accepted is never sent
+again because of a stop. The delivery id is
+stable across attempts and goes to the channel (SMTP ``Message-ID``, the SMS provider's
+idempotency key, the webhook's delivery id header, the inbox entry's id), so a receiver
+can recognise the one case that remains: a crash (SIGKILL) after the channel accepted a
+message and before the ledger recorded it; only the sends in flight at that moment are
+tried again, after the lease, with the same id.
 
 A transient failure is retried after an exponential backoff with full jitter (the next
 attempt time is stored, so nothing waits in memory and the stream worker never blocks);
@@ -22,14 +35,17 @@ after ``max_attempts``, or at once for a permanent failure, the delivery is *fai
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import random
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from services.notifications.batch import Batch
 from services.notifications.directory import Customer
 from services.notifications.domain import (
     Channel,
@@ -39,12 +55,17 @@ from services.notifications.domain import (
     Sender,
     TemplateRenderer,
 )
-from services.notifications.handlers import Notifications, owner_address, suppressed_event
+from services.notifications.handlers import (
+    SCHEDULE_EVENT_TYPE,
+    Notifications,
+    owner_address,
+    suppressed_event,
+)
 from services.notifications.ports import subscription_id
 from services.notifications.respect import Situation, Suppress, decide, quiet_hours_deferral
 from services.notifications.rules import Audience
-from services.notifications.store import WAITING_FOR_CUSTOMER, Delivery, DeliveryStatus
-from shared.background import Periodic
+from services.notifications.store import WAITING_FOR_CUSTOMER, Delivery, DeliveryStatus, finish
+from services.notifications.webhooks import cloudevent
 from shared.consumer import (
     DLQ_ATTEMPTS,
     DLQ_CONSUMER,
@@ -56,12 +77,15 @@ from shared.consumer import (
 from shared.errors import NotFound
 from shared.events import Event, new_event
 from shared.events.notifications import NotificationFailed, NotificationSent
-from shared.mongo import Session, in_transaction
+from shared.mongo import Session
 from shared.topics import NOTIFICATIONS
+from shared.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 
 SOURCE = "/rapport/notifications"
+# A notification CloudEvent's id: a UUID of the occurrence, the same for every subscriber.
+_NOTIFICATION_NAMESPACE = uuid.UUID("3d0b5c1e-8f4a-4e8e-9a51-7765626b6f6f")
 
 
 @dataclass
@@ -82,9 +106,20 @@ class Skip:
 
     reason: str
     postpone_until: datetime | None = None
+    # A postponement that is a deferral (quiet hours), shown as ``deferred_because``.
+    deferral: bool = False
 
 
 Outcome = Sent | Failure | Skip
+
+
+Finished = tuple[Delivery, Outcome]
+
+# After a wake the batch that recorded the deliveries may not have committed yet: look
+# again this often for this long rather than wait for the next poll.
+EAGER_INTERVAL = 0.02
+EAGER_WINDOW = 1.0
+RECORD_ATTEMPTS = 5
 
 
 @dataclass
@@ -101,71 +136,175 @@ class Dispatcher:
     backoff_cap: float = 600.0
     send_timeout: float = 10.0
     webhook_timeout: float = 5.0
+    stop_timeout: float = 15.0
     unknown_customer_grace: timedelta = timedelta(minutes=5)
     random_fraction: Callable[[], float] = random.random
     _owner: str = field(default_factory=lambda: f"dispatcher-{uuid.uuid4()}")
-    _loop: Periodic | None = None
-    _in_flight: set[asyncio.Task[None]] = field(default_factory=set)
+    _claims: Iterator[int] = field(default_factory=itertools.count)
+    _task: asyncio.Task[None] | None = None
+    _sending: set[asyncio.Task[None]] = field(default_factory=set)
+    _finished: list[Finished] = field(default_factory=list)
+    _recorder: asyncio.Task[None] | None = None
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _slots: asyncio.Semaphore | None = None
+    _busy: int = 0  # sends holding a slot
+    _unstarted: list[Delivery] = field(default_factory=list)
 
     async def start(self) -> None:
-        self._loop = Periodic("notifications-dispatcher", self.poll_interval, self._round)
-        await self._loop.start()
+        if self._task is None:
+            self._stopping.clear()
+            self._slots = asyncio.Semaphore(self.concurrency)
+            self._task = asyncio.create_task(self._run(), name="notifications-dispatcher")
+
+    def wake(self) -> None:
+        """Something is due now: look at once rather than at the next poll."""
+        self._wake.set()
 
     async def stop(self) -> None:
-        if self._loop is not None:
-            await self._loop.stop()
-        for task in self._in_flight:
-            task.cancel()  # its claim expires after the lease; then it is tried again
-        await asyncio.gather(*self._in_flight, return_exceptions=True)
-        self._in_flight.clear()
+        """Stop claiming, let the sends in flight finish (at most ``stop_timeout``) and
+        record their outcomes; what was claimed and not started yet is handed back. A
+        send still running after ``stop_timeout`` is cancelled: its claim expires after the
+        lease and it is tried again, with the same delivery id."""
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        if self._sending:
+            _, late = await asyncio.wait(set(self._sending), timeout=self.stop_timeout)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning("%d sends did not finish within %g s of the stop", len(late),
+                            self.stop_timeout)  # fmt: skip
+            await asyncio.gather(*late, return_exceptions=True)
+        self._record_soon()
+        if self._recorder is not None:
+            await self._recorder
+        unstarted, self._unstarted = self._unstarted, []
+        try:
+            await self.ctx.ledger.release(unstarted, self.ctx.now())
+        except Exception:  # their claims expire by themselves
+            log.exception("could not hand back %d claimed deliveries", len(unstarted))
 
-    async def _round(self) -> bool:
-        """Start what is due in the free sending slots, without waiting for it to finish: a
-        slow channel or receiver holds its own slot, never the other messages. ``True``
-        when every slot was filled (more may be due: go again once one frees up)."""
-        if len(self._in_flight) >= self.concurrency:
-            await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
-        free = self.concurrency - len(self._in_flight)
-        if free <= 0:
-            return True  # (a limit of 0 would mean no limit to MongoDB)
+    async def _run(self) -> None:
+        """Claim a batch whenever fewer than ``concurrency`` claimed deliveries wait for a
+        sending slot, so the slots never run dry and a claim serves many sends."""
+        loop = asyncio.get_running_loop()
+        eager_until = 0.0
+        while not self._stopping.is_set():
+            waiting = len(self._sending) - self._busy
+            claimed = 0
+            if waiting < self.concurrency:
+                try:
+                    claimed = await self._claim_and_send(self.batch_size)
+                except Exception:
+                    log.exception("claiming due deliveries failed; trying again")
+                if claimed:
+                    eager_until = 0.0  # what woke us is visible
+                if claimed == self.batch_size:
+                    continue  # more may be due
+            seconds = self.poll_interval
+            if loop.time() < eager_until:
+                seconds = min(seconds, EAGER_INTERVAL)
+            full = waiting + claimed >= self.concurrency
+            if await self._pause(seconds, full=full):
+                eager_until = loop.time() + EAGER_WINDOW
+
+    async def _pause(self, seconds: float, *, full: bool) -> bool:
+        """Wait for a reason to look again: a wake (True), a send finishing when enough
+        are waiting for a slot, a stop, or ``seconds``."""
+        waiters = [asyncio.ensure_future(self._stopping.wait())]
+        if not full:
+            waiters.append(asyncio.ensure_future(self._wake.wait()))
+        try:
+            await asyncio.wait(
+                [*waiters, *(self._sending if full else ())],
+                timeout=seconds,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        if full or not self._wake.is_set():
+            return False
+        self._wake.clear()
+        return True
+
+    async def _claim(self, limit: int) -> tuple[list[Delivery], Batch]:
+        """Claim up to ``limit`` due deliveries and read what sending them needs."""
         now = self.ctx.now()
-        due = await self.ctx.ledger.due(now, min(free, self.batch_size))
-        for delivery in due:
-            task = asyncio.create_task(self._dispatch_logged(delivery, now))
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
-        return len(due) >= free
+        claim = f"{self._owner}:{next(self._claims)}"
+        claimed = await self.ctx.ledger.claim_due(now, limit, claim, now + self.lease)
+        reader = self.ctx.reader()
+        if claimed:
+            reader.want(customers=[delivery.customer_id for delivery in claimed])
+            with contextlib.suppress(Exception):  # read again, per delivery, when sending
+                await reader.ready()
+        return claimed, reader
+
+    async def _claim_and_send(self, limit: int) -> int:
+        claimed, reader = await self._claim(limit)
+        for delivery in claimed:
+            task = asyncio.create_task(self._send(delivery, reader))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        return len(claimed)
+
+    async def _send(self, delivery: Delivery, reader: Batch) -> None:
+        """Send once a slot is free, unless the dispatcher is stopping by then."""
+        assert self._slots is not None
+        started = False
+        try:
+            async with self._slots:
+                if self._stopping.is_set():
+                    return
+                started = True
+                self._busy += 1
+                try:
+                    outcome = await self._attempt_logged(delivery, reader, self.ctx.now())
+                finally:
+                    self._busy -= 1
+        finally:
+            if not started:
+                self._unstarted.append(delivery)
+        if outcome is not None:
+            self._finished.append((delivery, outcome))
+            self._record_soon()
+
+    async def _attempt_logged(
+        self, delivery: Delivery, reader: Batch, now: datetime
+    ) -> Outcome | None:
+        try:
+            return await self.attempt(delivery, now, reader)
+        except Exception:
+            # Left claimed: tried again once the claim expires.
+            log.exception("delivery %s could not be dispatched", delivery.id)
+            return None
 
     async def run_once(self) -> int:
-        """Attempt every delivery due now (up to a batch) and wait for the outcomes;
-        returns how many were tried."""
-        now = self.ctx.now()
-        due = await self.ctx.ledger.due(now, self.batch_size)
+        """Attempt every delivery due now (up to a batch), wait for the outcomes and record
+        them; returns how many were tried."""
+        claimed, reader = await self._claim(self.batch_size)
         limit = asyncio.Semaphore(self.concurrency)
 
-        async def one(delivery: Delivery) -> None:
+        async def one(delivery: Delivery) -> Outcome | None:
             async with limit:
-                await self._dispatch_logged(delivery, now)
+                return await self._attempt_logged(delivery, reader, self.ctx.now())
 
-        await asyncio.gather(*(one(delivery) for delivery in due))
-        return len(due)
+        outcomes = await asyncio.gather(*(one(delivery) for delivery in claimed))
+        await self.record(
+            [(d, outcome) for d, outcome in zip(claimed, outcomes, strict=True) if outcome]
+        )
+        return len(claimed)
 
-    async def _dispatch_logged(self, delivery: Delivery, now: datetime) -> None:
-        try:
-            await self.dispatch(delivery, now)
-        except Exception:
-            log.exception("delivery %s could not be dispatched", delivery.id)
-
-    async def dispatch(self, delivery: Delivery, now: datetime) -> None:
-        claimed = await self.ctx.ledger.claim(delivery, self._owner, now + self.lease, now)
-        if claimed is None:
-            return  # another dispatcher has it
-        outcome = await self.attempt(claimed, now)
-        await self.record(claimed, outcome)
-
-    async def attempt(self, delivery: Delivery, now: datetime) -> Outcome:
-        customer = await self.ctx.directory.get(delivery.customer_id)
-        situation = await self._situation(delivery, customer, now)
+    async def attempt(
+        self, delivery: Delivery, now: datetime, reader: Batch | None = None
+    ) -> Outcome:
+        """Try one claimed delivery; ``reader``: what its batch read of the customers."""
+        reader = reader or self.ctx.reader()
+        customer = await reader.customer(delivery.customer_id)
+        situation = await self._situation(delivery, customer, reader, now)
         if situation is not None:
             # What changed since the delivery was planned counts: a consent revoked, an
             # opt-out, a complaint opened overnight (the daily cap was counted at planning).
@@ -173,7 +312,7 @@ class Dispatcher:
             if isinstance(decision, Suppress):
                 return Skip(decision.reason)
         if delivery.channel is Channel.WEBHOOK:
-            return await self._webhook(delivery, customer)
+            return await self._webhook(delivery, customer, reader)
         address = self._address(delivery, customer, now)
         if isinstance(address, Skip):
             return address
@@ -181,7 +320,7 @@ class Dispatcher:
             # A retry, a redrive or a late customer can fall into quiet hours: wait again.
             later, because = quiet_hours_deferral(situation)
             if because is not None:
-                return Skip("quiet hours", postpone_until=later)
+                return Skip(because, postpone_until=later, deferral=True)
         recipient = self._recipient(delivery, customer, address)
         sender = self.senders.get(delivery.channel)
         if sender is None:
@@ -222,12 +361,12 @@ class Dispatcher:
         return owner_address(self.ctx, None) if staff else Skip("unknown customer")
 
     async def _situation(
-        self, delivery: Delivery, customer: Customer | None, now: datetime
+        self, delivery: Delivery, customer: Customer | None, reader: Batch, now: datetime
     ) -> Situation | None:
         """What respect needs to know now about a message for a customer (None for staff)."""
         if delivery.audience is not Audience.CUSTOMER:
             return None
-        preferences = await self.ctx.preferences_of(delivery.customer_id)
+        preferences = await reader.preferences_of(delivery.customer_id)
         return Situation(
             channel=delivery.channel,
             purpose=delivery.purpose,
@@ -237,6 +376,7 @@ class Dispatcher:
             consents=customer.consents if customer else {},
             preferences=preferences.to_domain(),
             default_quiet_hours=self.ctx.default_quiet_hours,
+            quiet_hours_apply_to=self.ctx.quiet_hours_apply_to,
             open_complaints=len(customer.open_complaints) if customer else 0,
             marketing_cap=self.ctx.marketing_cap,
             erased=bool(customer and customer.erased),
@@ -246,27 +386,36 @@ class Dispatcher:
         """A customer not known yet may still register (another topic, another order)."""
         return now - delivery.created_at < self.unknown_customer_grace
 
-    async def _webhook(self, delivery: Delivery, customer: Customer | None) -> Outcome:
+    async def _webhook(
+        self, delivery: Delivery, customer: Customer | None, reader: Batch
+    ) -> Outcome:
         webhooks = self.ctx.webhooks
         if webhooks is None or delivery.subscription_id is None:
             return Failure("webhooks are not configured", False)
-        subscriptions = await webhooks.matching(delivery.source_event_type)
+        subscriptions = await reader.subscriptions(delivery.source_event_type)
         chosen = [s for s in subscriptions if subscription_id(s) == delivery.subscription_id]
         if not chosen:
             return Skip("webhook subscription removed or no longer matching")
-        body = {
-            "delivery_id": delivery.id,
-            "rule": delivery.rule,
-            "event_type": delivery.source_event_type,
-            "source_event_id": delivery.source_event_id,
-            "customer_id": delivery.customer_id,
-            "purpose": delivery.purpose.value,
-            "data": self._context(delivery, customer),
-        }
+        body = self._webhook_body(delivery, customer)
         failure = await self._bounded(
             webhooks.deliver(chosen[0], body, delivery.id), self.webhook_timeout
         )
         return failure or Sent(delivery.subscription_id, None)
+
+    def _webhook_body(self, delivery: Delivery, customer: Customer | None) -> bytes:
+        """The triggering CloudEvent as it was kept; for a schedule's message (nothing
+        triggered it) a notification CloudEvent of the type the subscription matched."""
+        if delivery.cloudevent is not None:
+            return delivery.cloudevent.encode()
+        scheduled = delivery.source_event_type.startswith(f"{SCHEDULE_EVENT_TYPE}.")
+        # A delivery recorded before the triggering event was kept with it says what it can.
+        kind = delivery.source_event_type if scheduled else f"rapport.notifications.{delivery.rule}"
+        return cloudevent(
+            {"id": str(uuid.uuid5(_NOTIFICATION_NAMESPACE, delivery.source_event_id)),
+             "source": SOURCE, "type": kind, "subject": delivery.customer_id,
+             "time": delivery.created_at},
+            self._context(delivery, customer),
+        )  # fmt: skip
 
     async def _bounded(self, sending: Any, seconds: float) -> Failure | None:
         try:
@@ -317,12 +466,78 @@ class Dispatcher:
         ceiling = min(self.backoff_cap, self.backoff_base * 2 ** max(attempts - 1, 0))
         return timedelta(seconds=ceiling * self.random_fraction())
 
-    async def record(self, delivery: Delivery, outcome: Outcome) -> None:
-        ctx = self.ctx
-        now = ctx.now()
+    def _record_soon(self) -> None:
+        if self._finished and (self._recorder is None or self._recorder.done()):
+            self._recorder = asyncio.create_task(self._record_finished())
+
+    async def _record_finished(self) -> None:
+        """Record what finished, a batch per transaction, until nothing waits."""
+        failures = 0
+        while self._finished:
+            finished, self._finished = self._finished, []
+            try:
+                await self.record(finished)
+                failures = 0
+            except Exception:
+                failures += 1
+                if failures >= RECORD_ATTEMPTS:
+                    # Their claims expire; they are sent again, with the same ids.
+                    log.exception("%d outcomes could not be recorded", len(finished))
+                    continue
+                log.warning("recording %d outcomes failed; trying again", len(finished))
+                self._finished = finished + self._finished
+                await asyncio.sleep(0.2 * 2**failures)
+
+    async def record(self, finished: Sequence[Finished]) -> None:
+        """Record the outcomes of claimed deliveries in one transaction: one read of their
+        claims, one ``bulk_write`` of the ledger, one outbox insert of the events. An
+        outcome whose claim was lost (it expired and another dispatcher took the delivery
+        over) or whose delivery is no longer pending (its customer was erased meanwhile)
+        is not recorded."""
+        if not finished:
+            return
+        now = self.ctx.now()
+        deliveries = self.ctx.ledger.deliveries
+        planned = [
+            (delivery, *self._changes(delivery, outcome, now)) for delivery, outcome in finished
+        ]
+
+        async def work(uow: UnitOfWork) -> None:
+            uow.reads += 1
+            cursor = deliveries.find(
+                {"_id": {"$in": [delivery.id for delivery, *_ in planned]}},
+                {"claim": 1, "status": 1},
+                session=uow.session,
+            )
+            current = {document["_id"]: document async for document in cursor}
+            dead_letters: list[tuple[Event[Any], str]] = []
+            for delivery, changes, events, dead_letter in planned:
+                found = current.get(delivery.id)
+                if (
+                    found is None
+                    or found.get("claim") != delivery.claim
+                    or found.get("status") != DeliveryStatus.PENDING.value
+                ):
+                    continue
+                uow.write(deliveries, finish(delivery, changes), key=delivery.id)
+                uow.emit(events)
+                if dead_letter is not None:
+                    dead_letters.append((events[-1], dead_letter))
+            if dead_letters:
+                await uow.flush()  # the failures are announced before their dead letters
+                for failed, reason in dead_letters:
+                    await self._dead_letter(uow.session, failed, reason)
+
+        await self.ctx.units().run(work)
+
+    def _changes(
+        self, delivery: Delivery, outcome: Outcome, now: datetime
+    ) -> tuple[dict[str, Any], list[Event[Any]], str | None]:
+        """What an outcome changes in the delivery, the events announcing it, and the
+        reason of its dead letter (a delivery that failed for good)."""
         events: list[Event[Any]] = []
-        dead_letter = False
-        changes: dict[str, Any] = {"updated_at": now}
+        # (the claim had moved ``due_at`` to its expiry: every outcome says when it is due)
+        changes: dict[str, Any] = {"updated_at": now, "due_at": now}
         if isinstance(outcome, Sent):
             changes.update(
                 status=DeliveryStatus.SENT.value,
@@ -334,48 +549,42 @@ class Dispatcher:
             )
             events.append(self._event(NotificationSent, delivery, now, sent_at=now,
                                       locale=outcome.locale or delivery.locale))  # fmt: skip
-        elif isinstance(outcome, Skip) and outcome.postpone_until is not None:
+            return changes, events, None
+        if isinstance(outcome, Skip) and outcome.deferral:
+            changes.update(
+                due_at=outcome.postpone_until, deferred_because=outcome.reason, last_error=None
+            )
+            return changes, events, None
+        if isinstance(outcome, Skip) and outcome.postpone_until is not None:
             changes.update(due_at=outcome.postpone_until, last_error=outcome.reason)
-        elif isinstance(outcome, Skip):
+            return changes, events, None
+        if isinstance(outcome, Skip):
             changes.update(status=DeliveryStatus.SUPPRESSED.value, reason=outcome.reason)
             events.append(
                 suppressed_event(delivery.model_copy(update={"reason": outcome.reason}), now)
             )
-        else:
-            attempts = delivery.attempts + 1
-            if outcome.transient and attempts < self.max_attempts:
-                changes.update(
-                    attempts=attempts,
-                    last_error=outcome.reason,
-                    due_at=now + self.backoff(attempts),
-                )
-            else:
-                reason = (
-                    outcome.reason
-                    if not outcome.transient
-                    else (f"gave up after {attempts} attempts: {outcome.reason}")
-                )
-                changes.update(
-                    status=DeliveryStatus.FAILED.value,
-                    attempts=attempts,
-                    last_error=outcome.reason,
-                    reason=reason,
-                    failed_at=now,
-                )
-                events.append(self._event(NotificationFailed, delivery, now, reason=reason,
-                                          attempts=attempts, failed_at=now))  # fmt: skip
-                dead_letter = True
-
-        async def store(session: Session) -> None:
-            if not await ctx.ledger.finish(session, delivery, changes):
-                return  # the claim was lost (lease expired and another took over)
-            await ctx.outbox.add(session, events)
-            if dead_letter:
-                await self._dead_letter(session, events[-1], str(changes["reason"]))
-
-        await in_transaction(ctx.client, store)
-        if events:
-            ctx.relay.wake()
+            return changes, events, None
+        attempts = delivery.attempts + 1
+        if outcome.transient and attempts < self.max_attempts:
+            changes.update(
+                attempts=attempts, last_error=outcome.reason, due_at=now + self.backoff(attempts)
+            )
+            return changes, events, None
+        reason = (
+            outcome.reason
+            if not outcome.transient
+            else f"gave up after {attempts} attempts: {outcome.reason}"
+        )
+        changes.update(
+            status=DeliveryStatus.FAILED.value,
+            attempts=attempts,
+            last_error=outcome.reason,
+            reason=reason,
+            failed_at=now,
+        )
+        events.append(self._event(NotificationFailed, delivery, now, reason=reason,
+                                  attempts=attempts, failed_at=now))  # fmt: skip
+        return changes, events, reason
 
     def _event(
         self, kind: type[NotificationSent] | type[NotificationFailed], delivery: Delivery,

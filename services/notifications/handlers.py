@@ -1,13 +1,20 @@
 """Notifications use cases: from an event (or a due schedule) to recorded decisions.
 
-Every handler runs inside the transaction the ``EventConsumer`` opens for the event, and
-records there what it decided about each message: a pending delivery (due now, or
-deferred to the end of the customer's quiet hours), or a suppression with its reason
-(announced as ``crm.notification.suppressed`` through the outbox). Nothing is sent here:
-the dispatcher sends what is due, so a slow channel never blocks the stream worker. An
-event delivered again finds its marker and does nothing; and the ledger's key (source
-event, rule, channel[, subscription]) keeps even a replayed decision from adding a
-second delivery.
+Events are applied a batch at a time, in the one unit of work the ``EventConsumer`` opens
+for the batch: each route's load step says what its events need (``batch.Batch``), the
+batch reads it with one query per collection, and the handlers decide in memory, in the
+order of the events (a purchase sees the registration earlier in its batch), recording
+what they decided about each message: a pending delivery (due now, or deferred to the end
+of the customer's quiet hours), or a suppression with its reason (announced as
+``crm.notification.suppressed`` through the outbox). Everything is written at commit, one
+``bulk_write`` per collection. Nothing is sent here: the dispatcher sends what is due (and
+is woken when a batch recorded something due at once), so a slow channel never blocks the
+stream worker. An event delivered again finds its marker and does nothing; and the
+ledger's key (the message's subject or source event, rule, channel[, subscription]) keeps
+even a replayed decision from adding a second delivery. A message about a business object
+(a purchase, a return, a complaint's public reply) is keyed on that object's id, not on the
+event's: the same purchase sent again under a new CloudEvent id, in the same batch or a
+later one, finds the thank-you already decided and adds nothing.
 
 Unknown customers: a purchase (or any trigger) for a customer id the directory has not
 heard of yet is *deferred*, not dropped: the registration may still be on its way on
@@ -23,16 +30,29 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
 
 from services.notifications import rules as r
-from services.notifications.directory import Customer, Directory
+from services.notifications.batch import Batch
+from services.notifications.directory import (
+    Customer,
+    Directory,
+    complaint_ended_write,
+    complaint_opened_write,
+    consent_write,
+    customer_from,
+    erasure_write,
+    merge_writes,
+    snapshot_write,
+)
 from services.notifications.domain import Channel, Purpose
 from services.notifications.ports import InboxPort, WebhookPort, subscription_id
 from services.notifications.respect import (
+    QUIET_HOURS_APPLY_TO,
     Preferences,
     QuietHours,
     Send,
@@ -48,10 +68,17 @@ from services.notifications.schedules import (
     ScheduleStore,
     StaleSchedule,
     birthday_id,
+    cancel_write,
     daily_id,
     following_birthday,
+    forget_write,
+    move_write,
     next_birthday,
     next_daily,
+    put_write,
+    reactivate_write,
+    remember_comment,
+    remember_status,
     renewal_due,
     renewal_id,
     wanted_renewals,
@@ -63,17 +90,23 @@ from services.notifications.store import (
     Ledger,
     PreferenceStore,
     RuleStore,
+    anonymise,
+    cancel_pending,
     delivery_id,
+    move_pending,
+    release_waiting,
 )
 from shared.background import Periodic
 from shared.clock import Clock, utc_now
-from shared.consumer import Handler, RejectEvent
-from shared.events import Event, new_event
+from shared.consumer import RejectEvent
+from shared.events import Event, encode, new_event
 from shared.events.base import EventPayload
 from shared.events.complaints import (
     ComplaintClosed,
+    ComplaintEvent,
     ComplaintOpened,
     ComplaintReopened,
+    ComplaintReplied,
     ComplaintResolved,
     ComplaintSlaBreached,
     ComplaintStatusChanged,
@@ -89,13 +122,20 @@ from shared.events.customers import (
 from shared.events.insights import ChurnRiskChanged
 from shared.events.notifications import NotificationSuppressed
 from shared.events.purchases import PurchaseCompleted, PurchaseReturned
-from shared.mongo import MongoClient, Session, in_transaction
+from shared.mongo import MongoClient, Session
 from shared.outbox import Outbox, OutboxRelay
+from shared.routing import Routes
+from shared.unit_of_work import UnitOfWork, UnitsOfWork
 
 log = logging.getLogger(__name__)
 
 SOURCE = "/rapport/notifications"
 SCHEDULE_EVENT_TYPE = "rapport.notifications.schedule"
+RESYNC_CHUNK = 200  # customers whose schedules one unit of work works out again
+
+
+def _nobody() -> None:
+    return None
 
 
 @dataclass
@@ -116,17 +156,47 @@ class Notifications:
     default_time_zone: str = "UTC"
     default_locale: str = "en"
     default_quiet_hours: QuietHours | None = None
+    quiet_hours_apply_to: frozenset[tuple[Channel, Purpose]] = QUIET_HOURS_APPLY_TO
     marketing_cap: int = 2
     escalation_address: str = "escalations@rapport.local"
     team_addresses: Mapping[str, str] = field(default_factory=dict)
     owner_fallback_address: str = "account-owners@rapport.local"
     portal_url: str = "http://127.0.0.1:8003"
     clock: Clock = utc_now
+    # Called when a batch recorded a delivery due at once (bootstrap: the dispatcher's wake).
+    wake_dispatcher: Callable[[], None] = _nobody
+    _batches: WeakKeyDictionary[UnitOfWork, Batch] = field(
+        default_factory=WeakKeyDictionary, repr=False
+    )
 
     def now(self) -> datetime:
         """The clock's time at the store's precision (milliseconds)."""
         moment = self.clock().astimezone(UTC)
         return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+    def batch(self, uow: UnitOfWork) -> Batch:
+        """What ``uow`` (a batch of events, a schedule firing) knows and changes."""
+        found = self._batches.get(uow)
+        if found is None:
+            found = self._batches[uow] = self.reader(uow)
+        return found
+
+    def reader(self, uow: UnitOfWork | None = None) -> Batch:
+        """A fresh view of the state; without a unit of work it only reads."""
+        return Batch(
+            directory=self.directory,
+            preferences=self.preferences,
+            ledger=self.ledger,
+            schedules=self.schedules,
+            rule_store=self.rule_store,
+            webhooks=self.webhooks,
+            rule_settings=self.rule_settings,
+            clock=self.now,
+            uow=uow,
+        )
+
+    def units(self) -> UnitsOfWork:
+        return UnitsOfWork(self.client, self.outbox, self.relay)
 
     async def rule(self, name: str, session: Session | None = None) -> RuleConfig:
         stored = await self.rule_store.overrides(session)
@@ -161,6 +231,22 @@ class Trigger:
     context: Mapping[str, Any] = field(default_factory=dict)
     fallback_email: str | None = None
     team: str | None = None
+    # The business object the message is about (``purchase_subject``, ...); None: the event.
+    subject: str | None = None
+    # The triggering event, which a webhook delivers as it is; None for a schedule.
+    event: Event[Any] | None = None
+
+
+def purchase_subject(purchase_id: str) -> str:
+    return f"purchase:{purchase_id}"
+
+
+def return_subject(return_id: str) -> str:
+    return f"return:{return_id}"
+
+
+def reply_subject(comment_id: str) -> str:
+    return f"complaint-reply:{comment_id}"
 
 
 def _event(payload: EventPayload, now: datetime) -> Event[Any]:
@@ -197,31 +283,29 @@ def _staff_address(ctx: Notifications, trigger: Trigger, customer: Customer | No
     return ctx.escalation_address
 
 
-async def plan(
-    ctx: Notifications, session: Session, trigger: Trigger, now: datetime
-) -> list[Delivery]:
+async def plan(ctx: Notifications, batch: Batch, trigger: Trigger, now: datetime) -> list[Delivery]:
     """Decide, per channel of the rule, whether and when the message goes; record it."""
-    config = await ctx.rule(trigger.rule, session)
+    config = await batch.rule(trigger.rule)
     if not config.enabled:
         return []
     rule = definition(trigger.rule)
-    customer = await ctx.directory.get(trigger.customer_id, session)
+    customer = await batch.customer(trigger.customer_id)
     customer_id = customer.id if customer is not None else trigger.customer_id
     known = customer is not None and customer.registered
-    # The same for every channel of this trigger: read once.
-    preferences = (await ctx.preferences_of(customer_id, session)).to_domain()
+    # The same for every channel of this trigger: looked up once.
+    preferences = (await batch.preferences_of(customer_id)).to_domain()
     marketing_today = 0
     if config.purpose is Purpose.MARKETING:
         start, end = local_day(now, ctx.time_zone_of(customer))
-        marketing_today = await ctx.ledger.marketing_messages_between(
-            session, customer_id, start, end, excluding=(trigger.source_event_id, trigger.rule)
+        marketing_today = await batch.marketing_between(
+            customer_id, start, end, excluding=(trigger.source_event_id, trigger.rule)
         )
     recorded: list[Delivery] = []
     for channel in config.channels:
-        targets = await _targets(ctx, trigger, rule.audience, channel, customer, known=known)
+        targets = await _targets(ctx, batch, trigger, rule.audience, channel, customer, known=known)
         for address, subscription in targets:
             delivery = await _decide(
-                ctx, session, trigger, config, customer, customer_id, preferences,
+                ctx, batch, trigger, config, customer, customer_id, preferences,
                 marketing_today, channel, address, subscription, now,
             )  # fmt: skip
             if delivery is not None:
@@ -231,6 +315,7 @@ async def plan(
 
 async def _targets(
     ctx: Notifications,
+    batch: Batch,
     trigger: Trigger,
     audience: Audience,
     channel: Channel,
@@ -240,9 +325,7 @@ async def _targets(
 ) -> list[tuple[str | None, str | None]]:
     """Where a trigger's message goes on one channel: (address, webhook subscription)."""
     if channel is Channel.WEBHOOK:
-        if ctx.webhooks is None:
-            return []
-        subscriptions = await ctx.webhooks.matching(trigger.source_event_type)
+        subscriptions = await batch.subscriptions(trigger.source_event_type)
         return [(None, subscription_id(s)) for s in subscriptions]
     if audience is Audience.STAFF:
         return [(_staff_address(ctx, trigger, customer), None)] if channel is Channel.EMAIL else []
@@ -257,6 +340,19 @@ async def _targets(
     return []
 
 
+def _awaits_profile(
+    customer: Customer | None, config: RuleConfig, address: str | None, subscription: str | None
+) -> bool:
+    """A customer message for a customer not registered yet, to an address only the profile
+    will give (not a buyer's fallback e-mail, not a webhook subscription)."""
+    return (
+        config.audience is Audience.CUSTOMER
+        and not (customer is not None and customer.registered)
+        and address is None
+        and subscription is None
+    )
+
+
 def _offer(config: RuleConfig) -> dict[str, Any]:
     """A marketing rule's configured offer goes into its messages."""
     return {k: v for k, v in config.parameters.items() if k in ("offer", "offer_code")}
@@ -264,7 +360,7 @@ def _offer(config: RuleConfig) -> dict[str, Any]:
 
 async def _decide(
     ctx: Notifications,
-    session: Session,
+    batch: Batch,
     trigger: Trigger,
     config: RuleConfig,
     customer: Customer | None,
@@ -286,16 +382,28 @@ async def _decide(
             consents=customer.consents if customer else {},
             preferences=preferences,
             default_quiet_hours=ctx.default_quiet_hours,
+            quiet_hours_apply_to=ctx.quiet_hours_apply_to,
             open_complaints=len(customer.open_complaints) if customer else 0,
             marketing_today=marketing_today,
             marketing_cap=ctx.marketing_cap,
             erased=bool(customer and customer.erased),
         )
     )
+    due_at = decision.at if isinstance(decision, Send) else now
+    deferred = decision.deferred_because if isinstance(decision, Send) else None
+    if isinstance(decision, Send) and _awaits_profile(customer, config, address, subscription):
+        # Not decided blind: the quiet hours, zone, locale and address are the profile's,
+        # which may be on its way. The dispatcher waits for it (bounded by the unknown
+        # customer grace, then a suppression), the registration releases it, and respect
+        # is judged again then (see ``dispatcher.attempt``).
+        due_at, deferred = now, None
     delivery = Delivery(
-        id=delivery_id(trigger.source_event_id, trigger.rule, channel, subscription),
+        id=delivery_id(
+            trigger.subject or trigger.source_event_id, trigger.rule, channel, subscription
+        ),
         source_event_id=trigger.source_event_id,
         source_event_type=trigger.source_event_type,
+        subject=trigger.subject,
         rule=trigger.rule,
         channel=channel,
         subscription_id=subscription,
@@ -306,17 +414,23 @@ async def _decide(
         address=address,
         locale=(customer.locale if customer else None) or None,
         context={**_offer(config), **trigger.context},
-        due_at=decision.at if isinstance(decision, Send) else now,
-        deferred_because=decision.deferred_because if isinstance(decision, Send) else None,
+        cloudevent=_cloudevent(trigger) if channel is Channel.WEBHOOK else None,
+        due_at=due_at,
+        deferred_because=deferred,
         reason=None if isinstance(decision, Send) else decision.reason,
         created_at=now,
         updated_at=now,
     )
-    if not await ctx.ledger.record(session, delivery):
+    if not await batch.record(delivery):
         return None  # decided before: the ledger keeps the first decision
     if delivery.status is DeliveryStatus.SUPPRESSED:
-        await ctx.outbox.add(session, [suppressed_event(delivery, now)])
+        batch.emit([suppressed_event(delivery, now)])
     return delivery
+
+
+def _cloudevent(trigger: Trigger) -> str | None:
+    """A webhook's body: the triggering event in structured JSON, as Rapport publishes it."""
+    return encode(trigger.event).value.decode() if trigger.event is not None else None
 
 
 # -- what the templates get (flat fields, as ``catalog.py`` lists them per trigger) ---------
@@ -365,13 +479,93 @@ def return_context(returned: PurchaseReturned) -> dict[str, Any]:
     }
 
 
+# -- what a batch's events need (each route's load step) -----------------------------------
+
+C = TypeVar("C", bound=ComplaintEvent)
+S = TypeVar("S", bound=CustomerSnapshot)
+
+
+async def _load_purchases(
+    ctx: Notifications, events: Sequence[Event[PurchaseCompleted]], uow: UnitOfWork
+) -> None:
+    purchases = [event.payload for event in events]
+    ctx.batch(uow).want(
+        customers=[p.customer_id for p in purchases if p.customer_id],
+        emails=[str(p.customer_email) for p in purchases if not p.customer_id and p.customer_email],
+        external_ids=[
+            p.customer_external_id
+            for p in purchases
+            if not p.customer_id and not p.customer_email and p.customer_external_id
+        ],
+        subjects=[purchase_subject(p.purchase_id) for p in purchases],
+    )
+
+
+async def _load_returns(
+    ctx: Notifications, events: Sequence[Event[PurchaseReturned]], uow: UnitOfWork
+) -> None:
+    ctx.batch(uow).want(
+        customers=[event.payload.customer_id for event in events],
+        subjects=[return_subject(event.payload.return_id) for event in events],
+    )
+
+
+async def _load_replies(
+    ctx: Notifications, events: Sequence[Event[ComplaintReplied]], uow: UnitOfWork
+) -> None:
+    ctx.batch(uow).want(
+        customers=[event.payload.customer_id for event in events],
+        subjects=[reply_subject(event.payload.comment_id) for event in events],
+        schedules=[daily_id(event.payload.complaint_id) for event in events],
+    )
+
+
+async def _load_complaints(ctx: Notifications, events: Sequence[Event[C]], uow: UnitOfWork) -> None:
+    ctx.batch(uow).want(
+        customers=[event.payload.customer_id for event in events],
+        events=[event.id for event in events],
+        schedules=[daily_id(event.payload.complaint_id) for event in events],
+    )
+
+
+async def _load_churn(
+    ctx: Notifications, events: Sequence[Event[ChurnRiskChanged]], uow: UnitOfWork
+) -> None:
+    customers = [event.payload.customer_id for event in events]
+    ctx.batch(uow).want(
+        customers=customers, events=[event.id for event in events], marketing_of=customers
+    )
+
+
+async def _load_snapshots(ctx: Notifications, events: Sequence[Event[S]], uow: UnitOfWork) -> None:
+    customers = [event.payload.customer_id for event in events]
+    ctx.batch(uow).want(customers=customers, schedules_of=customers)
+
+
+async def _load_consents(
+    ctx: Notifications, events: Sequence[Event[ConsentChanged]], uow: UnitOfWork
+) -> None:
+    ctx.batch(uow).want(customers=[event.payload.customer_id for event in events])
+
+
+async def _load_merges(
+    ctx: Notifications, events: Sequence[Event[CustomerMerged]], uow: UnitOfWork
+) -> None:
+    sources = [event.payload.source_customer_id for event in events]
+    both = [*sources, *(event.payload.customer_id for event in events)]
+    ctx.batch(uow).want(customers=both, schedules_of=both, moved_from=sources)
+
+
+async def _load_erasures(
+    ctx: Notifications, events: Sequence[Event[CustomerErased]], uow: UnitOfWork
+) -> None:
+    customers = [event.payload.customer_id for event in events]
+    ctx.batch(uow).want(customers=customers, schedules_of=customers)
+
+
 # -- event handlers ------------------------------------------------------------------------
 
-
-async def _fire(
-    ctx: Notifications, session: Session, event: Event[Any], trigger: Trigger
-) -> list[Delivery]:
-    return await plan(ctx, session, trigger, ctx.now())
+routes: Routes[Notifications] = Routes()
 
 
 def _trigger(event: Event[Any], rule: str, customer_id: str, **extra: Any) -> Trigger:
@@ -380,34 +574,37 @@ def _trigger(event: Event[Any], rule: str, customer_id: str, **extra: Any) -> Tr
         source_event_id=event.id,
         source_event_type=event.type,
         customer_id=customer_id,
+        event=event,
         **extra,
     )
 
 
-async def purchase_completed(ctx: Notifications, event: Event[Any], session: Session) -> None:
+@routes.on(PurchaseCompleted, load=_load_purchases)
+async def purchase_completed(
+    ctx: Notifications, event: Event[PurchaseCompleted], uow: UnitOfWork
+) -> None:
+    batch = ctx.batch(uow)
     purchase = event.payload
-    assert isinstance(purchase, PurchaseCompleted)
-    customer_id, fallback = await _purchaser(ctx, purchase, session)
-    await _fire(
-        ctx, session, event,
-        _trigger(event, r.PURCHASE_THANK_YOU, customer_id, context=purchase_context(purchase),
-                 fallback_email=fallback),
+    customer_id, fallback = await _purchaser(batch, purchase)
+    trigger = _trigger(
+        event, r.PURCHASE_THANK_YOU, customer_id,
+        context=purchase_context(purchase), fallback_email=fallback,
+        subject=purchase_subject(purchase.purchase_id),
     )  # fmt: skip
+    await plan(ctx, batch, trigger, ctx.now())
 
 
-async def _purchaser(
-    ctx: Notifications, purchase: PurchaseCompleted, session: Session
-) -> tuple[str, str | None]:
+async def _purchaser(batch: Batch, purchase: PurchaseCompleted) -> tuple[str, str | None]:
     """Who bought: (customer id, an e-mail to write to when the customer is unknown)."""
     if purchase.customer_id:
         return purchase.customer_id, None
     if purchase.customer_email:
-        found = await ctx.directory.find_by_email(str(purchase.customer_email), session)
+        found = await batch.find_by_email(str(purchase.customer_email))
         if found is not None:
             return found.id, None
         return f"email:{str(purchase.customer_email).lower()}", str(purchase.customer_email)
     assert purchase.customer_external_id is not None  # the payload's validator ensures one
-    found = await ctx.directory.find_by_external_id(purchase.customer_external_id, session)
+    found = await batch.find_by_external_id(purchase.customer_external_id)
     if found is None:
         raise RejectEvent(
             f"unknown customer: no customer has external id {purchase.customer_external_id}"
@@ -416,29 +613,40 @@ async def _purchaser(
     return found.id, None
 
 
-async def purchase_returned(ctx: Notifications, event: Event[Any], session: Session) -> None:
+@routes.on(PurchaseReturned, load=_load_returns)
+async def purchase_returned(
+    ctx: Notifications, event: Event[PurchaseReturned], uow: UnitOfWork
+) -> None:
     returned = event.payload
-    assert isinstance(returned, PurchaseReturned)
-    await _fire(
-        ctx, session, event,
-        _trigger(event, r.RETURN_CONFIRMATION, returned.customer_id,
-                 context=return_context(returned)),
+    trigger = _trigger(
+        event, r.RETURN_CONFIRMATION, returned.customer_id, context=return_context(returned),
+        subject=return_subject(returned.return_id),
     )  # fmt: skip
+    await plan(ctx, ctx.batch(uow), trigger, ctx.now())
 
 
-async def _complaint_facts(
-    ctx: Notifications, session: Session, complaint_id: str
-) -> dict[str, Any]:
+async def _complaint_facts(batch: Batch, complaint_id: str) -> dict[str, Any]:
     """What the service remembers of a complaint (kept with its daily status schedule)."""
-    stored = await ctx.schedules.get(daily_id(complaint_id), session)
+    stored = await batch.schedule(daily_id(complaint_id))
     facts = dict(stored.params.get("complaint") or {}) if stored else {}
     facts["complaint_id"] = complaint_id
     return facts
 
 
-async def complaint_opened(ctx: Notifications, event: Event[Any], session: Session) -> None:
+async def _complaint_opened(batch: Batch, customer_id: str, complaint_id: str) -> None:
+    """The complaint counts as open for the customer (the survivor, after a merge)."""
+    customer = await batch.customer(customer_id)
+    target = customer.id if customer is not None else customer_id
+    await batch.customer_document(target)
+    batch.change_customers(complaint_opened_write(target, complaint_id))
+
+
+@routes.on(ComplaintOpened, load=_load_complaints)
+async def complaint_opened(
+    ctx: Notifications, event: Event[ComplaintOpened], uow: UnitOfWork
+) -> None:
+    batch = ctx.batch(uow)
     opened = event.payload
-    assert isinstance(opened, ComplaintOpened)
     complaint = {
         "complaint_id": opened.complaint_id,
         "subject": opened.subject,
@@ -448,21 +656,19 @@ async def complaint_opened(ctx: Notifications, event: Event[Any], session: Sessi
         "resolution_due_at": _iso(opened.resolution_due_at),
         "opened_at": _iso(opened.opened_at),
     }
-    await ctx.directory.complaint_opened(session, opened.customer_id, opened.complaint_id)
-    await _fire(
-        ctx, session, event,
-        _trigger(event, r.COMPLAINT_ACKNOWLEDGEMENT, opened.customer_id, context=complaint),
-    )  # fmt: skip
-    await start_daily_status(ctx, session, opened.customer_id, {**complaint, "status": "open"})
+    await _complaint_opened(batch, opened.customer_id, opened.complaint_id)
+    trigger = _trigger(event, r.COMPLAINT_ACKNOWLEDGEMENT, opened.customer_id, context=complaint)
+    await plan(ctx, batch, trigger, ctx.now())
+    await start_daily_status(ctx, batch, opened.customer_id, {**complaint, "status": "open"})
 
 
 async def start_daily_status(
-    ctx: Notifications, session: Session, customer_id: str, complaint: Mapping[str, Any]
+    ctx: Notifications, batch: Batch, customer_id: str, complaint: Mapping[str, Any]
 ) -> None:
     now = ctx.now()
-    customer = await ctx.directory.get(customer_id, session)
+    customer = await batch.customer(customer_id)
     target = customer.id if customer else customer_id
-    config = await ctx.rule(r.COMPLAINT_DAILY_STATUS, session)
+    config = await batch.rule(r.COMPLAINT_DAILY_STATUS)
     at = r.local_time(config)
     time_zone = ctx.time_zone_of(customer)
     due, day = next_daily(at, time_zone, now)
@@ -471,24 +677,29 @@ async def start_daily_status(
         "time_zone": time_zone,
         "local_time": at.strftime("%H:%M"),
     }
-    await ctx.schedules.put(
-        session, daily_id(str(complaint["complaint_id"])), rule=r.COMPLAINT_DAILY_STATUS,
-        customer_id=target, due_at=due, occurrence=day, params=params, now=now,
+    schedule_id = daily_id(str(complaint["complaint_id"]))
+    await batch.schedule(schedule_id)
+    batch.change_schedules(
+        put_write(
+            schedule_id, rule=r.COMPLAINT_DAILY_STATUS, customer_id=target, due_at=due,
+            occurrence=day, params=params, now=now,
+        )
     )  # fmt: skip
 
 
-async def complaint_status_changed(ctx: Notifications, event: Event[Any], session: Session) -> None:
+@routes.on(ComplaintStatusChanged, load=_load_complaints)
+async def complaint_status_changed(
+    ctx: Notifications, event: Event[ComplaintStatusChanged], uow: UnitOfWork
+) -> None:
+    batch = ctx.batch(uow)
     changed = event.payload
-    assert isinstance(changed, ComplaintStatusChanged)
-    remembered = {"params.complaint.status": changed.to_status.value}
-    if changed.public_comment:
-        remembered["params.complaint.last_public_comment"] = changed.public_comment
-    await ctx.schedules.schedules.update_one(
-        {"_id": daily_id(changed.complaint_id)}, {"$set": remembered}, session=session
+    await batch.schedule(daily_id(changed.complaint_id))
+    batch.change_schedules(
+        remember_status(changed.complaint_id, changed.to_status.value, changed.public_comment)
     )
     if not r.triggered_by(event.type, changed.model_dump(mode="json")):
         return
-    facts = await _complaint_facts(ctx, session, changed.complaint_id)
+    facts = await _complaint_facts(batch, changed.complaint_id)
     context = {
         "complaint_id": changed.complaint_id,
         "subject": facts.get("subject"),
@@ -497,17 +708,47 @@ async def complaint_status_changed(ctx: Notifications, event: Event[Any], sessio
         "public_comment": changed.public_comment,
         "changed_at": _iso(changed.changed_at),
     }
-    await _fire(
-        ctx, session, event,
-        _trigger(event, r.COMPLAINT_PROGRESS, changed.customer_id, context=context),
-    )  # fmt: skip
+    trigger = _trigger(event, r.COMPLAINT_PROGRESS, changed.customer_id, context=context)
+    await plan(ctx, batch, trigger, ctx.now())
 
 
-async def complaint_resolved(ctx: Notifications, event: Event[Any], session: Session) -> None:
+@routes.on(ComplaintReplied, load=_load_replies)
+async def complaint_replied(
+    ctx: Notifications, event: Event[ComplaintReplied], uow: UnitOfWork
+) -> None:
+    """A staff member's public reply reaches the customer as a progress message (the same
+    rule, preferences and consent as a status change with a public comment); complaints
+    publishes no event for an internal note."""
+    batch = ctx.batch(uow)
+    replied = event.payload
+    await batch.schedule(daily_id(replied.complaint_id))
+    batch.change_schedules(remember_comment(replied.complaint_id, replied.public_comment))
+    facts = await _complaint_facts(batch, replied.complaint_id)
+    status = facts.get("status")
+    context = {
+        "complaint_id": replied.complaint_id,
+        "subject": facts.get("subject"),
+        "from_status": status,
+        "to_status": status,  # a reply alone leaves the status as it was (None: not known)
+        "public_comment": replied.public_comment,
+        "changed_at": _iso(replied.replied_at),
+    }
+    for rule in r.triggered_by(event.type, replied.model_dump(mode="json")):
+        trigger = _trigger(
+            event, rule, replied.customer_id, context=context,
+            subject=reply_subject(replied.comment_id),
+        )  # fmt: skip
+        await plan(ctx, batch, trigger, ctx.now())
+
+
+@routes.on(ComplaintResolved, load=_load_complaints)
+async def complaint_resolved(
+    ctx: Notifications, event: Event[ComplaintResolved], uow: UnitOfWork
+) -> None:
+    batch = ctx.batch(uow)
     resolved = event.payload
-    assert isinstance(resolved, ComplaintResolved)
-    facts = await _complaint_facts(ctx, session, resolved.complaint_id)
-    await _complaint_ended(ctx, session, resolved.complaint_id, "resolved")
+    facts = await _complaint_facts(batch, resolved.complaint_id)
+    await _complaint_ended(ctx, batch, resolved.complaint_id, "resolved")
     feedback_url = f"{ctx.portal_url.rstrip('/')}/complaints/{resolved.complaint_id}/feedback"
     context = {
         "complaint_id": resolved.complaint_id,
@@ -522,38 +763,42 @@ async def complaint_resolved(ctx: Notifications, event: Event[Any], session: Ses
         "resolved_at": _iso(resolved.resolved_at),
         "feedback_url": feedback_url,
     }
-    await _fire(
-        ctx, session, event,
-        _trigger(event, r.COMPLAINT_RESOLVED, resolved.customer_id, context=context),
-    )  # fmt: skip
+    trigger = _trigger(event, r.COMPLAINT_RESOLVED, resolved.customer_id, context=context)
+    await plan(ctx, batch, trigger, ctx.now())
 
 
-async def _complaint_ended(
-    ctx: Notifications, session: Session, complaint_id: str, why: str
+async def _complaint_ended(ctx: Notifications, batch: Batch, complaint_id: str, why: str) -> None:
+    batch.change_customers(complaint_ended_write(complaint_id))
+    await batch.schedule(daily_id(complaint_id))
+    batch.change_schedules(cancel_write({"_id": daily_id(complaint_id)}, why, ctx.now()))
+
+
+@routes.on(ComplaintClosed, load=_load_complaints)
+async def complaint_closed(
+    ctx: Notifications, event: Event[ComplaintClosed], uow: UnitOfWork
 ) -> None:
-    await ctx.directory.complaint_ended(session, complaint_id)
-    await ctx.schedules.cancel(session, {"_id": daily_id(complaint_id)}, why, ctx.now())
+    await _complaint_ended(ctx, ctx.batch(uow), event.payload.complaint_id, "closed")
 
 
-async def complaint_closed(ctx: Notifications, event: Event[Any], session: Session) -> None:
-    closed = event.payload
-    assert isinstance(closed, ComplaintClosed)
-    await _complaint_ended(ctx, session, closed.complaint_id, "closed")
-
-
-async def complaint_reopened(ctx: Notifications, event: Event[Any], session: Session) -> None:
+@routes.on(ComplaintReopened, load=_load_complaints)
+async def complaint_reopened(
+    ctx: Notifications, event: Event[ComplaintReopened], uow: UnitOfWork
+) -> None:
+    batch = ctx.batch(uow)
     reopened = event.payload
-    assert isinstance(reopened, ComplaintReopened)
-    await ctx.directory.complaint_opened(session, reopened.customer_id, reopened.complaint_id)
-    facts = await _complaint_facts(ctx, session, reopened.complaint_id)
+    await _complaint_opened(batch, reopened.customer_id, reopened.complaint_id)
+    facts = await _complaint_facts(batch, reopened.complaint_id)
     facts["status"] = "reopened"
-    await start_daily_status(ctx, session, reopened.customer_id, facts)
+    await start_daily_status(ctx, batch, reopened.customer_id, facts)
 
 
-async def sla_breached(ctx: Notifications, event: Event[Any], session: Session) -> None:
+@routes.on(ComplaintSlaBreached, load=_load_complaints)
+async def sla_breached(
+    ctx: Notifications, event: Event[ComplaintSlaBreached], uow: UnitOfWork
+) -> None:
+    batch = ctx.batch(uow)
     breach = event.payload
-    assert isinstance(breach, ComplaintSlaBreached)
-    facts = await _complaint_facts(ctx, session, breach.complaint_id)
+    facts = await _complaint_facts(batch, breach.complaint_id)
     context = {
         "complaint_id": breach.complaint_id,
         "subject": facts.get("subject"),
@@ -565,15 +810,18 @@ async def sla_breached(ctx: Notifications, event: Event[Any], session: Session) 
         "escalated_to": breach.escalated_to,
     }
     for rule in r.triggered_by(event.type, breach.model_dump(mode="json")):
-        await _fire(
-            ctx, session, event,
-            _trigger(event, rule, breach.customer_id, context=context, team=breach.escalated_to),
-        )  # fmt: skip
+        trigger = _trigger(
+            event, rule, breach.customer_id, context=context, team=breach.escalated_to
+        )
+        await plan(ctx, batch, trigger, ctx.now())
 
 
-async def churn_risk_changed(ctx: Notifications, event: Event[Any], session: Session) -> None:
+@routes.on(ChurnRiskChanged, load=_load_churn)
+async def churn_risk_changed(
+    ctx: Notifications, event: Event[ChurnRiskChanged], uow: UnitOfWork
+) -> None:
+    batch = ctx.batch(uow)
     churn = event.payload
-    assert isinstance(churn, ChurnRiskChanged)
     context = {
         "level": churn.level.value,
         "previous_level": churn.previous_level.value if churn.previous_level else None,
@@ -582,105 +830,121 @@ async def churn_risk_changed(ctx: Notifications, event: Event[Any], session: Ses
         "changed_at": _iso(churn.changed_at),
     }
     for rule in r.triggered_by(event.type, churn.model_dump(mode="json")):
-        await _fire(ctx, session, event, _trigger(event, rule, churn.customer_id, context=context))
+        trigger = _trigger(event, rule, churn.customer_id, context=context)
+        await plan(ctx, batch, trigger, ctx.now())
 
 
-async def customer_snapshot(ctx: Notifications, event: Event[Any], session: Session) -> None:
+@routes.on(CustomerRegistered, CustomerUpdated, load=_load_snapshots)
+async def customer_snapshot(
+    ctx: Notifications, event: Event[CustomerSnapshot], uow: UnitOfWork
+) -> None:
+    batch = ctx.batch(uow)
     snapshot = event.payload
-    assert isinstance(snapshot, CustomerSnapshot)
-    before, after = await ctx.directory.apply_snapshot(session, snapshot)
-    if after is not None and not after.erased:
-        await sync_schedules(ctx, session, after, ctx.now())
-        if before is None or not before.registered:
-            await ctx.ledger.release_waiting(session, after.id, ctx.now())
+    stored = await batch.customer_document(snapshot.customer_id)
+    write = snapshot_write(stored, snapshot)
+    if write is None:
+        return  # older than what is known, or the customer was erased
+    batch.change_customers(write)
+    after = await batch.customer_document(snapshot.customer_id)
+    assert after is not None
+    customer = customer_from(after)
+    now = ctx.now()
+    await sync_schedules(ctx, batch, customer, now)
+    if stored is None or not customer_from(stored).registered:
+        batch.change_deliveries(*release_waiting(customer.id, now))
 
 
-async def consent_changed(ctx: Notifications, event: Event[Any], session: Session) -> None:
+@routes.on(ConsentChanged, load=_load_consents)
+async def consent_changed(
+    ctx: Notifications, event: Event[ConsentChanged], uow: UnitOfWork
+) -> None:
+    batch = ctx.batch(uow)
     consent = event.payload
-    assert isinstance(consent, ConsentChanged)
-    await ctx.directory.record_consent(
-        session, consent.customer_id, consent.channel, consent.purpose, consent.granted
+    stored = await batch.customer_document(consent.customer_id)
+    write = consent_write(
+        stored, consent.customer_id, consent.channel, consent.purpose, consent.granted
     )
+    if write is not None:
+        batch.change_customers(write)
 
 
-async def customer_merged(ctx: Notifications, event: Event[Any], session: Session) -> None:
+@routes.on(CustomerMerged, load=_load_merges)
+async def customer_merged(
+    ctx: Notifications, event: Event[CustomerMerged], uow: UnitOfWork
+) -> None:
+    batch = ctx.batch(uow)
     merged = event.payload
-    assert isinstance(merged, CustomerMerged)
     source, target, undo = merged.source_customer_id, merged.customer_id, merged.undone
     now = ctx.now()
-    await ctx.directory.record_merge(session, source, target, undone=undo)
-    await ctx.ledger.move_pending(session, source, target, undo=undo)
+    batch.want(schedules_of=[source, target], moved_from=[source])
+    await batch.ready()
+    source_document = await batch.customer_document(source)
+    await batch.customer_document(target)
+    batch.change_customers(*merge_writes(source_document, source, target, undone=undo))
+    batch.change_deliveries(*move_pending(source, target, undo=undo))
     daily = {"rule": r.COMPLAINT_DAILY_STATUS}
     personal = {"rule": {"$in": [r.BIRTHDAY_GREETING, r.RENEWAL_REMINDER]}}
     if undo:
         # The source's own birthday and contracts come back; its complaints go back too.
-        await ctx.schedules.reactivate(session, {"customer_id": source, **personal}, "merged", now)
-        await ctx.schedules.move(session, {"moved_from": source, **daily}, source, None)
+        batch.change_schedules(
+            reactivate_write({"customer_id": source, **personal}, "merged", now),
+            move_write({"moved_from": source, **daily}, source, None),
+        )
     else:
         # The survivor's profile (updated by profiles) carries what the source had.
-        await ctx.schedules.cancel(session, {"customer_id": source, **personal}, "merged", now)
-        await ctx.schedules.move(session, {"customer_id": source, **daily}, target, source)
+        batch.change_schedules(
+            cancel_write({"customer_id": source, **personal}, "merged", now),
+            move_write({"customer_id": source, **daily}, target, source),
+        )
     if ctx.inbox is not None:
-        await ctx.inbox.move_customer(source, target, undo=undo, session=session)
+        await ctx.inbox.move_customer(source, target, undo=undo, session=batch.session)
 
 
-async def customer_erased(ctx: Notifications, event: Event[Any], session: Session) -> None:
+@routes.on(CustomerErased, load=_load_erasures)
+async def customer_erased(
+    ctx: Notifications, event: Event[CustomerErased], uow: UnitOfWork
+) -> None:
+    batch = ctx.batch(uow)
     erased = event.payload
-    assert isinstance(erased, CustomerErased)
-    now = ctx.now()
-    await ctx.directory.mark_erased(session, erased.customer_id, erased.erased_at)
-    await ctx.ledger.cancel_pending(session, erased.customer_id, "customer erased", now)
-    await ctx.ledger.anonymise(session, erased.customer_id, now)
-    await ctx.schedules.forget_customer(session, erased.customer_id, now)
-    await ctx.preferences.forget(session, erased.customer_id)
-    await ctx.outbox.forget(session, [erased.customer_id], lambda payload: payload)
+    customer_id, now = erased.customer_id, ctx.now()
+    batch.want(schedules_of=[customer_id])
+    await batch.ready()
+    await batch.customer_document(customer_id)
+    batch.change_customers(erasure_write(customer_id, erased.erased_at))
+    batch.change_deliveries(
+        *cancel_pending(customer_id, "customer erased", now), *anonymise(customer_id, now)
+    )
+    batch.change_schedules(forget_write(customer_id, now))
+    batch.forget_preferences(customer_id)
+    await ctx.outbox.forget(uow.session, [customer_id], lambda payload: payload)
     if ctx.inbox is not None:
-        await ctx.inbox.erase_customer(erased.customer_id, session=session)
+        await ctx.inbox.erase_customer(customer_id, session=uow.session)
 
 
-def event_handlers(ctx: Notifications) -> dict[str, Handler]:
-    """Event type to handler, each bound to the service's context."""
-    table: dict[str, Callable[[Notifications, Event[Any], Session], Any]] = {
-        PurchaseCompleted.event_type: purchase_completed,
-        PurchaseReturned.event_type: purchase_returned,
-        ComplaintOpened.event_type: complaint_opened,
-        ComplaintStatusChanged.event_type: complaint_status_changed,
-        ComplaintResolved.event_type: complaint_resolved,
-        ComplaintClosed.event_type: complaint_closed,
-        ComplaintReopened.event_type: complaint_reopened,
-        ComplaintSlaBreached.event_type: sla_breached,
-        ChurnRiskChanged.event_type: churn_risk_changed,
-        CustomerRegistered.event_type: customer_snapshot,
-        CustomerUpdated.event_type: customer_snapshot,
-        ConsentChanged.event_type: consent_changed,
-        CustomerMerged.event_type: customer_merged,
-        CustomerErased.event_type: customer_erased,
-    }
-
-    def bind(handler: Callable[[Notifications, Event[Any], Session], Any]) -> Handler:
-        async def handle(event: Event[Any], session: Session) -> None:
-            await handler(ctx, event, session)
-
-        return handle
-
-    return {event_type: bind(handler) for event_type, handler in table.items()}
+@routes.after_batch
+async def _wake_the_dispatcher(
+    ctx: Notifications, events: Sequence[Event[Any]], uow: UnitOfWork
+) -> None:
+    """What the batch recorded as due now goes out without waiting for the next poll."""
+    if ctx.batch(uow).due_now:
+        ctx.wake_dispatcher()
 
 
 # -- schedules -----------------------------------------------------------------------------
 
 
 async def sync_schedules(
-    ctx: Notifications, session: Session, customer: Customer, now: datetime
+    ctx: Notifications, batch: Batch, customer: Customer, now: datetime
 ) -> None:
     """Birthday and renewal schedules as the customer's profile now says."""
     time_zone = ctx.time_zone_of(customer)
-    birthday_rule = await ctx.rule(r.BIRTHDAY_GREETING, session)
+    birthday_rule = await batch.rule(r.BIRTHDAY_GREETING)
     at = r.local_time(birthday_rule)
     schedule_id = birthday_id(customer.id)
-    existing = await ctx.schedules.get(schedule_id, session)
+    existing = await batch.schedule_of(customer.id, schedule_id)
     if customer.birthday is None:
         if existing is not None:
-            await ctx.schedules.cancel(session, {"_id": schedule_id}, "no birthday", now)
+            batch.change_schedules(cancel_write({"_id": schedule_id}, "no birthday", now))
     else:
         params = {
             "birthday": customer.birthday.isoformat(),
@@ -694,25 +958,23 @@ async def sync_schedules(
         ):
             fired = existing.fired if existing else None
             due, year = next_birthday(customer.birthday, at, time_zone, now, fired)
-            await ctx.schedules.put(
-                session, schedule_id, rule=r.BIRTHDAY_GREETING, customer_id=customer.id,
-                due_at=due, occurrence=year, params=params, now=now,
+            batch.change_schedules(
+                put_write(
+                    schedule_id, rule=r.BIRTHDAY_GREETING, customer_id=customer.id,
+                    due_at=due, occurrence=year, params=params, now=now,
+                )
             )  # fmt: skip
-    await _sync_renewals(ctx, session, customer, time_zone, now)
+    await _sync_renewals(batch, customer, time_zone, now)
 
 
-async def _sync_renewals(
-    ctx: Notifications, session: Session, customer: Customer, time_zone: str, now: datetime
-) -> None:
-    config = await ctx.rule(r.RENEWAL_REMINDER, session)
+async def _sync_renewals(batch: Batch, customer: Customer, time_zone: str, now: datetime) -> None:
+    config = await batch.rule(r.RENEWAL_REMINDER)
     at = r.local_time(config)
     wanted = wanted_renewals(
         ((c.contract_id, c.product, c.ends_on, c.active) for c in customer.contracts),
         r.days_before(config),
     )
-    existing = {
-        s.id: s for s in await ctx.schedules.of_customer(customer.id, session, r.RENEWAL_REMINDER)
-    }
+    existing = {s.id: s for s in await batch.schedules_of(customer.id, r.RENEWAL_REMINDER)}
     auto_renew = {c.contract_id: c.auto_renew for c in customer.contracts}
     keep: set[str] = set()
     for (contract_id, offset), (product, ends_on) in wanted.items():
@@ -739,31 +1001,39 @@ async def _sync_renewals(
         due = renewal_due(ends_on, offset, at, time_zone)
         if due < now:
             if current is not None and current.status is ScheduleStatus.ACTIVE:
-                await ctx.schedules.cancel(session, {"_id": schedule_id}, "date moved", now)
+                batch.change_schedules(cancel_write({"_id": schedule_id}, "date moved", now))
             continue  # already past when we learned of it: too late to remind
-        await ctx.schedules.put(
-            session, schedule_id, rule=r.RENEWAL_REMINDER, customer_id=customer.id,
-            due_at=due, occurrence=occurrence, params=params, now=now,
+        await batch.schedule_of(customer.id, schedule_id)  # known: new or as read
+        batch.change_schedules(
+            put_write(
+                schedule_id, rule=r.RENEWAL_REMINDER, customer_id=customer.id,
+                due_at=due, occurrence=occurrence, params=params, now=now,
+            )
         )  # fmt: skip
-    for schedule_id in existing.keys() - keep:
-        await ctx.schedules.cancel(session, {"_id": schedule_id}, "contract ended", now)
+    for schedule_id in sorted(existing.keys() - keep):
+        batch.change_schedules(cancel_write({"_id": schedule_id}, "contract ended", now))
 
 
 async def resync_schedules(ctx: Notifications) -> int:
     """Birthday and renewal schedules worked out again for every known customer (after
-    their rule's time or days changed); returns how many customers were looked at."""
+    their rule's time or days changed), a chunk of customers per unit of work; returns
+    how many customers were looked at."""
     cursor = ctx.directory.customers.find(
         {"version": {"$gte": 1}, "erased": {"$ne": True}, "merged_into": None}, {"_id": 1}
     )
     ids = [document["_id"] async for document in cursor]
-    for customer_id in ids:
+    for start in range(0, len(ids), RESYNC_CHUNK):
+        chunk = ids[start : start + RESYNC_CHUNK]
 
-        async def work(session: Session, customer_id: str = customer_id) -> None:
-            customer = await ctx.directory.get(customer_id, session)
-            if customer is not None and customer.id == customer_id and not customer.erased:
-                await sync_schedules(ctx, session, customer, ctx.now())
+        async def work(uow: UnitOfWork, chunk: list[str] = chunk) -> None:
+            batch = ctx.batch(uow)
+            batch.want(customers=chunk, schedules_of=chunk)
+            for customer_id in chunk:
+                customer = await batch.customer(customer_id)
+                if customer is not None and customer.id == customer_id and not customer.erased:
+                    await sync_schedules(ctx, batch, customer, ctx.now())
 
-        await in_transaction(ctx.client, work)
+        await ctx.units().run(work)
     return len(ids)
 
 
@@ -817,13 +1087,13 @@ async def fire_due(ctx: Notifications, now: datetime | None = None) -> int:
     for schedule in await ctx.schedules.due(moment):
         fired += await fire_one(ctx, schedule, moment)
     if fired:
-        ctx.relay.wake()
+        ctx.wake_dispatcher()
     return fired
 
 
 async def fire_one(ctx: Notifications, schedule: Schedule, now: datetime) -> int:
-    async def work(session: Session) -> int:
-        current = await ctx.schedules.get(schedule.id, session)
+    async def work(uow: UnitOfWork) -> int:
+        current = await ctx.schedules.get(schedule.id, uow.session)
         if (
             current is None
             or current.version != schedule.version
@@ -831,26 +1101,35 @@ async def fire_one(ctx: Notifications, schedule: Schedule, now: datetime) -> int
             or current.due_at > now
         ):
             return 0
+        trigger = _schedule_trigger(current, now)
+        batch = ctx.batch(uow)
+        marketing = definition(current.rule).purpose is Purpose.MARKETING
+        batch.want(
+            customers=[current.customer_id],
+            events=[trigger.source_event_id],
+            marketing_of=[current.customer_id] if marketing else [],
+        )
         if current.rule == r.COMPLAINT_DAILY_STATUS:
             # The schedule carries its own time zone; the customer's may have changed.
-            customer = await ctx.directory.get(current.customer_id, session)
-            config = await ctx.rule(r.COMPLAINT_DAILY_STATUS, session)
+            customer = await batch.customer(current.customer_id)
+            config = await batch.rule(r.COMPLAINT_DAILY_STATUS)
             params = {
                 **current.params,
                 "time_zone": ctx.time_zone_of(customer),
                 "local_time": r.local_time(config).strftime("%H:%M"),
             }
             current = dataclasses.replace(current, params=params)
-        await plan(ctx, session, _schedule_trigger(current, now), now)
+        await plan(ctx, batch, trigger, now)
         next_due, next_occurrence = _following(current, now)
+        # The schedules are not changed through the batch here: written at once, guarded.
         await ctx.schedules.advance(
-            session, current, fired=current.occurrence, next_due=next_due,
+            uow.session, current, fired=current.occurrence, next_due=next_due,
             next_occurrence=next_occurrence, now=now,
         )  # fmt: skip
         return 1
 
     try:
-        return await in_transaction(ctx.client, work)
+        return await ctx.units().run(work)
     except StaleSchedule:
         return 0  # another scheduler fired it
 

@@ -2,7 +2,7 @@
 
 The renderer and the senders are the domain's ``TemplateRenderer`` and ``Sender``; these
 are the two other seams: webhook subscriptions (matching an event type, delivering a
-signed body) and the in-app inbox (following a merge, forgetting an erased customer).
+signed CloudEvent) and the in-app inbox (following a merge, forgetting an erased customer).
 """
 
 from __future__ import annotations
@@ -13,13 +13,25 @@ from typing import Any, Protocol
 from shared.mongo import Session
 
 
+class WebhookSubscription(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    def matches(self, event_type: str) -> bool: ...
+
+
 class WebhookPort(Protocol):
+    async def active(self) -> Sequence[WebhookSubscription]:
+        """Every active subscription (a batch reads them once and matches in memory)."""
+        ...
+
     async def matching(self, event_type: str) -> Sequence[Any]:
         """The active subscriptions whose filter matches ``event_type`` (each has ``id``)."""
         ...
 
-    async def deliver(self, subscription: Any, body: Mapping[str, Any], delivery_id: str) -> None:
-        """POST the signed body; raises ``DeliveryError`` when the receiver fails."""
+    async def deliver(self, subscription: Any, body: bytes, delivery_id: str) -> None:
+        """POST the body (a structured-mode CloudEvent) signed, with ``webhook-id:
+        <delivery_id>``; raises ``DeliveryError`` when the receiver fails."""
         ...
 
 

@@ -9,13 +9,15 @@ The order of the checks is the order of the reasons a customer would accept:
 4. the customer's own opt-outs (preferences) suppress;
 5. no marketing while the customer has an open complaint;
 6. at most ``marketing_cap`` marketing messages per customer per local day;
-7. quiet hours in the customer's time zone *defer* an e-mail or SMS to their end; a
-   message is never dropped for the hour it was due (in-app and webhooks are silent).
+7. quiet hours in the customer's time zone *defer* a message to their end when its channel
+   and purpose are ones they hold back (``Situation.quiet_hours_apply_to``; by default
+   every SMS and marketing on e-mail and in-app, see ``QUIET_HOURS_APPLY_TO``); a message
+   is never dropped for the hour it was due.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -23,7 +25,35 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from services.notifications.domain import Channel, Purpose
 from services.notifications.rules import Audience
 
-INTERRUPTING = frozenset({Channel.EMAIL, Channel.SMS})
+# Quiet hours are there so that no message wakes anyone. They hold back what interrupts
+# whatever it says (an SMS) and what nobody waits for (marketing) on the channels a person
+# reads. A transactional e-mail (a receipt, an acknowledgement) lies silently in the
+# mailbox and is wanted at once; in-app messages are only seen when the customer looks; a
+# webhook goes to a system, not a person, marketing or not.
+QUIET_HOURS_APPLY_TO: frozenset[tuple[Channel, Purpose]] = frozenset(
+    {
+        (Channel.SMS, Purpose.TRANSACTIONAL),
+        (Channel.SMS, Purpose.MARKETING),
+        (Channel.EMAIL, Purpose.MARKETING),
+        (Channel.IN_APP, Purpose.MARKETING),
+    }
+)
+
+
+def channel_purpose_pairs(values: Iterable[str]) -> frozenset[tuple[Channel, Purpose]]:
+    """``channel:purpose`` texts (``sms:transactional``) as pairs; a ``ValueError`` names
+    the first that is not one."""
+    pairs: set[tuple[Channel, Purpose]] = set()
+    for value in values:
+        channel, _, purpose = value.strip().lower().partition(":")
+        try:
+            pairs.add((Channel(channel.strip()), Purpose(purpose.strip())))
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not channel:purpose; channels are {', '.join(Channel)},"
+                f" purposes are {', '.join(Purpose)} (e.g. sms:transactional)"
+            ) from None
+    return frozenset(pairs)
 
 
 def zone(name: str | None, default: str = "UTC") -> ZoneInfo:
@@ -40,7 +70,7 @@ def zone(name: str | None, default: str = "UTC") -> ZoneInfo:
 
 @dataclass(frozen=True)
 class QuietHours:
-    """Local hours in which nothing interrupting is sent; ``start > end`` spans midnight."""
+    """Local hours in which what they hold back waits; ``start > end`` spans midnight."""
 
     start: time
     end: time
@@ -91,6 +121,8 @@ class Situation:
     consents: Mapping[tuple[Channel, Purpose], bool] = field(default_factory=dict)
     preferences: Preferences = Preferences()
     default_quiet_hours: QuietHours | None = None
+    # The channel x purpose pairs quiet hours hold back (the others go at once).
+    quiet_hours_apply_to: frozenset[tuple[Channel, Purpose]] = QUIET_HOURS_APPLY_TO
     open_complaints: int = 0
     marketing_today: int = 0
     marketing_cap: int = 2
@@ -133,11 +165,15 @@ def decide(situation: Situation) -> Decision:
 
 
 def quiet_hours_deferral(s: Situation) -> tuple[datetime, str | None]:
-    """When an interrupting message may go: now, or the end of the quiet hours."""
+    """When the message may go: now, or the end of the quiet hours if they hold back its
+    channel and purpose. The customer's preferences say *when* their quiet hours are (or
+    that they want none); ``quiet_hours_apply_to`` says *what* they hold back."""
+    if (s.channel, s.purpose) not in s.quiet_hours_apply_to:
+        return s.now, None
     hours = None if s.preferences.quiet_hours_off else s.preferences.quiet_hours
     if hours is None and not s.preferences.quiet_hours_off:
         hours = s.default_quiet_hours
-    if hours is None or s.channel not in INTERRUPTING:
+    if hours is None:
         return s.now, None
     local = s.now.astimezone(zone(s.time_zone))
     if not hours.contains(local.time()):

@@ -9,7 +9,8 @@ rule can be switched off and reconfigured (``PUT /api/v1/rules/{name}``, or the
 - purchase_thank_you: crm.purchase.completed (transactional, customer)
 - return_confirmation: crm.purchase.returned (transactional, customer)
 - complaint_acknowledgement: crm.complaint.opened (transactional, customer)
-- complaint_progress: crm.complaint.status_changed with a public comment (transactional)
+- complaint_progress: crm.complaint.status_changed with a public comment, and
+  crm.complaint.replied (a staff member's public reply) (transactional)
 - complaint_resolved: crm.complaint.resolved, summary and CSAT request (transactional)
 - sla_escalation: crm.complaint.sla_breached, severity breach (internal, to staff)
 - churn_alert_owner: crm.customer.churn_risk_changed to high (internal, account owner)
@@ -173,12 +174,13 @@ DEFINITIONS: dict[str, RuleDefinition] = {
         ),
         RuleDefinition(
             COMPLAINT_PROGRESS,
-            "tells the customer about a status change that carries a public comment",
-            "crm.complaint.status_changed with a public comment",
+            "tells the customer about a status change that carries a public comment, or a"
+            " staff member's public reply",
+            "crm.complaint.status_changed with a public comment, or crm.complaint.replied",
             Purpose.TRANSACTIONAL,
             Audience.CUSTOMER,
             _CUSTOMER_CHANNELS,
-            event_types=("crm.complaint.status_changed",),
+            event_types=("crm.complaint.status_changed", "crm.complaint.replied"),
         ),
         RuleDefinition(
             COMPLAINT_RESOLVED,

@@ -21,6 +21,7 @@ from typing import Any
 
 from pymongo import ASCENDING
 
+from services.notifications.documents import Write, update_many, update_one
 from services.notifications.respect import zone
 from services.notifications.rules import (
     BIRTHDAY_GREETING,
@@ -102,7 +103,7 @@ class Schedule:
     version: int
 
 
-def _schedule(document: Mapping[str, Any]) -> Schedule:
+def schedule_from(document: Mapping[str, Any]) -> Schedule:
     return Schedule(
         id=document["_id"],
         rule=document["rule"],
@@ -131,7 +132,7 @@ class ScheduleStore:
 
     async def get(self, schedule_id: str, session: Session | None = None) -> Schedule | None:
         document = await self.schedules.find_one({"_id": schedule_id}, session=session)
-        return None if document is None else _schedule(document)
+        return None if document is None else schedule_from(document)
 
     async def of_customer(
         self, customer_id: str, session: Session | None = None, rule: str | None = None
@@ -140,7 +141,7 @@ class ScheduleStore:
         if rule:
             query["rule"] = rule
         cursor = self.schedules.find(query, session=session).sort("_id", ASCENDING)
-        return [_schedule(document) async for document in cursor]
+        return [schedule_from(document) async for document in cursor]
 
     async def due(self, now: datetime, limit: int = 200) -> list[Schedule]:
         cursor = (
@@ -148,39 +149,7 @@ class ScheduleStore:
             .sort("due_at", ASCENDING)
             .limit(limit)
         )
-        return [_schedule(document) async for document in cursor]
-
-    async def put(
-        self,
-        session: Session,
-        schedule_id: str,
-        *,
-        rule: str,
-        customer_id: str,
-        due_at: datetime,
-        occurrence: str,
-        params: Mapping[str, Any],
-        now: datetime,
-    ) -> None:
-        """Create or move a schedule (what it last fired is kept, so nothing repeats)."""
-        await self.schedules.update_one(
-            {"_id": schedule_id},
-            {
-                "$set": {
-                    "rule": rule,
-                    "customer_id": customer_id,
-                    "due_at": due_at,
-                    "occurrence": occurrence,
-                    "status": ScheduleStatus.ACTIVE.value,
-                    "params": dict(params),
-                    "updated_at": now,
-                },
-                "$inc": {"version": 1},
-                "$setOnInsert": {"fired": None, "created_at": now},
-            },
-            upsert=True,
-            session=session,
-        )
+        return [schedule_from(document) async for document in cursor]
 
     async def advance(
         self,
@@ -207,45 +176,85 @@ class ScheduleStore:
         if result.matched_count != 1:
             raise StaleSchedule(schedule.id)
 
-    async def cancel(
-        self, session: Session, query: Mapping[str, Any], reason: str, now: datetime
-    ) -> int:
-        result = await self.schedules.update_many(
-            {**query, "status": ScheduleStatus.ACTIVE.value},
-            {"$set": {"status": ScheduleStatus.CANCELLED.value, "cancelled_because": reason,
-                      "updated_at": now}, "$inc": {"version": 1}},
-            session=session,
-        )  # fmt: skip
-        return result.modified_count
 
-    async def reactivate(
-        self, session: Session, query: Mapping[str, Any], reason: str, now: datetime
-    ) -> None:
-        await self.schedules.update_many(
-            {**query, "status": ScheduleStatus.CANCELLED.value, "cancelled_because": reason},
-            {"$set": {"status": ScheduleStatus.ACTIVE.value, "cancelled_because": None,
-                      "updated_at": now}, "$inc": {"version": 1}},
-            session=session,
-        )  # fmt: skip
+# -- what the events change (applied in a batch: see ``batch.py``) -------------------------
 
-    async def move(
-        self, session: Session, query: Mapping[str, Any], customer_id: str, moved_from: str | None
-    ) -> None:
-        await self.schedules.update_many(
-            dict(query),
-            {"$set": {"customer_id": customer_id, "moved_from": moved_from},
-             "$inc": {"version": 1}},
-            session=session,
-        )  # fmt: skip
 
-    async def forget_customer(self, session: Session, customer_id: str, now: datetime) -> None:
-        """Erasure: schedules are cancelled and keep no birthday or contract."""
-        await self.schedules.update_many(
-            {"customer_id": customer_id},
-            {"$set": {"status": ScheduleStatus.CANCELLED.value, "cancelled_because": "erased",
-                      "params": {}, "updated_at": now}, "$inc": {"version": 1}},
-            session=session,
-        )  # fmt: skip
+def put_write(
+    schedule_id: str,
+    *,
+    rule: str,
+    customer_id: str,
+    due_at: datetime,
+    occurrence: str,
+    params: Mapping[str, Any],
+    now: datetime,
+) -> Write:
+    """Create or move a schedule (what it last fired is kept, so nothing repeats)."""
+    return update_one(
+        schedule_id,
+        {
+            "$set": {
+                "rule": rule,
+                "customer_id": customer_id,
+                "due_at": due_at,
+                "occurrence": occurrence,
+                "status": ScheduleStatus.ACTIVE.value,
+                "params": dict(params),
+                "updated_at": now,
+            },
+            "$inc": {"version": 1},
+            "$setOnInsert": {"fired": None, "created_at": now},
+        },
+        upsert=True,
+    )
+
+
+def cancel_write(query: Mapping[str, Any], reason: str, now: datetime) -> Write:
+    return update_many(
+        {**query, "status": ScheduleStatus.ACTIVE.value},
+        {"$set": {"status": ScheduleStatus.CANCELLED.value, "cancelled_because": reason,
+                  "updated_at": now}, "$inc": {"version": 1}},
+    )  # fmt: skip
+
+
+def reactivate_write(query: Mapping[str, Any], reason: str, now: datetime) -> Write:
+    return update_many(
+        {**query, "status": ScheduleStatus.CANCELLED.value, "cancelled_because": reason},
+        {"$set": {"status": ScheduleStatus.ACTIVE.value, "cancelled_because": None,
+                  "updated_at": now}, "$inc": {"version": 1}},
+    )  # fmt: skip
+
+
+def move_write(query: Mapping[str, Any], customer_id: str, moved_from: str | None) -> Write:
+    return update_many(
+        query,
+        {"$set": {"customer_id": customer_id, "moved_from": moved_from}, "$inc": {"version": 1}},
+    )
+
+
+def forget_write(customer_id: str, now: datetime) -> Write:
+    """Erasure: schedules are cancelled and keep no birthday or contract."""
+    return update_many(
+        {"customer_id": customer_id},
+        {"$set": {"status": ScheduleStatus.CANCELLED.value, "cancelled_because": "erased",
+                  "params": {}, "updated_at": now}, "$inc": {"version": 1}},
+    )  # fmt: skip
+
+
+def remember_status(complaint_id: str, status: str, public_comment: str | None) -> Write:
+    """What a complaint's daily report says of it: its status, its last public comment."""
+    remembered = {"params.complaint.status": status}
+    if public_comment:
+        remembered["params.complaint.last_public_comment"] = public_comment
+    return update_one(daily_id(complaint_id), {"$set": remembered})
+
+
+def remember_comment(complaint_id: str, public_comment: str) -> Write:
+    """A public reply without a status change: the daily report quotes it as the last."""
+    return update_one(
+        daily_id(complaint_id), {"$set": {"params.complaint.last_public_comment": public_comment}}
+    )
 
 
 def birthday_id(customer_id: str) -> str:

@@ -5,11 +5,15 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Self
+import json
+import re
+from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
+from services.notifications.domain import Channel, Purpose
+from services.notifications.respect import QUIET_HOURS_APPLY_TO, channel_purpose_pairs
 from services.notifications.rules import configured
 from shared.errors import RapportError
 from shared.settings import ServiceSettings
@@ -53,8 +57,20 @@ class NotificationsSettings(ServiceSettings):
     dispatcher_poll_interval_seconds: float = Field(
         default=0.25, gt=0, description="how often the dispatcher looks for due deliveries"
     )
-    dispatcher_batch_size: int = Field(default=50, ge=1, le=1000)
-    dispatcher_concurrency: int = Field(default=8, ge=1, le=256)
+    dispatcher_batch_size: int = Field(
+        default=50, ge=1, le=1000, description="deliveries claimed at most in one go"
+    )
+    dispatcher_concurrency: int = Field(
+        default=16, ge=1, le=256, description="sends in flight at most at once"
+    )
+    dispatcher_stop_timeout_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description=(
+            "how long a stop waits for the sends in flight to finish (and be recorded) before"
+            " abandoning them to be retried after the lease"
+        ),
+    )
     dispatcher_lease_seconds: float = Field(
         default=120.0, gt=0, description="how long a claimed delivery is reserved for a sender"
     )
@@ -86,6 +102,14 @@ class NotificationsSettings(ServiceSettings):
     quiet_hours_end: str | None = Field(
         default="08:00", pattern=r"^(([01]\d|2[0-3]):[0-5]\d)?$", description="local HH:MM"
     )
+    quiet_hours_apply_to: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: sorted(f"{c}:{p}" for c, p in QUIET_HOURS_APPLY_TO),
+        description=(
+            "the channel:purpose pairs quiet hours hold back, comma-separated or a JSON list"
+            " (default: every SMS, marketing e-mail and in-app); the others go at once;"
+            " empty: none"
+        ),
+    )
     marketing_daily_cap: int = Field(
         default=2, ge=0, description="marketing messages per customer per local day"
     )
@@ -115,6 +139,34 @@ class NotificationsSettings(ServiceSettings):
             ' "renewal_reminder": {"parameters": {"days_before": [14, 3]}}}'
         ),
     )
+
+    @field_validator("quiet_hours_apply_to", mode="before")
+    @classmethod
+    def _pairs_as_a_list(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        if value.strip().startswith("["):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f"RAPPORT_NOTIFICATIONS_QUIET_HOURS_APPLY_TO is not a JSON list: {error}"
+                ) from None
+        return [part for part in re.split(r"[,\s]+", value) if part]
+
+    @field_validator("quiet_hours_apply_to")
+    @classmethod
+    def _pairs_exist(cls, value: list[str]) -> list[str]:
+        try:
+            pairs = channel_purpose_pairs(value)
+        except ValueError as error:
+            raise ValueError(f"RAPPORT_NOTIFICATIONS_QUIET_HOURS_APPLY_TO: {error}") from None
+        return sorted(f"{channel}:{purpose}" for channel, purpose in pairs)
+
+    @property
+    def quiet_hours_pairs(self) -> frozenset[tuple[Channel, Purpose]]:
+        """What quiet hours hold back, as the respect decision takes it."""
+        return channel_purpose_pairs(self.quiet_hours_apply_to)
 
     @model_validator(mode="after")
     def _rules_exist_and_fit(self) -> Self:

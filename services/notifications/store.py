@@ -1,10 +1,16 @@
 """MongoDB adapters of the notifications service: the delivery ledger, preferences and
 rule overrides.
 
-The ledger holds one document per (source event id, rule, channel[, webhook
-subscription]); its ``_id`` is derived from that key, so a second decision about the same
-message finds the first instead of adding a delivery. Every change to a delivery is
-guarded by its ``version``, so two dispatchers never both claim or finish it.
+The ledger holds one document per (message key, rule, channel[, webhook subscription]);
+its ``_id`` is derived from that key, so a second decision about the same message finds
+the first instead of adding a delivery. The message key is the business object the
+message is about where there is one (``purchase:<purchase_id>``, ``return:<return_id>``,
+``complaint-reply:<comment_id>``: kept as the delivery's ``subject``), else the source
+event id: a till that sends the same purchase again under a new event id is thanked once.
+A dispatcher claims due deliveries in a transaction (two never both hold one) and records
+an outcome only under its own claim; every change increments the delivery's ``version``
+(a redrive is guarded by it). The event path's changes to the ledger are described here
+as writes a batch applies (``documents.Write``), in memory and at commit.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 
+from services.notifications.documents import Write, update_many
 from services.notifications.domain import Channel, Purpose
 from services.notifications.respect import Preferences, QuietHours
 from services.notifications.rules import Audience
@@ -40,10 +47,12 @@ class DeliveryStatus(StrEnum):
 
 
 def delivery_id(
-    source_event_id: str, rule: str, channel: Channel, subscription_id: str | None = None
+    message_key: str, rule: str, channel: Channel, subscription_id: str | None = None
 ) -> str:
-    """The ledger key as an id: the same message always gets the same id."""
-    key = "|".join((source_event_id, rule, channel.value, subscription_id or ""))
+    """The ledger key as an id: the same message always gets the same id. ``message_key``
+    is the delivery's ``subject`` (the business object) when it has one, else the source
+    event id."""
+    key = "|".join((message_key, rule, channel.value, subscription_id or ""))
     return str(uuid.uuid5(_LEDGER_NAMESPACE, key))
 
 
@@ -55,6 +64,9 @@ class Delivery(BaseModel):
     id: str
     source_event_id: str
     source_event_type: str
+    # The business object the message is about (``purchase:<id>``, ...), when there is one:
+    # the ledger key, so two events about it give one message.
+    subject: str | None = Field(default=None, exclude=True)
     rule: str
     channel: Channel
     subscription_id: str | None = None
@@ -65,6 +77,9 @@ class Delivery(BaseModel):
     address: str | None = Field(default=None, description="null until resolved, or erased")
     locale: str | None = None
     context: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    # A webhook's body: the triggering CloudEvent in structured JSON, kept as it will be
+    # sent (the same bytes on every attempt); None for a schedule's message and once erased.
+    cloudevent: str | None = Field(default=None, exclude=True)
     due_at: datetime = Field(description="when the next attempt may be made")
     deferred_because: str | None = None
     attempts: int = 0
@@ -79,10 +94,12 @@ class Delivery(BaseModel):
     version: int = Field(default=1, exclude=True)
 
 
-def _document(delivery: Delivery) -> dict[str, Any]:
+def delivery_document(delivery: Delivery) -> dict[str, Any]:
     document = delivery.model_dump(mode="python", exclude={"id"})
     document.update(
+        subject=delivery.subject,
         context=delivery.context,
+        cloudevent=delivery.cloudevent,
         claimed_until=delivery.claimed_until,
         claim=delivery.claim,
         version=delivery.version,
@@ -91,7 +108,7 @@ def _document(delivery: Delivery) -> dict[str, Any]:
     return document
 
 
-def _delivery(document: Mapping[str, Any]) -> Delivery:
+def delivery_from(document: Mapping[str, Any]) -> Delivery:
     return Delivery.model_validate({**document, "id": document["_id"]})
 
 
@@ -106,67 +123,61 @@ class Ledger:
             unique=True,
             name="ledger_key",
         )  # fmt: skip
+        await self.deliveries.create_index([("subject", ASCENDING)], name="subject")
         await self.deliveries.create_index([("status", ASCENDING), ("due_at", ASCENDING)])
         await self.deliveries.create_index([("created_at", DESCENDING), ("_id", DESCENDING)])
         await self.deliveries.create_index([("customer_id", ASCENDING), ("created_at", DESCENDING)])
 
-    async def record(self, session: Session, delivery: Delivery) -> bool:
-        """Store the delivery unless its key is in the ledger already; True when new."""
-        result = await self.deliveries.update_one(
-            {"_id": delivery.id},
-            {"$setOnInsert": _document(delivery)},
-            upsert=True,
-            session=session,
-        )
-        return result.upserted_id is not None
-
     async def get(self, delivery_id: str, session: Session | None = None) -> Delivery | None:
         document = await self.deliveries.find_one({"_id": delivery_id}, session=session)
-        return None if document is None else _delivery(document)
+        return None if document is None else delivery_from(document)
 
-    async def due(self, now: datetime, limit: int) -> list[Delivery]:
-        cursor = (
-            self.deliveries.find(
-                {
-                    "status": DeliveryStatus.PENDING.value,
-                    "due_at": {"$lte": now},
-                    "$or": [{"claimed_until": None}, {"claimed_until": {"$lte": now}}],
-                }
+    async def claim_due(
+        self, now: datetime, limit: int, claim: str, until: datetime
+    ) -> list[Delivery]:
+        """Reserve up to ``limit`` due deliveries (oldest first) for one sender until
+        ``until``, in one transaction: one query finds them, one update claims them (two
+        senders claiming at once conflict, and the one that retries finds what is left).
+        A claimed delivery is due again at ``until``: if its sender dies, the claim
+        expires and another takes it over; its outcome sets when it is due next.
+        ``claim`` must be new for every call: outcomes are recorded against it."""
+
+        async def work(session: Session) -> list[dict[str, Any]]:
+            cursor = (
+                self.deliveries.find(claimable(now), session=session)
+                .sort("due_at", ASCENDING)
+                .limit(limit)
             )
-            .sort("due_at", ASCENDING)
-            .limit(limit)
-        )
-        return [_delivery(document) async for document in cursor]
+            # (a claim older than ``due_at`` doing its work is kept to its term)
+            found = [d async for d in cursor if not _held(d, now)]
+            if found:
+                await self.deliveries.update_many(
+                    {"_id": {"$in": [document["_id"] for document in found]}},
+                    {"$set": {"claim": claim, "claimed_until": until, "due_at": until,
+                              "updated_at": now}, "$inc": {"version": 1}},
+                    session=session,
+                )  # fmt: skip
+            return found
 
-    async def claim(
-        self, delivery: Delivery, claim: str, until: datetime, now: datetime
-    ) -> Delivery | None:
-        """Reserve a due delivery for one sender; None when another got it first."""
-        document = await self.deliveries.find_one_and_update(
-            {
-                "_id": delivery.id,
-                "version": delivery.version,
-                "status": DeliveryStatus.PENDING.value,
-            },
-            {"$set": {"claim": claim, "claimed_until": until, "updated_at": now},
+        async with self.deliveries.database.client.start_session() as session:
+            found = await session.with_transaction(work)
+        for document in found:
+            document.update(
+                claim=claim, claimed_until=until, due_at=until, updated_at=now,
+                version=int(document.get("version") or 1) + 1,
+            )  # fmt: skip
+        return [delivery_from(document) for document in found]
+
+    async def release(self, deliveries: Sequence[Delivery], now: datetime) -> None:
+        """Hand back claimed deliveries that were not tried (a sender stopping)."""
+        if not deliveries:
+            return
+        await self.deliveries.update_many(
+            {"_id": {"$in": [d.id for d in deliveries]},
+             "claim": {"$in": sorted({d.claim for d in deliveries if d.claim})}},
+            {"$set": {"claim": None, "claimed_until": None, "due_at": now, "updated_at": now},
              "$inc": {"version": 1}},
-            return_document=ReturnDocument.AFTER,
         )  # fmt: skip
-        return None if document is None else _delivery(document)
-
-    async def finish(
-        self,
-        session: Session | None,
-        delivery: Delivery,
-        changes: Mapping[str, Any],
-    ) -> bool:
-        """Apply ``changes`` if the delivery is still as claimed; releases the claim."""
-        result = await self.deliveries.update_one(
-            {"_id": delivery.id, "version": delivery.version},
-            {"$set": {**changes, "claim": None, "claimed_until": None}, "$inc": {"version": 1}},
-            session=session,
-        )
-        return result.matched_count == 1
 
     async def redrive(self, delivery: Delivery, now: datetime) -> bool:
         result = await self.deliveries.update_one(
@@ -197,94 +208,104 @@ class Ledger:
             .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
             .limit(limit)
         )
-        return [_delivery(document) async for document in cursor]
+        return [delivery_from(document) async for document in cursor]
 
-    async def marketing_messages_between(
-        self,
-        session: Session,
-        customer_id: str,
-        start: datetime,
-        end: datetime,
-        excluding: tuple[str, str] | None = None,
-    ) -> int:
-        """Marketing messages planned or sent for the customer in [start, end): one per
-        (source event, rule), however many channels it went on."""
-        cursor = self.deliveries.find(
-            {
-                "customer_id": customer_id,
-                "purpose": Purpose.MARKETING.value,
-                "status": {"$in": [DeliveryStatus.PENDING.value, DeliveryStatus.SENT.value]},
-                "due_at": {"$gte": start, "$lt": end},
-            },
-            {"source_event_id": 1, "rule": 1},
-            session=session,
-        )
-        messages = {(d["source_event_id"], d["rule"]) async for d in cursor}
-        if excluding is not None:
-            messages.discard(excluding)
-        return len(messages)
 
-    async def release_waiting(self, session: Session, customer_id: str, now: datetime) -> None:
-        """The customer is known now: what waited for them goes at once."""
-        await self.deliveries.update_many(
+def claimable(now: datetime) -> dict[str, Any]:
+    """Pending and due: a claim moves ``due_at`` to its expiry, so a claimed delivery is
+    not due until its sender has had its lease."""
+    return {"status": DeliveryStatus.PENDING.value, "due_at": {"$lte": now}}
+
+
+def _held(document: Mapping[str, Any], now: datetime) -> bool:
+    held_until = document.get("claimed_until")
+    return held_until is not None and held_until > now
+
+
+def marketing_window(customer_ids: Sequence[str], start: datetime, end: datetime) -> dict[str, Any]:
+    """The marketing messages planned or sent for these customers due in [start, end)."""
+    return {
+        "customer_id": {"$in": list(customer_ids)},
+        "purpose": Purpose.MARKETING.value,
+        "status": {"$in": [DeliveryStatus.PENDING.value, DeliveryStatus.SENT.value]},
+        "due_at": {"$gte": start, "$lt": end},
+    }
+
+
+# What the event path changes in the ledger beyond new deliveries (applied in a batch:
+# see ``batch.py``; in order, after the deliveries the batch recorded before them).
+
+
+def release_waiting(customer_id: str, now: datetime) -> list[Write]:
+    """The customer is known now: what waited for them goes at once."""
+    return [
+        update_many(
             {"customer_id": customer_id, "status": DeliveryStatus.PENDING.value,
-             "last_error": WAITING_FOR_CUSTOMER, "due_at": {"$gt": now}},
+             "last_error": WAITING_FOR_CUSTOMER, "due_at": {"$gt": now}, "claim": None},
             {"$set": {"due_at": now, "updated_at": now}, "$inc": {"version": 1}},
-            session=session,
-        )  # fmt: skip
+        )
+    ]  # fmt: skip
 
-    async def cancel_pending(
-        self, session: Session, customer_id: str, reason: str, now: datetime
-    ) -> int:
-        result = await self.deliveries.update_many(
+
+def cancel_pending(customer_id: str, reason: str, now: datetime) -> list[Write]:
+    return [
+        update_many(
             {"customer_id": customer_id, "status": DeliveryStatus.PENDING.value},
             {"$set": {"status": DeliveryStatus.CANCELLED.value, "reason": reason,
                       "updated_at": now}, "$inc": {"version": 1}},
-            session=session,
-        )  # fmt: skip
-        return result.modified_count
+        )
+    ]  # fmt: skip
 
-    async def anonymise(self, session: Session, customer_id: str, now: datetime) -> int:
-        """Erasure: keep that something was sent, when and why; no address, no content."""
-        result = await self.deliveries.update_many(
+
+def anonymise(customer_id: str, now: datetime) -> list[Write]:
+    """Erasure: keep that something was sent, when and why; no address, no content."""
+    return [
+        update_many(
             {"customer_id": customer_id, "audience": Audience.CUSTOMER.value},
-            {"$set": {"address": None, "context": {}, "last_error": None, "updated_at": now,
-                      "erased": True}, "$inc": {"version": 1}},
-            session=session,
-        )  # fmt: skip
+            {"$set": {"address": None, "context": {}, "cloudevent": None, "last_error": None,
+                      "updated_at": now, "erased": True}, "$inc": {"version": 1}},
+        ),
         # A failure's reason may quote the address ("550 <ana@example.com> unknown").
-        await self.deliveries.update_many(
+        update_many(
             {"customer_id": customer_id, "status": DeliveryStatus.FAILED.value},
             {"$set": {"reason": ERASED_FAILURE}},
-            session=session,
-        )
+        ),
         # Internal messages about the customer keep the staff address, not the content.
-        await self.deliveries.update_many(
+        update_many(
             {"customer_id": customer_id, "audience": Audience.STAFF.value},
-            {"$set": {"context": {}, "updated_at": now, "erased": True}, "$inc": {"version": 1}},
-            session=session,
-        )
-        return result.modified_count
+            {"$set": {"context": {}, "cloudevent": None, "updated_at": now, "erased": True},
+             "$inc": {"version": 1}},
+        ),
+    ]  # fmt: skip
 
-    async def move_pending(
-        self, session: Session, source_id: str, target_id: str, *, undo: bool
-    ) -> None:
-        """Deliveries not sent yet follow a merge (and go back when it is undone)."""
-        if undo:
-            await self.deliveries.update_many(
+
+def move_pending(source_id: str, target_id: str, *, undo: bool) -> list[Write]:
+    """Deliveries not sent yet follow a merge (and go back when it is undone)."""
+    if undo:
+        return [
+            update_many(
                 {"customer_id": target_id, "moved_from": source_id,
                  "status": DeliveryStatus.PENDING.value},
                 {"$set": {"customer_id": source_id, "moved_from": None, "address": None},
                  "$inc": {"version": 1}},
-                session=session,
-            )  # fmt: skip
-            return
-        await self.deliveries.update_many(
+            )
+        ]  # fmt: skip
+    return [
+        update_many(
             {"customer_id": source_id, "status": DeliveryStatus.PENDING.value},
             {"$set": {"customer_id": target_id, "moved_from": source_id, "address": None},
              "$inc": {"version": 1}},
-            session=session,
-        )  # fmt: skip
+        )
+    ]  # fmt: skip
+
+
+def finish(delivery: Delivery, changes: Mapping[str, Any]) -> UpdateOne:
+    """Record an attempt's outcome, if the delivery is still pending under this claim
+    (an erasure cancels it; a claim that expired may have been taken over); releases it."""
+    return UpdateOne(
+        {"_id": delivery.id, "claim": delivery.claim, "status": DeliveryStatus.PENDING.value},
+        {"$set": {**changes, "claim": None, "claimed_until": None}, "$inc": {"version": 1}},
+    )
 
 
 class QuietHoursBody(BaseModel):
@@ -330,27 +351,12 @@ class PreferenceStore:
     async def combined(
         self, customer_ids: Sequence[str], session: Session | None = None
     ) -> CustomerPreferences:
-        """What a customer merged from several profiles chose: every opt-out any of them
-        made; the quiet hours of the first (the survivor) that set its own. Profiles the
-        survivor's own choice was made over (see ``put``) no longer count: that choice
-        replaced theirs."""
+        """What a customer merged from several profiles chose (see :func:`combine`)."""
         if not customer_ids:
             return CustomerPreferences()
-        survivor, *others = customer_ids
-        document = await self.preferences.find_one({"_id": survivor}, session=session)
-        covered = set(document.get("covers", [])) if document else set()
-        found = [_preferences(document)]
-        for customer_id in others:
-            if customer_id not in covered:
-                found.append(await self.get(customer_id, session))
-        if len(found) == 1:
-            return found[0]
-        own = next((p for p in found if p.quiet_hours or p.quiet_hours_off), found[0])
-        return CustomerPreferences(
-            opt_outs=list(dict.fromkeys(o for p in found for o in p.opt_outs)),
-            quiet_hours=own.quiet_hours,
-            quiet_hours_off=own.quiet_hours_off,
-        )
+        cursor = self.preferences.find({"_id": {"$in": list(customer_ids)}}, session=session)
+        documents = {document["_id"]: document async for document in cursor}
+        return combine(customer_ids, documents)
 
     async def put(
         self,
@@ -374,8 +380,29 @@ class PreferenceStore:
         )
         return preferences
 
-    async def forget(self, session: Session, customer_id: str) -> None:
-        await self.preferences.delete_one({"_id": customer_id}, session=session)
+
+def combine(
+    customer_ids: Sequence[str], documents: Mapping[str, Mapping[str, Any] | None]
+) -> CustomerPreferences:
+    """What a customer merged from several profiles (``customer_ids``, the survivor
+    first) chose, from their stored ``documents``: every opt-out any of them made; the
+    quiet hours of the first that set its own. Profiles the survivor's own choice was made
+    over (see ``PreferenceStore.put``) no longer count: that choice replaced theirs."""
+    if not customer_ids:
+        return CustomerPreferences()
+    survivor, *others = customer_ids
+    document = documents.get(survivor)
+    covered = set(document.get("covers", [])) if document else set()
+    found = [_preferences(document)]
+    found.extend(_preferences(documents.get(other)) for other in others if other not in covered)
+    if len(found) == 1:
+        return found[0]
+    own = next((p for p in found if p.quiet_hours or p.quiet_hours_off), found[0])
+    return CustomerPreferences(
+        opt_outs=list(dict.fromkeys(o for p in found for o in p.opt_outs)),
+        quiet_hours=own.quiet_hours,
+        quiet_hours_off=own.quiet_hours_off,
+    )
 
 
 def _preferences(document: Mapping[str, Any] | None) -> CustomerPreferences:

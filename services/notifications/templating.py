@@ -59,6 +59,10 @@ LAYOUT_FILE = "_layout.html"
 
 COMPILED_CACHE_SIZE = 512
 RENDER_BUDGET_SECONDS = 2.0
+# How long the custom templates read for a message serve the next messages of the same
+# trigger: a dispatcher sending a batch reads them once, not once per message. A template
+# saved or reverted through this process counts at once; through another, within this.
+CUSTOM_TEMPLATES_TTL_SECONDS = 1.0
 MAX_SUBJECT = 1_000
 MAX_TEXT = 20_000
 MAX_HTML = 200_000
@@ -381,6 +385,14 @@ class _Chosen:
     body: TemplateBody
 
 
+@dataclass(frozen=True)
+class _Custom:
+    """Custom templates being read or read at ``read_at`` (monotonic seconds)."""
+
+    reading: asyncio.Future[dict[tuple[Channel, str], StoredTemplate]]
+    read_at: float
+
+
 class JinjaTemplateRenderer:
     """The domain's ``TemplateRenderer``, plus what the templates API needs: listing,
     saving with validation, reverting to the shipped template, and previews."""
@@ -401,7 +413,9 @@ class JinjaTemplateRenderer:
         self._html = _environment(html=True)
         self._layout = self._html.from_string(self.shipped.layout)
         self._compiled: dict[tuple[bool, str], Template] = {}
+        self._custom: dict[tuple[str, tuple[Channel, ...], tuple[str, ...]], _Custom] = {}
         self.render_budget = RENDER_BUDGET_SECONDS
+        self.custom_ttl = CUSTOM_TEMPLATES_TTL_SECONDS
 
     async def ensure_indexes(self) -> None:
         await self.store.ensure_indexes()
@@ -462,13 +476,16 @@ class JinjaTemplateRenderer:
         await self.validate(spec, channel, tag, body)
         template = StoredTemplate(trigger, channel, tag, Source.CUSTOM, body, datetime.now(UTC), by)
         await self.store.save(template)
+        self._custom.clear()
         return template
 
     async def revert(self, trigger: str, channel: Channel, locale: str) -> None:
         """Delete the custom template; the shipped one (if any) is used again."""
         catalog.trigger(trigger)
         tag = normalize_locale(locale)
-        if not await self.store.delete(trigger, channel, tag):
+        deleted = await self.store.delete(trigger, channel, tag)
+        self._custom.clear()
+        if not deleted:
             raise NotFound(f"there is no custom {channel.value} template for {trigger} in {tag}")
 
     async def preview(
@@ -537,7 +554,7 @@ class JinjaTemplateRenderer:
 
     async def _choose(self, trigger: str, channel: Channel, chain: list[str]) -> _Chosen:
         channels = _CHANNEL_CHAIN[channel]
-        custom = await self.store.find(trigger, channels, chain)
+        custom = await self._custom_templates(trigger, tuple(channels), tuple(chain))
         for locale in chain:
             for candidate in channels:
                 stored = custom.get((candidate, locale))
@@ -547,6 +564,26 @@ class JinjaTemplateRenderer:
                 if shipped is not None:
                     return _Chosen(candidate, locale, Source.SHIPPED, shipped)
         raise NotFound(f"no {channel.value} template for {trigger} in any of {', '.join(chain)}")
+
+    async def _custom_templates(
+        self, trigger: str, channels: tuple[Channel, ...], chain: tuple[str, ...]
+    ) -> Mapping[tuple[Channel, str], StoredTemplate]:
+        """The custom templates of these keys, read at most once per ``custom_ttl``: the
+        messages rendered meanwhile (also those asking while it is being read) share it."""
+        key = (trigger, channels, chain)
+        now = time.monotonic()
+        cached = self._custom.get(key)
+        if cached is None or now - cached.read_at >= self.custom_ttl:
+            if len(self._custom) > 1000:
+                self._custom.clear()
+            reading = asyncio.ensure_future(self.store.find(trigger, channels, chain))
+            cached = self._custom[key] = _Custom(reading, now)
+        try:
+            return await asyncio.shield(cached.reading)
+        except Exception:
+            if self._custom.get(key) is cached:
+                del self._custom[key]  # the next message reads again
+            raise
 
     async def _render_bounded(
         self,

@@ -3,16 +3,37 @@
 Subscriptions (``webhook_subscriptions``) are managed under ``/api/v1/webhooks`` (admin
 writes, staff reads): ``POST`` creates, ``GET`` lists and reads, ``PATCH`` changes the
 event types or description or switches a subscription back on, ``DELETE`` removes it, and
-``POST /api/v1/webhooks/{id}/test`` sends a signed ``rapport.webhook.test`` event at once
-and says how the receiver answered.
+``POST /api/v1/webhooks/{id}/test`` sends a signed ``rapport.webhook.test`` CloudEvent at
+once and says how the receiver answered.
 An event-type filter is a list of patterns where ``*`` stands for any characters:
 ``crm.complaint.*``, ``crm.notification.sent``, ``*``. The signing secret is generated
 at creation (``whsec_`` + base64 of 32 random bytes) and shown once; a subscriber may
 bring its own in the same form.
 
+The body is a CloudEvent
+------------------------
+Every delivery is a ``POST`` of one CloudEvent 1.0 in structured JSON mode
+(``content-type: application/cloudevents+json``):
+
+- for a message a Rapport event triggered, the body *is* that event, as Rapport publishes
+  it on Kafka: the same ``id``, ``source``, ``type``, ``subject`` (the customer id),
+  ``time`` and ``data`` (as its ``dataschema``, ``urn:rapport:schema:<type>:v<N>``, reads
+  it: an optional field the producer left out is ``null``). Subscriptions match that type.
+  A receiver that already has the event from Kafka can skip it by its ``id``;
+- a scheduled message (a birthday, a renewal reminder, a daily complaint status, when a
+  rule sends them to webhooks) has no triggering event, so Rapport sends a notification
+  CloudEvent of the type the subscription matched, ``rapport.notifications.schedule.<rule>``:
+  ``source`` ``/rapport/notifications``, ``subject`` the customer id, ``id`` a UUID
+  derived from the occurrence (the same for every subscriber), ``time`` when it fired, and
+  ``data`` the message's fields as ``GET /api/v1/triggers`` lists them for the rule;
+- ``POST /api/v1/webhooks/{id}/test`` sends ``rapport.webhook.test`` with
+  ``data: {"subscription_id": ...}``.
+
+The body of a delivery is kept with it: every retry and redrive sends the same bytes.
+
 Signing (the Standard Webhooks scheme, https://www.standardwebhooks.com)
 -----------------------------------------------------------------------
-Every delivery is a ``POST`` with a JSON body and three headers:
+Every delivery carries three headers:
 
 - ``webhook-id``: the delivery id, the same on every retry of one delivery (use it to
   ignore a delivery you have already processed);
@@ -25,9 +46,10 @@ Every delivery is a ``POST`` with a JSON body and three headers:
 
 To verify: recompute the signature and compare it in constant time, and refuse a
 timestamp more than 5 minutes (300 s) away from your clock, which stops an attacker from
-replaying a captured request later. :func:`verify_signature` does both and can be copied
-into a receiver as it is (it needs only the standard library); the Standard Webhooks
-libraries for other languages verify the same signatures.
+replaying a captured request later. In Python the ``standardwebhooks`` package does both
+(``Webhook(secret).verify(body, headers)``; Rapport signs with it); :func:`verify_signature`
+does the same with the standard library only and can be copied into a receiver as it is;
+the Standard Webhooks libraries for other languages verify the same signatures.
 
 In production a webhook URL must be ``https`` on a public address (hosts listed in
 ``RAPPORT_NOTIFICATIONS_WEBHOOK_ALLOWED_HOSTS`` excepted). A name is resolved again at
@@ -50,19 +72,22 @@ import fnmatch
 import hashlib
 import hmac
 import ipaddress
-import json
 import secrets
 import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic_core import to_jsonable_python
+from standardwebhooks import Webhook
 
 from services.notifications import ports
 from services.notifications.channels import ChannelSettings, classify_http
@@ -73,6 +98,7 @@ from shared.errors import InvalidInput, NotFound
 from shared.mongo import Database
 
 SECRET_PREFIX = "whsec_"
+CONTENT_TYPE = "application/cloudevents+json"
 REPLAY_TOLERANCE_SECONDS = 300
 USER_AGENT = "Rapport-Webhooks/1.0"
 ANSWER_LIMIT = 200  # bytes of a receiver's answer kept for the delivery's error message
@@ -97,9 +123,16 @@ def new_secret() -> str:
 
 def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` header value for one delivery attempt."""
-    signed = f"{webhook_id}.{timestamp}.".encode() + body
-    digest = hmac.new(_key(secret), signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
+    return Webhook(_key(secret)).sign(webhook_id, datetime.fromtimestamp(timestamp, UTC), body)
+
+
+def cloudevent(attributes: Mapping[str, Any], data: Mapping[str, Any]) -> bytes:
+    """A CloudEvent 1.0 with JSON ``data``, in structured JSON mode (:data:`CONTENT_TYPE`)."""
+    event = CloudEvent(
+        attributes={"datacontenttype": "application/json", **attributes},
+        data=to_jsonable_python(dict(data)),
+    )
+    return JSONFormat().write(event)
 
 
 def verify_signature(
@@ -376,33 +409,33 @@ class WebhookDelivery:
             await self._client.aclose()
             self._client = None
 
+    async def active(self) -> list[Subscription]:
+        return await self.store.active()
+
     async def matching(self, event_type: str) -> list[Subscription]:
         return [s for s in await self.store.active() if s.matches(event_type)]
 
     async def deliver(
-        self,
-        subscription: Subscription | Mapping[str, Any],
-        body: bytes | Mapping[str, Any],
-        delivery_id: str,
+        self, subscription: Subscription | Mapping[str, Any], body: bytes, delivery_id: str
     ) -> None:
-        """POST the body (bytes as they are, a mapping as compact JSON), signed; raises
-        ``TransientDeliveryError`` or ``PermanentDeliveryError`` when the receiver does not
-        take it. A subscription given as a mapping is looked up by its id."""
+        """POST ``body`` (a structured-mode CloudEvent, sent and signed as it is) with
+        ``webhook-id: <delivery_id>``; raises ``TransientDeliveryError`` or
+        ``PermanentDeliveryError`` when the receiver does not take it. A subscription given
+        as a mapping is looked up by its id."""
         if not isinstance(subscription, Subscription):
             try:
                 subscription = await self.store.get(ports.subscription_id(subscription))
             except NotFound:
                 raise PermanentDeliveryError("the webhook subscription was deleted") from None
-        raw = body if isinstance(body, bytes) else _json(body)
         url = subscription.url
         parts = urlsplit(url)
         host = parts.hostname or ""
         timestamp = int(self.clock())
         headers = {
-            "content-type": "application/json",
+            "content-type": CONTENT_TYPE,
             "webhook-id": delivery_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(subscription.secret, delivery_id, timestamp, raw),
+            "webhook-signature": sign(subscription.secret, delivery_id, timestamp, body),
         }
         extensions: dict[str, Any] = {}
         if not self.settings.private_webhooks_allowed and host not in (
@@ -422,7 +455,7 @@ class WebhookDelivery:
             async with (
                 asyncio.timeout(timeout * 2),
                 self._http().stream(
-                    "POST", url, content=raw, headers=headers, extensions=extensions
+                    "POST", url, content=body, headers=headers, extensions=extensions
                 ) as response,
             ):
                 status_code, answer = response.status_code, await _start_of(response)
@@ -454,10 +487,6 @@ async def _start_of(response: httpx.Response, limit: int = ANSWER_LIMIT) -> str:
             if len(kept) >= limit:
                 break
     return kept[:limit].decode("utf-8", errors="replace")
-
-
-def _json(body: Mapping[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 
 # --- HTTP API --------------------------------------------------------------------------
@@ -494,7 +523,9 @@ async def create_subscription(
 ) -> SubscriptionCreated:
     """Subscribe a URL to event types; the answer shows the signing secret, once.
 
-    Each delivery is a JSON ``POST`` with ``webhook-id`` (the same on every retry),
+    Each delivery is a ``POST`` of a CloudEvent (``application/cloudevents+json``: the
+    triggering event itself, or ``rapport.notifications.schedule.<rule>`` for a scheduled
+    message) with ``webhook-id`` (the same on every retry),
     ``webhook-timestamp`` (Unix seconds) and ``webhook-signature: v1,<base64
     HMAC-SHA256(key, "{webhook-id}.{webhook-timestamp}.{raw body}")>``, where ``key`` is
     the base64-decoded part of the secret after ``whsec_`` (the Standard Webhooks scheme).
@@ -557,18 +588,15 @@ class PingResult(BaseModel):
 async def ping_subscription(
     subscription_id: SubscriptionId, webhooks: WebhooksDep, _: AdminPrincipal
 ) -> PingResult:
-    """Send a signed ``rapport.webhook.test`` event now and say how the receiver answered,
-    so an integrator can check their signature verification."""
+    """Send a signed ``rapport.webhook.test`` CloudEvent now and say how the receiver
+    answered, so an integrator can check their signature verification."""
     subscription = await webhooks.store.get(subscription_id)
     delivery_id = f"test_{uuid.uuid4().hex}"
-    body = {
-        "specversion": "1.0",
-        "type": "rapport.webhook.test",
-        "source": "/notifications",
-        "id": delivery_id,
-        "time": utc_now().isoformat(),
-        "data": {"subscription_id": subscription.id},
-    }
+    body = cloudevent(
+        {"id": str(uuid.uuid4()), "source": "/rapport/notifications",
+         "type": "rapport.webhook.test", "time": utc_now()},
+        {"subscription_id": subscription.id},
+    )  # fmt: skip
     try:
         await webhooks.deliver(subscription, body, delivery_id)
     except (TransientDeliveryError, PermanentDeliveryError) as error:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from enum import StrEnum
@@ -14,11 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.profiles import handlers, merging
 from services.profiles.domain import (
-    KEY_PATTERN,
     Attributes,
     Birthday,
     Customer,
-    CustomerStatus,
+    CustomerQuery,
+    CustomerSort,
     Emails,
     ExternalIds,
     Locale,
@@ -27,8 +26,6 @@ from services.profiles.domain import (
     ProfileFields,
     Tags,
     TimeZone,
-    normalise_email,
-    normalise_phone,
 )
 from services.profiles.handlers import CustomerMoved, Profiles
 from services.profiles.merging import Merger
@@ -108,13 +105,6 @@ class CustomerPublic(ProfileFields):
     @classmethod
     def of(cls, customer: Customer) -> CustomerPublic:
         return cls.model_validate({**customer.model_dump(), "display_name": customer.display_name})
-
-
-class CustomerSort(StrEnum):
-    NEWEST_CREATED = "-created_at"
-    OLDEST_CREATED = "created_at"
-    LAST_UPDATED = "-updated_at"
-    FIRST_UPDATED = "updated_at"
 
 
 class CustomerPage(BaseModel):
@@ -333,40 +323,21 @@ async def list_customers(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> CustomerPage:
-    filters: dict[str, Any] = {"status": CustomerStatus.ACTIVE.value}
-    if email:
-        filters["emails"] = normalise_email(email)
-    if phone:
-        filters["phones"] = _phone_query(phone)
-    if tag:
-        filters["tags"] = tag
-    if external_id:
-        system, separator, value = external_id.partition(":")
-        if not separator or not re.match(KEY_PATTERN, system):
-            raise InvalidInput("external_id is `system:id`, the system letters, digits, _ or -")
-        filters[f"external_ids.{system}"] = value
-    if name_prefix:
-        filters["$or"] = _name_prefix(name_prefix)
-    created: dict[str, datetime] = {}
-    if created_after:
-        created["$gte"] = created_after
-    if created_before:
-        created["$lt"] = created_before
-    if created:
-        filters["created_at"] = created
-    sort_by, descending = sort.value.lstrip("-"), sort.value.startswith("-")
-    customers = await profiles.store.page(
-        filters,
-        decode_cursor(cursor, sort.value),
-        limit + 1,
-        sort_by=sort_by,
-        descending=descending,
+    query = CustomerQuery.parse(
+        email=email,
+        phone=phone,
+        tag=tag,
+        external_id=external_id,
+        name_prefix=name_prefix,
+        created_after=created_after,
+        created_before=created_before,
     )
-    has_more = len(customers) > limit
-    customers = customers[:limit]
-    last = customers[-1] if has_more else None
+    customers, more = await handlers.list_customers(
+        profiles, query, sort, decode_cursor(cursor, sort.value), limit
+    )
+    last = customers[-1] if more else None
     next_cursor = (
-        None if last is None else encode_cursor(getattr(last, sort_by), last.id, sort.value)
+        None if last is None else encode_cursor(getattr(last, sort.field), last.id, sort.value)
     )
     return CustomerPage(items=[CustomerPublic.of(c) for c in customers], next_cursor=next_cursor)
 
@@ -387,18 +358,6 @@ async def list_duplicates(
         DuplicatePublic(customer=CustomerPublic.of(d.customer), score=d.score, reasons=d.reasons)
         for d in duplicates
     ]
-
-
-def _phone_query(phone: str) -> str:
-    try:
-        return normalise_phone(phone)
-    except ValueError as error:
-        raise InvalidInput(str(error)) from None
-
-
-def _name_prefix(prefix: str) -> list[dict[str, Any]]:
-    pattern = {"$regex": f"^{re.escape(prefix)}", "$options": "i"}
-    return [{"given_name": pattern}, {"family_name": pattern}, {"preferred_name": pattern}]
 
 
 async def redirect_moved(request: Request, error: Exception) -> Response:

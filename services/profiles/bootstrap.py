@@ -15,13 +15,14 @@ from services.profiles.ledger_store import LedgerStore
 from services.profiles.merging import Merger
 from services.profiles.settings import ProfilesSettings
 from services.profiles.store import CustomerStore
-from services.profiles.timeline import TimelineStore, event_recorder
+from services.profiles.timeline import TimelineRecorder, TimelineStore
+from services.profiles.timeline import routes as timeline_routes
 from shared import ops
 from shared.runtime import ServiceRuntime
 
 
 def create_app(settings: ProfilesSettings) -> FastAPI:
-    runtime = ServiceRuntime.build(settings, handlers={}, subscriptions=worker.SUBSCRIPTIONS)
+    runtime = ServiceRuntime.build(settings, subscriptions=worker.SUBSCRIPTIONS)
     store = CustomerStore(runtime.db)
     timeline = TimelineStore(runtime.db)
     runtime.startup += [store.ensure_indexes, timeline.ensure_indexes]
@@ -36,12 +37,7 @@ def create_app(settings: ProfilesSettings) -> FastAPI:
     ledger_store, contract_store = LedgerStore(runtime.db), ContractStore(runtime.db)
     runtime.startup += [ledger_store.ensure_indexes, contract_store.ensure_indexes]
     ledger = purchases.Ledger(
-        client=runtime.client,
-        customers=store,
-        store=ledger_store,
-        outbox=runtime.outbox,
-        relay=runtime.relay,
-        timeline=timeline,
+        units=runtime.units, customers=store, store=ledger_store, timeline=timeline
     )
     contract_book = ContractBook(
         client=runtime.client,
@@ -52,9 +48,8 @@ def create_app(settings: ProfilesSettings) -> FastAPI:
         timeline=timeline,
     )
     interactions, consents, gdpr = _activity(runtime, profiles)
-    recorder = event_recorder(profiles.store, profiles.timeline)
-    for event_type, handler in worker.handlers(ledger, recorder):
-        runtime.on(event_type, handler)
+    runtime.handle(purchases.routes.bind(ledger))
+    runtime.handle(timeline_routes.bind(TimelineRecorder(profiles.store, profiles.timeline)))
     merger = Merger.of(profiles, runtime.db)
     runtime.startup.append(merger.ensure_indexes)
     return runtime.http_app(

@@ -7,7 +7,9 @@ search compare like with like.
 
 from __future__ import annotations
 
+import re
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Self
@@ -198,3 +200,64 @@ def changed_fields(before: Customer, after: Customer) -> list[str]:
     return [
         name for name in ProfileFields.model_fields if getattr(before, name) != getattr(after, name)
     ]
+
+
+class CustomerSort(StrEnum):
+    NEWEST_CREATED = "-created_at"
+    OLDEST_CREATED = "created_at"
+    LAST_UPDATED = "-updated_at"
+    FIRST_UPDATED = "updated_at"
+
+    @property
+    def field(self) -> str:
+        return self.value.lstrip("-")
+
+    @property
+    def descending(self) -> bool:
+        return self.value.startswith("-")
+
+
+@dataclass(frozen=True)
+class CustomerQuery:
+    """Which live profiles a listing asks for (all given criteria hold), normalised."""
+
+    email: str | None = None
+    phone: str | None = None
+    tag: str | None = None
+    external_id: tuple[str, str] | None = None  # (system, id)
+    name_prefix: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        email: str | None = None,
+        phone: str | None = None,
+        tag: str | None = None,
+        external_id: str | None = None,
+        name_prefix: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> CustomerQuery:
+        """From a listing's parameters; ``external_id`` is ``system:id``."""
+        external: tuple[str, str] | None = None
+        if external_id:
+            system, separator, value = external_id.partition(":")
+            if not separator or not re.match(KEY_PATTERN, system):
+                raise InvalidInput("external_id is `system:id`, the system letters, digits, _ or -")
+            external = (system, value)
+        try:
+            phone = normalise_phone(phone) if phone else None
+        except ValueError as error:
+            raise InvalidInput(str(error)) from None
+        return cls(
+            email=normalise_email(email) if email else None,
+            phone=phone,
+            tag=tag or None,
+            external_id=external,
+            name_prefix=name_prefix or None,
+            created_after=created_after,
+            created_before=created_before,
+        )

@@ -41,8 +41,8 @@ from bson import Decimal128, ObjectId
 
 from services.profiles.domain import Customer, CustomerStatus, ProfileFields
 from services.profiles.handlers import SOURCE, Profiles, get_customer
-from services.profiles.store import CustomerStore
-from services.profiles.timeline import ERASED, MAX_MERGE_HOPS
+from services.profiles.store import MAX_MERGE_HOPS, CustomerStore
+from services.profiles.timeline import ERASED
 from shared.errors import Conflict, Gone
 from shared.events import Event, EventPayload, new_event
 from shared.events.customers import ConsentChanged, CustomerErased, InteractionLogged

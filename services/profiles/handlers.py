@@ -17,6 +17,8 @@ from pymongo.errors import DuplicateKeyError
 
 from services.profiles.domain import (
     Customer,
+    CustomerQuery,
+    CustomerSort,
     CustomerStatus,
     ProfileFields,
     changed_fields,
@@ -199,6 +201,18 @@ async def _guard_identities(profiles: Profiles, customer: Customer, write: Any) 
         ) from None
 
 
+async def list_customers(
+    profiles: Profiles,
+    query: CustomerQuery,
+    sort: CustomerSort,
+    after: tuple[Any, str] | None,
+    limit: int,
+) -> tuple[list[Customer], bool]:
+    """A page of live profiles, and whether there are more."""
+    found = await profiles.store.search(query, after, limit + 1, sort.field, sort.descending)
+    return found[:limit], len(found) > limit
+
+
 async def find_duplicates(profiles: Profiles, customer_id: str) -> list[Duplicate]:
     """Live profiles likely to be the same person, most likely first."""
     customer = await get_customer(profiles, customer_id)
@@ -364,7 +378,7 @@ async def all_customers(profiles: Profiles, page_size: int = 500) -> AsyncIterat
     """Every live profile, newest first, read page by page."""
     after: tuple[Any, str] | None = None
     while True:
-        page = await profiles.store.page({"status": "active"}, after, page_size)
+        page = await profiles.store.search(CustomerQuery(), after, page_size)
         for customer in page:
             yield customer
         if len(page) < page_size:

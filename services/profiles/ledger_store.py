@@ -3,12 +3,13 @@
 ``ledger`` holds one document per purchase (``purchase:<id>``) and per return or refund
 (``return:<id>``): the ``_id`` is what makes a redelivered purchase or return a no-op.
 ``customer_figures`` holds one document per customer, rewritten in the same transaction
-as each ledger entry and guarded by its version. Money is stored as Decimal128, never as
-a float.
+as each ledger entry; its ``version`` counts the changes. Money is stored as Decimal128,
+never as a float.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -28,48 +29,59 @@ from services.profiles.ledger import (
     return_entry_id,
 )
 from shared.mongo import Database, Session
-
-
-class LedgerContention(Exception):
-    """Another transaction changed the same figures or purchase first; run it again."""
+from shared.unit_of_work import UnitOfWork
 
 
 class LedgerStore:
     def __init__(self, db: Database) -> None:
         self.entries = db["ledger"]
         self.figures = db["customer_figures"]
-        self.identities = db["identities"]
 
     async def ensure_indexes(self) -> None:
         await self.entries.create_index(
             [("customer_id", DESCENDING), ("occurred_at", DESCENDING), ("_id", DESCENDING)]
         )
 
-    async def purchase(
-        self, purchase_id: str, session: Session | None = None
-    ) -> PurchaseEntry | None:
-        document = await self.entries.find_one(
-            {"_id": purchase_entry_id(purchase_id)}, session=session
-        )
+    # In a unit of work: what a batch touches is read once, changes are queued
+
+    async def load(self, uow: UnitOfWork, entry_ids: Iterable[str]) -> list[LedgerEntry]:
+        """Read these ledger entries into ``uow`` in one query; returns those found."""
+        entry_ids = list(dict.fromkeys(entry_ids))
+        await uow.load(self.entries, entry_ids)
+        documents = [await uow.get(self.entries, entry_id) for entry_id in entry_ids]
+        return [_entry(document) for document in documents if document is not None]
+
+    async def purchase(self, uow: UnitOfWork, purchase_id: str) -> PurchaseEntry | None:
+        document = await uow.get(self.entries, purchase_entry_id(purchase_id))
         return None if document is None else _purchase(document)
 
-    async def return_(self, return_id: str, session: Session | None = None) -> ReturnEntry | None:
-        document = await self.entries.find_one({"_id": return_entry_id(return_id)}, session=session)
+    async def return_(self, uow: UnitOfWork, return_id: str) -> ReturnEntry | None:
+        document = await uow.get(self.entries, return_entry_id(return_id))
         return None if document is None else _return(document)
 
-    async def add(self, entry: LedgerEntry, session: Session) -> None:
-        await self.entries.insert_one(_entry_document(entry), session=session)
+    def add(self, uow: UnitOfWork, entry: LedgerEntry) -> None:
+        """Insert a new entry at commit; its id makes a second one a duplicate key."""
+        uow.insert(self.entries, _entry_document(entry))
 
-    async def replace_purchase(
-        self, before: PurchaseEntry, after: PurchaseEntry, session: Session
-    ) -> None:
-        result = await self.entries.replace_one(
-            {"_id": before.entry_id, "revision": before.revision},
-            _entry_document(after),
-            session=session,
-        )
-        if result.matched_count == 0:
-            raise LedgerContention(f"purchase {before.purchase_id} changed meanwhile")
+    def update_purchase(self, uow: UnitOfWork, purchase: PurchaseEntry) -> None:
+        """Store what has been returned of a purchase so far."""
+        uow.put(self.entries, _entry_document(purchase))
+
+    async def load_figures(self, uow: UnitOfWork, customer_ids: Iterable[str]) -> None:
+        await uow.load(self.figures, customer_ids)
+
+    async def figures_in(self, uow: UnitOfWork, customer_id: str) -> Figures:
+        """The customer's figures as ``uow`` sees them (with this batch's entries)."""
+        document = await uow.get(self.figures, customer_id)
+        return Figures(customer_id=customer_id) if document is None else _figures(document)
+
+    def put_figures(self, uow: UnitOfWork, figures: Figures) -> None:
+        """Store the figures whole at commit. No version guard is needed: a concurrent
+        writer of the same figures makes one of the two transactions conflict and run
+        again; ``version`` still counts the changes."""
+        uow.put(self.figures, _figures_document(figures))
+
+    # Reads outside a unit of work, and the merge's recomputation
 
     async def page(
         self, customer_id: str, after: tuple[datetime, str] | None, limit: int
@@ -93,19 +105,6 @@ class LedgerStore:
         document = await self.figures.find_one({"_id": customer_id}, session=session)
         return Figures(customer_id=customer_id) if document is None else _figures(document)
 
-    async def save_figures(self, before: Figures, after: Figures, session: Session) -> None:
-        """Store ``after`` if the stored figures are still ``before``."""
-        document = _figures_document(after)
-        if before.version == 0:
-            # A concurrent first entry makes this a duplicate key: the caller runs again.
-            await self.figures.insert_one(document, session=session)
-            return
-        result = await self.figures.replace_one(
-            {"_id": after.customer_id, "version": before.version}, document, session=session
-        )
-        if result.matched_count == 0:
-            raise LedgerContention(f"the figures of {after.customer_id} changed meanwhile")
-
     async def recompute(self, customer_id: str, session: Session) -> Figures:
         """Fold the customer's whole ledger again (after a merge moved entries)."""
         cursor = self.entries.find({"customer_id": customer_id}, session=session).sort(
@@ -114,18 +113,13 @@ class LedgerStore:
         entries = [_entry(document) async for document in cursor]
         stored = await self.figures_of(customer_id, session)
         figures = figures_of(customer_id, entries)
-        # A new version, so a writer that read the old figures retries against these.
+        # Versions only grow: this is a change like any other.
         version = max(stored.version, figures.version) + 1
         figures = figures.model_copy(update={"version": version})
         await self.figures.replace_one(
             {"_id": customer_id}, _figures_document(figures), upsert=True, session=session
         )
         return figures
-
-    async def identity_owner(self, key: str, session: Session) -> str | None:
-        """The live profile that owns an identity key (``email:...``, ``external:...``)."""
-        document = await self.identities.find_one({"_id": key}, session=session)
-        return None if document is None else str(document["customer_id"])
 
 
 def _to_bson(value: Any) -> Any:

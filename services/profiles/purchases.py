@@ -3,23 +3,31 @@
 Two entrypoints share these use cases. Systems that speak HTTP post purchases and returns
 (``submit_purchase``/``submit_return``); they are stored and announced through the outbox,
 so notifications and analytics hear of them. Systems that publish on ``crm.purchases`` are
-consumed by the worker (``handlers``); their events are stored but never re-published.
+consumed by the worker (``routes``); their events are stored but never re-published.
 Either way the ledger entry, the figures, the timeline entry and (for a customer met for the
-first time) the new profile are written in one transaction, and the purchase or return id
+first time) the new profile are written in one unit of work, and the purchase or return id
 makes a repetition a no-op.
+
+Both entrypoints first *load* what they touch (``load_purchases``, ``load_returns``): the
+ledger entries, the profiles named (and those they were merged into), the owners of the
+e-mails and external ids, and the figures, with one query per collection for a whole
+batch of events. The use cases then read and change those documents in the unit of work,
+so a purchase sees what earlier ones of its batch did: two purchases of one customer
+both count, a purchase id met twice is recorded once, and a second purchase by a new
+e-mail finds the profile the first one created.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pydantic import ValidationError
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.profiles.domain import CustomerStatus, ProfileFields, normalise_email, register
 from services.profiles.handlers import live_customer, registered_event
@@ -34,25 +42,25 @@ from services.profiles.ledger import (
     ReturnLine,
     complaint_return_id,
     describe,
+    purchase_entry_id,
     to_millisecond,
 )
-from services.profiles.ledger_store import LedgerContention, LedgerStore
-from services.profiles.store import CustomerStore
+from services.profiles.ledger_store import LedgerStore
+from services.profiles.store import DUPLICATE_KEY, MAX_MERGE_HOPS, CustomerStore
 from services.profiles.timeline import EntryKind as TimelineKind
-from services.profiles.timeline import TimelineStore
+from services.profiles.timeline import Happening, TimelineStore
 from shared.clock import utc_now
-from shared.consumer import Handler, RejectEvent
+from shared.consumer import RejectEvent
 from shared.errors import Conflict, InvalidInput, NotFound, RapportError
 from shared.events import Event, new_event
 from shared.events.complaints import ComplaintResolved, ResolutionType
 from shared.events.purchases import PurchaseCompleted, PurchaseReturned
-from shared.mongo import MongoClient, Session, in_transaction_retrying
-from shared.outbox import Outbox, OutboxRelay
+from shared.routing import Routes
+from shared.unit_of_work import UnitOfWork, UnitsOfWork
 
 log = logging.getLogger(__name__)
 
 SOURCE = "/rapport/profiles"
-MAX_MERGE_HOPS = 10
 HTTP_ATTEMPTS = 3
 REFUNDING_RESOLUTIONS = frozenset({ResolutionType.REFUND, ResolutionType.RETURN})
 T = TypeVar("T")
@@ -60,43 +68,96 @@ T = TypeVar("T")
 
 @dataclass
 class Ledger:
-    """What the purchase use cases need: the stores, the outbox and the clock."""
+    """What the purchase use cases need: units of work, the stores and the clock."""
 
-    client: MongoClient
+    units: UnitsOfWork
     customers: CustomerStore
     store: LedgerStore
-    outbox: Outbox
-    relay: OutboxRelay
     timeline: TimelineStore
     clock: Callable[[], datetime] = utc_now
 
-    async def commit(self, work: Callable[[Session], Awaitable[T]]) -> T:
-        """Run ``work`` in a transaction; run it again when a concurrent write got there first.
+    async def commit(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+        """Run ``work`` in a unit of work; run it again when a concurrent write got there first.
 
-        A second run sees what the first one raced with: the purchase stored by a parallel
-        request, the profile created for the same e-mail, the figures' new version.
+        A concurrent change of the same documents (the figures, a purchase) makes the
+        transaction conflict, and it runs again (the driver does that). A second run after
+        a duplicate key sees what the first one raced with: the purchase stored by a
+        parallel request, the profile created for the same e-mail.
         """
-        try:
-            result = await in_transaction_retrying(
-                self.client,
-                work,
-                retry_on=(DuplicateKeyError, LedgerContention),
-                attempts=HTTP_ATTEMPTS,
-            )
-        except (DuplicateKeyError, LedgerContention):
-            raise Conflict("the ledger changed concurrently; try again") from None
-        self.relay.wake()
-        return result
+        for attempt in range(1, HTTP_ATTEMPTS + 1):
+            try:
+                return await self.units.run(work)
+            except (DuplicateKeyError, BulkWriteError) as error:
+                if not _duplicate_key(error):
+                    raise
+                if attempt == HTTP_ATTEMPTS:
+                    raise Conflict("the ledger changed concurrently; try again") from None
+        raise AssertionError("HTTP_ATTEMPTS must be at least 1")
+
+
+def _duplicate_key(error: DuplicateKeyError | BulkWriteError) -> bool:
+    if isinstance(error, DuplicateKeyError):
+        return True
+    return any(failed["code"] == DUPLICATE_KEY for failed in error.details["writeErrors"])
+
+
+# What a batch touches, loaded with one query per collection
+
+
+async def _load(
+    ledger: Ledger,
+    uow: UnitOfWork,
+    *,
+    entry_ids: Iterable[str],
+    customer_ids: Iterable[str],
+    identity_keys: Iterable[str] = (),
+) -> None:
+    """Read into ``uow`` the ledger entries, the owners of identity keys, the profiles named
+    (by the events and by the entries found, with those they were merged into) and the
+    figures of the live ones: one query per collection, one more per merge step."""
+    entries = await ledger.store.load(uow, entry_ids)
+    owners = await ledger.customers.load_owners(uow, identity_keys)
+    named = [*customer_ids, *(entry.customer_id for entry in entries), *owners]
+    found = await ledger.customers.load(uow, named)
+    live = [customer.id for customer in found if customer.status is CustomerStatus.ACTIVE]
+    await ledger.store.load_figures(uow, live)
+
+
+async def load_purchases(
+    ledger: Ledger, purchases: Sequence[PurchaseCompleted], uow: UnitOfWork
+) -> None:
+    """What recording these purchases reads."""
+    await _load(
+        ledger,
+        uow,
+        entry_ids=[purchase_entry_id(purchase.purchase_id) for purchase in purchases],
+        customer_ids=[purchase.customer_id for purchase in purchases if purchase.customer_id],
+        identity_keys=[key for purchase in purchases for key in _keys_to_load(purchase)],
+    )
+
+
+async def load_returns(ledger: Ledger, returns: Sequence[ReturnEntry], uow: UnitOfWork) -> None:
+    """What recording these returns or refunds reads."""
+    await _load(
+        ledger,
+        uow,
+        entry_ids=[
+            entry_id
+            for draft in returns
+            for entry_id in (draft.entry_id, purchase_entry_id(draft.purchase_id))
+        ],
+        customer_ids=[draft.customer_id for draft in returns],
+    )
 
 
 # Customers
 
 
-async def live_customer_id(ledger: Ledger, customer_id: str, session: Session | None) -> str:
+async def live_customer_id(ledger: Ledger, customer_id: str, uow: UnitOfWork) -> str:
     """The live profile ``customer_id`` stands for: itself, or the survivor of its merge."""
     current = customer_id
     for _ in range(MAX_MERGE_HOPS):
-        customer = await ledger.customers.get(current, session)
+        customer = await ledger.customers.of(uow, current)
         if customer is None:
             raise NotFound(f"no customer {customer_id}")
         if customer.status is CustomerStatus.ERASED:
@@ -115,33 +176,44 @@ def _external_key(external_id: str) -> tuple[str, str]:
     return system, value
 
 
-async def find_customer(
-    ledger: Ledger, purchase: PurchaseCompleted, session: Session
-) -> str | None:
-    """The live profile a purchase names by id, external id or e-mail; None if none has it."""
-    if purchase.customer_id:
-        return await live_customer_id(ledger, purchase.customer_id, session)
+def _identity_keys(purchase: PurchaseCompleted) -> list[str]:
+    """The identity keys a purchase names its buyer by, when not by id, best first."""
     keys = []
     if purchase.customer_external_id:
         system, value = _external_key(purchase.customer_external_id)
         keys.append(f"external:{system}:{value}")
     if purchase.customer_email:
         keys.append(f"email:{normalise_email(purchase.customer_email)}")
-    for key in keys:
-        owner = await ledger.store.identity_owner(key, session)
+    return keys
+
+
+def _keys_to_load(purchase: PurchaseCompleted) -> list[str]:
+    if purchase.customer_id:
+        return []
+    with suppress(InvalidInput):  # the use case refuses the purchase with the reason
+        return _identity_keys(purchase)
+    return []
+
+
+async def find_customer(ledger: Ledger, purchase: PurchaseCompleted, uow: UnitOfWork) -> str | None:
+    """The live profile a purchase names by id, external id or e-mail; None if none has it."""
+    if purchase.customer_id:
+        return await live_customer_id(ledger, purchase.customer_id, uow)
+    for key in _identity_keys(purchase):
+        owner = await ledger.customers.owner(uow, key)
         if owner is not None:
-            return await live_customer_id(ledger, owner, session)
+            return await live_customer_id(ledger, owner, uow)
     return None
 
 
 async def resolve_customer(
-    ledger: Ledger, purchase: PurchaseCompleted, session: Session, now: datetime
-) -> str:
-    """The profile a purchase belongs to; one is created for an e-mail or an external id
-    met the first time."""
-    found = await find_customer(ledger, purchase, session)
+    ledger: Ledger, purchase: PurchaseCompleted, uow: UnitOfWork, now: datetime
+) -> tuple[str, bool]:
+    """The profile a purchase belongs to, and whether it is new: one is created for an
+    e-mail or an external id met the first time."""
+    found = await find_customer(ledger, purchase, uow)
     if found is not None:
-        return found
+        return found, False
     external = (
         _external_key(purchase.customer_external_id) if purchase.customer_external_id else None
     )
@@ -155,18 +227,20 @@ async def resolve_customer(
         raise InvalidInput(f"cannot create a profile for this purchase: {error}") from None
     customer = register(fields, now)
     event = registered_event(customer)
-    await ledger.customers.insert(customer, session)
-    await ledger.outbox.add(session, [event])
-    await ledger.timeline.append(
-        session,
+    ledger.customers.add(uow, customer)
+    uow.emit([event])
+    ledger.timeline.add(
+        uow,
         entry_id=event.id,
         customer_id=customer.id,
-        kind=TimelineKind.PROFILE,
-        occurred_at=now,
-        summary=f"profile created for purchase {purchase.purchase_id}",
-        details={"purchase_id": purchase.purchase_id},
+        happening=Happening(
+            TimelineKind.PROFILE,
+            now,
+            f"profile created for purchase {purchase.purchase_id}",
+            {"purchase_id": purchase.purchase_id},
+        ),
     )
-    return customer.id
+    return customer.id, True
 
 
 # Purchases
@@ -193,26 +267,37 @@ def _purchase_entry(
 
 
 async def _record(
-    ledger: Ledger, session: Session, entry: LedgerEntry, change: Callable[[Figures], Figures]
+    ledger: Ledger,
+    uow: UnitOfWork,
+    entry: LedgerEntry,
+    change: Callable[[Figures], Figures],
+    *,
+    new_customer: bool = False,
 ) -> None:
     """The ledger entry, the figures it changes and its timeline entry, together."""
-    before = await ledger.store.figures_of(entry.customer_id, session)
-    await ledger.store.add(entry, session)
-    await ledger.store.save_figures(before, change(before), session)
-    await ledger.timeline.append(
-        session,
+    before = (
+        Figures(customer_id=entry.customer_id)
+        if new_customer  # nothing to read: the profile was created in this unit of work
+        else await ledger.store.figures_in(uow, entry.customer_id)
+    )
+    ledger.store.add(uow, entry)
+    ledger.store.put_figures(uow, change(before))
+    ledger.timeline.add(
+        uow,
         entry_id=entry.entry_id,
         customer_id=entry.customer_id,
-        kind=TimelineKind.PURCHASE if entry.kind is EntryKind.PURCHASE else TimelineKind.RETURN,
-        occurred_at=entry.occurred_at,
-        summary=entry.summary(),
-        details=describe(entry),
+        happening=Happening(
+            TimelineKind.PURCHASE if entry.kind is EntryKind.PURCHASE else TimelineKind.RETURN,
+            entry.occurred_at,
+            entry.summary(),
+            describe(entry),
+        ),
     )
 
 
 async def _store_purchase(
     ledger: Ledger,
-    session: Session,
+    uow: UnitOfWork,
     purchase: PurchaseCompleted,
     *,
     occurred_at: datetime,
@@ -220,14 +305,14 @@ async def _store_purchase(
 ) -> tuple[PurchaseEntry, bool]:
     """Record ``purchase`` unless its id is known; returns the stored entry and whether new."""
     now = ledger.clock()
-    existing = await ledger.store.purchase(purchase.purchase_id, session)
+    existing = await ledger.store.purchase(uow, purchase.purchase_id)
     if existing is not None:
         candidate = _purchase_entry(purchase, existing.customer_id, occurred_at, now, origin)
         same = existing.same_terms(candidate, compare_time=purchase.purchased_at is not None)
         if same and origin is Origin.HTTP:
             # The same buyer, however named: by id, e-mail or external id, or merged since.
-            buyer = await _maybe_live(ledger, existing.customer_id, session)
-            same = buyer is not None and buyer == await _maybe_found(ledger, purchase, session)
+            buyer = await _maybe_live(ledger, existing.customer_id, uow)
+            same = buyer is not None and buyer == await _maybe_found(ledger, purchase, uow)
         if origin is Origin.HTTP and not same:
             raise Conflict(
                 f"purchase {purchase.purchase_id} is already recorded with different content",
@@ -236,14 +321,16 @@ async def _store_purchase(
         if not same:
             log.warning("purchase %s delivered again with different content", purchase.purchase_id)
         return existing, False
-    customer_id = await resolve_customer(ledger, purchase, session, now)
+    customer_id, created = await resolve_customer(ledger, purchase, uow, now)
     entry = _purchase_entry(purchase, customer_id, occurred_at, now, origin)
-    await _record(ledger, session, entry, lambda figures: figures.with_purchase(entry))
+    await _record(
+        ledger, uow, entry, lambda figures: figures.with_purchase(entry), new_customer=created
+    )
     if origin is Origin.HTTP:
         announced = purchase.model_copy(
             update={"customer_id": customer_id, "purchased_at": entry.occurred_at}
         )
-        await ledger.outbox.add(session, [new_event(announced, source=SOURCE)])
+        uow.emit([new_event(announced, source=SOURCE)])
     return entry, True
 
 
@@ -253,9 +340,10 @@ async def submit_purchase(
     """A purchase posted over HTTP; a repetition with the same content returns the stored one."""
     occurred_at = purchase.purchased_at or ledger.clock()
 
-    async def work(session: Session) -> tuple[PurchaseEntry, bool]:
+    async def work(uow: UnitOfWork) -> tuple[PurchaseEntry, bool]:
+        await load_purchases(ledger, [purchase], uow)
         return await _store_purchase(
-            ledger, session, purchase, occurred_at=occurred_at, origin=Origin.HTTP
+            ledger, uow, purchase, occurred_at=occurred_at, origin=Origin.HTTP
         )
 
     return await ledger.commit(work)
@@ -265,17 +353,15 @@ async def submit_purchase(
 
 
 async def _store_return(
-    ledger: Ledger, session: Session, draft: ReturnEntry, *, strict: bool, time_given: bool
+    ledger: Ledger, uow: UnitOfWork, draft: ReturnEntry, *, strict: bool, time_given: bool
 ) -> tuple[ReturnEntry, bool]:
     """Record a return or refund of a known purchase within what is left to refund."""
-    existing = await ledger.store.return_(draft.return_id, session)
+    existing = await ledger.store.return_(uow, draft.return_id)
     if existing is not None:
         same = existing.same_terms(draft, compare_time=time_given)
         if same and strict:
-            buyer = await _maybe_live(ledger, existing.customer_id, session)
-            same = buyer is not None and buyer == await _maybe_live(
-                ledger, draft.customer_id, session
-            )
+            buyer = await _maybe_live(ledger, existing.customer_id, uow)
+            same = buyer is not None and buyer == await _maybe_live(ledger, draft.customer_id, uow)
         if strict and not same:
             raise Conflict(
                 f"return {draft.return_id} is already recorded with different content",
@@ -284,32 +370,31 @@ async def _store_return(
         if not same:
             log.warning("return %s delivered again with different content", draft.return_id)
         return existing, False
-    purchase = await ledger.store.purchase(draft.purchase_id, session)
+    purchase = await ledger.store.purchase(uow, draft.purchase_id)
     if purchase is None:
         raise NotFound(f"no purchase {draft.purchase_id} in the ledger")
-    owner = await live_customer_id(ledger, purchase.customer_id, session)
-    if await _maybe_live(ledger, draft.customer_id, session) != owner:
+    owner = await live_customer_id(ledger, purchase.customer_id, uow)
+    if await _maybe_live(ledger, draft.customer_id, uow) != owner:
         raise InvalidInput(
             f"purchase {purchase.purchase_id} belongs to customer {owner}, "
             f"not to {draft.customer_id}"
         )
     entry = draft.model_copy(update={"customer_id": owner})
-    refunded = purchase.after_return(entry)
-    await ledger.store.replace_purchase(purchase, refunded, session)
-    await _record(ledger, session, entry, lambda figures: figures.with_return(entry, purchase))
+    ledger.store.update_purchase(uow, purchase.after_return(entry))
+    await _record(ledger, uow, entry, lambda figures: figures.with_return(entry, purchase))
     return entry, True
 
 
-async def _maybe_live(ledger: Ledger, customer_id: str, session: Session) -> str | None:
+async def _maybe_live(ledger: Ledger, customer_id: str, uow: UnitOfWork) -> str | None:
     try:
-        return await live_customer_id(ledger, customer_id, session)
+        return await live_customer_id(ledger, customer_id, uow)
     except (NotFound, InvalidInput):
         return None
 
 
-async def _maybe_found(ledger: Ledger, purchase: PurchaseCompleted, session: Session) -> str | None:
+async def _maybe_found(ledger: Ledger, purchase: PurchaseCompleted, uow: UnitOfWork) -> str | None:
     try:
-        return await find_customer(ledger, purchase, session)
+        return await find_customer(ledger, purchase, uow)
     except (NotFound, InvalidInput):
         return None
 
@@ -336,15 +421,16 @@ async def submit_return(ledger: Ledger, returned: PurchaseReturned) -> tuple[Ret
     now = ledger.clock()
     draft = _return_entry(returned, returned.returned_at or now, now, Origin.HTTP)
 
-    async def work(session: Session) -> tuple[ReturnEntry, bool]:
+    async def work(uow: UnitOfWork) -> tuple[ReturnEntry, bool]:
+        await load_returns(ledger, [draft], uow)
         entry, created = await _store_return(
-            ledger, session, draft, strict=True, time_given=returned.returned_at is not None
+            ledger, uow, draft, strict=True, time_given=returned.returned_at is not None
         )
         if created:
             announced = returned.model_copy(
                 update={"customer_id": entry.customer_id, "returned_at": entry.occurred_at}
             )
-            await ledger.outbox.add(session, [new_event(announced, source=SOURCE)])
+            uow.emit([new_event(announced, source=SOURCE)])
         return entry, created
 
     return await ledger.commit(work)
@@ -386,44 +472,70 @@ def _rejecting() -> Iterator[None]:
         raise RejectEvent(error.detail) from error
 
 
-def handlers(ledger: Ledger) -> dict[str, Handler]:
-    """Worker handlers: purchases and returns from any Kafka client, complaint refunds."""
+def _kafka_return(ledger: Ledger, event: Event[PurchaseReturned]) -> ReturnEntry:
+    returned = event.payload
+    return _return_entry(returned, returned.returned_at or event.time, ledger.clock(), Origin.KAFKA)
 
-    async def purchase_completed(event: Event[Any], session: Session) -> None:
-        purchase = event.payload
-        assert isinstance(purchase, PurchaseCompleted)
-        with _rejecting():
-            await _store_purchase(
-                ledger,
-                session,
-                purchase,
-                occurred_at=purchase.purchased_at or event.time,
-                origin=Origin.KAFKA,
-            )
 
-    async def purchase_returned(event: Event[Any], session: Session) -> None:
-        returned = event.payload
-        assert isinstance(returned, PurchaseReturned)
-        draft = _return_entry(
-            returned, returned.returned_at or event.time, ledger.clock(), Origin.KAFKA
+routes: Routes[Ledger] = Routes()
+
+
+async def _load_purchase_events(
+    ledger: Ledger, events: Sequence[Event[PurchaseCompleted]], uow: UnitOfWork
+) -> None:
+    await load_purchases(ledger, [event.payload for event in events], uow)
+
+
+@routes.on(PurchaseCompleted, load=_load_purchase_events)
+async def purchase_completed(
+    ledger: Ledger, event: Event[PurchaseCompleted], uow: UnitOfWork
+) -> None:
+    """A purchase from any Kafka client: stored once, never re-published."""
+    purchase = event.payload
+    with _rejecting():
+        await _store_purchase(
+            ledger,
+            uow,
+            purchase,
+            occurred_at=purchase.purchased_at or event.time,
+            origin=Origin.KAFKA,
         )
-        with _rejecting():
-            await _store_return(ledger, session, draft, strict=False, time_given=True)
 
-    async def complaint_resolved(event: Event[Any], session: Session) -> None:
-        resolved = event.payload
-        assert isinstance(resolved, ComplaintResolved)
-        refund = refund_of(resolved, ledger.clock())
-        if refund is None:
-            return
-        with _rejecting():
-            await _store_return(ledger, session, refund, strict=False, time_given=True)
 
-    return {
-        PurchaseCompleted.event_type: purchase_completed,
-        PurchaseReturned.event_type: purchase_returned,
-        ComplaintResolved.event_type: complaint_resolved,
-    }
+async def _load_return_events(
+    ledger: Ledger, events: Sequence[Event[PurchaseReturned]], uow: UnitOfWork
+) -> None:
+    await load_returns(ledger, [_kafka_return(ledger, event) for event in events], uow)
+
+
+@routes.on(PurchaseReturned, load=_load_return_events)
+async def purchase_returned(
+    ledger: Ledger, event: Event[PurchaseReturned], uow: UnitOfWork
+) -> None:
+    with _rejecting():
+        await _store_return(
+            ledger, uow, _kafka_return(ledger, event), strict=False, time_given=True
+        )
+
+
+async def _load_refund_events(
+    ledger: Ledger, events: Sequence[Event[ComplaintResolved]], uow: UnitOfWork
+) -> None:
+    now = ledger.clock()
+    refunds = [refund_of(event.payload, now) for event in events]
+    await load_returns(ledger, [refund for refund in refunds if refund is not None], uow)
+
+
+@routes.on(ComplaintResolved, load=_load_refund_events)
+async def complaint_resolved(
+    ledger: Ledger, event: Event[ComplaintResolved], uow: UnitOfWork
+) -> None:
+    """A refunding resolution is a ledger refund."""
+    refund = refund_of(event.payload, ledger.clock())
+    if refund is None:
+        return
+    with _rejecting():
+        await _store_return(ledger, uow, refund, strict=False, time_given=True)
 
 
 # Reads

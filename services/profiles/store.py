@@ -4,21 +4,29 @@
 external id of a live profile to its owner. The ``_id`` of an identity is the key, so the
 database itself refuses a second live profile with the same e-mail or phone, even under
 concurrent writes.
+
+The session methods serve the profile use cases; the unit-of-work ones (``load``, ``of``,
+``load_owners``, ``owner``, ``add``) serve the purchase path, which reads what a batch
+touches in one query per collection and sees the profiles created earlier in the batch.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from services.profiles.domain import Customer
+from services.profiles.domain import Customer, CustomerQuery, CustomerStatus
 from services.profiles.identity import match_keys
 from shared.mongo import Database, Session
+from shared.unit_of_work import UnitOfWork
 
 DUPLICATE_KEY = 11000
+# A merge chain longer than this is a data error.
+MAX_MERGE_HOPS = 10
 
 
 class CustomerStore:
@@ -43,6 +51,57 @@ class CustomerStore:
         await self.customers.insert_one(_document(customer), session=session)
         await self._claim(customer.id, customer.identity_keys(), session)
 
+    # In a unit of work
+
+    async def load(self, uow: UnitOfWork, customer_ids: Iterable[str]) -> list[Customer]:
+        """Read these profiles, and those they were merged into, into ``uow``.
+
+        One query, and one more per step of a merge chain only when some were merged.
+        Returns the profiles found (those merged away and their survivors alike).
+        """
+        found: list[Customer] = []
+        seen: set[str] = set()
+        wanted = list(dict.fromkeys(customer_ids))
+        for _ in range(MAX_MERGE_HOPS):
+            wanted = [customer_id for customer_id in wanted if customer_id not in seen]
+            if not wanted:
+                break
+            seen.update(wanted)
+            await uow.load(self.customers, wanted)
+            survivors: list[str] = []
+            for customer_id in wanted:
+                customer = await self.of(uow, customer_id)
+                if customer is None:
+                    continue
+                found.append(customer)
+                if customer.status is CustomerStatus.MERGED and customer.merged_into:
+                    survivors.append(customer.merged_into)
+            wanted = survivors
+        return found
+
+    async def of(self, uow: UnitOfWork, customer_id: str) -> Customer | None:
+        """The profile as ``uow`` sees it (created earlier in it, or loaded)."""
+        document = await uow.get(self.customers, customer_id)
+        return None if document is None else _customer(document)
+
+    async def load_owners(self, uow: UnitOfWork, keys: Iterable[str]) -> list[str]:
+        """Read who owns these identity keys into ``uow``; returns the owners found."""
+        keys = list(dict.fromkeys(keys))
+        await uow.load(self.identities, keys)
+        return [owner for key in keys if (owner := await self.owner(uow, key)) is not None]
+
+    async def owner(self, uow: UnitOfWork, key: str) -> str | None:
+        """The live profile that owns an identity key (``email:...``, ``external:...``)."""
+        document = await uow.get(self.identities, key)
+        return None if document is None else str(document["customer_id"])
+
+    def add(self, uow: UnitOfWork, customer: Customer) -> None:
+        """Store a new profile and claim its identity keys when ``uow`` commits; a key
+        another profile claimed meanwhile fails the commit (a duplicate key)."""
+        uow.insert(self.customers, _document(customer))
+        for claim in _claims(customer.id, customer.identity_keys()):
+            uow.insert(self.identities, claim)
+
     async def replace(self, before: Customer, after: Customer, session: Session) -> bool:
         """Store ``after`` if the stored version is still ``before``'s; False otherwise."""
         result = await self.customers.replace_one(
@@ -64,7 +123,7 @@ class CustomerStore:
         return None if document is None else (document["_id"], document["customer_id"])
 
     async def _claim(self, customer_id: str, keys: Iterable[str], session: Session) -> None:
-        documents = [{"_id": key, "customer_id": customer_id} for key in sorted(keys)]
+        documents = _claims(customer_id, keys)
         if not documents:
             return
         try:
@@ -75,29 +134,33 @@ class CustomerStore:
                 raise DuplicateKeyError(clashes[0]["errmsg"], DUPLICATE_KEY) from error
             raise
 
-    async def page(
+    async def search(
         self,
-        filters: dict[str, Any],
+        query: CustomerQuery,
         after: tuple[Any, str] | None,
         limit: int,
         sort_by: str = "created_at",
         descending: bool = True,
     ) -> list[Customer]:
-        """Keyset pagination on (``sort_by``, _id): pages never shift or repeat rows."""
-        query = filters
+        """Live profiles matching ``query``, keyset-paginated on (``sort_by``, _id): pages
+        never shift or repeat rows."""
+        clauses = _criteria(query)
         if after is not None:
             value, customer_id = after
             beyond = "$lt" if descending else "$gt"
-            keyset = {
-                "$or": [
-                    {sort_by: {beyond: value}},
-                    {sort_by: value, "_id": {beyond: customer_id}},
-                ]
-            }
-            query = {"$and": [filters, keyset]}
+            clauses.append(
+                {
+                    "$or": [
+                        {sort_by: {beyond: value}},
+                        {sort_by: value, "_id": {beyond: customer_id}},
+                    ]
+                }
+            )
         direction = DESCENDING if descending else ASCENDING
         cursor = (
-            self.customers.find(query).sort([(sort_by, direction), ("_id", direction)]).limit(limit)
+            self.customers.find({"$and": clauses})
+            .sort([(sort_by, direction), ("_id", direction)])
+            .limit(limit)
         )
         return [_customer(document) async for document in cursor]
 
@@ -127,5 +190,31 @@ def _document(customer: Customer) -> dict[str, Any]:
     return document
 
 
+def _claims(customer_id: str, keys: Iterable[str]) -> list[dict[str, Any]]:
+    return [{"_id": key, "customer_id": customer_id} for key in sorted(keys)]
+
+
 def _customer(document: dict[str, Any]) -> Customer:
     return Customer.model_validate({**document, "id": document["_id"]})
+
+
+def _criteria(query: CustomerQuery) -> list[dict[str, Any]]:
+    clauses: list[dict[str, Any]] = [{"status": CustomerStatus.ACTIVE.value}]
+    if query.email:
+        clauses.append({"emails": query.email})
+    if query.phone:
+        clauses.append({"phones": query.phone})
+    if query.tag:
+        clauses.append({"tags": query.tag})
+    if query.external_id:
+        system, value = query.external_id
+        clauses.append({f"external_ids.{system}": value})
+    if query.name_prefix:
+        pattern = {"$regex": f"^{re.escape(query.name_prefix)}", "$options": "i"}
+        names = ("given_name", "family_name", "preferred_name")
+        clauses.append({"$or": [{name: pattern} for name in names]})
+    if query.created_after:
+        clauses.append({"created_at": {"$gte": query.created_after}})
+    if query.created_before:
+        clauses.append({"created_at": {"$lt": query.created_before}})
+    return clauses

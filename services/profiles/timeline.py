@@ -15,11 +15,10 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
-from pymongo import DESCENDING
+from pymongo import DESCENDING, UpdateOne
 
 from services.profiles.domain import CustomerStatus
-from services.profiles.store import CustomerStore
-from shared.consumer import Handler
+from services.profiles.store import MAX_MERGE_HOPS, CustomerStore
 from shared.events import Event, EventPayload
 from shared.events.complaints import (
     ComplaintAcknowledged,
@@ -28,6 +27,7 @@ from shared.events.complaints import (
     ComplaintFeedbackReceived,
     ComplaintOpened,
     ComplaintReopened,
+    ComplaintReplied,
     ComplaintResolved,
     ComplaintSlaBreached,
     ComplaintStatusChanged,
@@ -40,11 +40,11 @@ from shared.events.notifications import (
     NotificationSuppressed,
 )
 from shared.mongo import Database, Session
+from shared.routing import Routes
+from shared.unit_of_work import UnitOfWork
 
 # What erasure leaves in place of free text that may describe a person.
 ERASED = "[erased]"
-# A merge chain longer than this is a data error; the event stays with the last profile.
-MAX_MERGE_HOPS = 10
 
 
 class EntryKind(StrEnum):
@@ -118,35 +118,21 @@ class TimelineStore:
         details: dict[str, Any] | None = None,
     ) -> None:
         """Add an entry; ``entry_id`` (e.g. the event id) keeps it unique."""
-        await self.entries.insert_one(
-            {
-                "_id": entry_id,
-                "customer_id": customer_id,
-                "kind": kind.value,
-                "occurred_at": occurred_at,
-                "summary": summary,
-                "details": details or {},
-            },
-            session=session,
-        )
+        happening = Happening(kind, occurred_at, summary, details or {})
+        await self.entries.insert_one(_document(entry_id, customer_id, happening), session=session)
 
-    async def append_once(
-        self, session: Session, *, entry_id: str, customer_id: str, happening: Happening
+    def add(
+        self, uow: UnitOfWork, *, entry_id: str, customer_id: str, happening: Happening
     ) -> None:
-        """Add an entry unless one with ``entry_id`` exists (a redelivered event)."""
-        await self.entries.update_one(
-            {"_id": entry_id},
-            {
-                "$setOnInsert": {
-                    "customer_id": customer_id,
-                    "kind": happening.kind.value,
-                    "occurred_at": happening.occurred_at,
-                    "summary": happening.summary,
-                    "details": happening.details,
-                }
-            },
-            upsert=True,
-            session=session,
+        """Add an entry when ``uow`` commits, unless one with ``entry_id`` exists (the
+        event was applied before). Always the same kind of write, so a batch's entries
+        go in one command whatever events they come from."""
+        fields = _document(entry_id, customer_id, happening)
+        del fields["_id"]
+        uow.write(
+            self.entries,
+            UpdateOne({"_id": entry_id}, {"$setOnInsert": fields}, upsert=True),
+            key=entry_id,
         )
 
     async def page(
@@ -177,6 +163,17 @@ class TimelineStore:
         )
 
 
+def _document(entry_id: str, customer_id: str, happening: Happening) -> dict[str, Any]:
+    return {
+        "_id": entry_id,
+        "customer_id": customer_id,
+        "kind": happening.kind.value,
+        "occurred_at": happening.occurred_at,
+        "summary": happening.summary,
+        "details": happening.details,
+    }
+
+
 def _entry(document: dict[str, Any]) -> TimelineEntry:
     return TimelineEntry.model_validate({**document, "id": document["_id"]})
 
@@ -187,6 +184,7 @@ RECORDED_EVENTS: tuple[type[ComplaintEvent | NotificationEvent], ...] = (
     ComplaintOpened,
     ComplaintAcknowledged,
     ComplaintStatusChanged,
+    ComplaintReplied,
     ComplaintResolved,
     ComplaintReopened,
     ComplaintClosed,
@@ -243,6 +241,15 @@ def _describe_complaint(event: ComplaintEvent) -> Happening | None:
                 f" → {event.to_status.value.replace('_', ' ')}",
                 event.to_status.value,
                 from_status=event.from_status.value,
+                public_comment=event.public_comment,
+            )
+        case ComplaintReplied():
+            return complaint(
+                event.replied_at,
+                f"complaint: {event.agent_id} replied",
+                None,
+                agent_id=event.agent_id,
+                comment_id=event.comment_id,
                 public_comment=event.public_comment,
             )
         case ComplaintResolved():
@@ -326,9 +333,7 @@ def _describe_notification(event: NotificationEvent) -> Happening | None:
     return None
 
 
-async def owner_of_entry(
-    customers: CustomerStore, customer_id: str, session: Session
-) -> str | None:
+async def owner_of_entry(customers: CustomerStore, customer_id: str, uow: UnitOfWork) -> str | None:
     """Whose timeline an event about ``customer_id`` belongs on; None to drop it.
 
     - A merged profile's events go to the survivor (following ``merged_into``).
@@ -338,10 +343,11 @@ async def owner_of_entry(
       ids are opaque and other systems may know a customer before profiles does (or
       a profile may be imported later under that id); until a profile with that id
       exists the entries are unreachable through the API, and erasing the id clears them.
+    - A merge chain too long to follow (a data error) leaves them with the last profile.
     """
     current = customer_id
     for _ in range(MAX_MERGE_HOPS):
-        customer = await customers.get(current, session)
+        customer = await customers.of(uow, current)
         if customer is None:
             return current
         if customer.status is CustomerStatus.ERASED:
@@ -353,22 +359,40 @@ async def owner_of_entry(
     return current
 
 
-def event_recorder(customers: CustomerStore, timeline: TimelineStore) -> Handler:
-    """A worker handler that files complaint and notification events on the timeline.
+@dataclass(frozen=True)
+class TimelineRecorder:
+    """What filing other services' events on the timeline needs."""
+
+    customers: CustomerStore
+    timeline: TimelineStore
+
+
+routes: Routes[TimelineRecorder] = Routes()
+
+
+async def load_owners(
+    recorder: TimelineRecorder,
+    events: Sequence[Event[ComplaintEvent | NotificationEvent]],
+    uow: UnitOfWork,
+) -> None:
+    """The profiles a batch's events are about, and their survivors, in one read (and one
+    more per merge step); entries are written without reading the timeline."""
+    await recorder.customers.load(uow, [event.payload.customer_key() for event in events])
+
+
+@routes.on(*RECORDED_EVENTS, load=load_owners)
+async def record(
+    recorder: TimelineRecorder, event: Event[ComplaintEvent | NotificationEvent], uow: UnitOfWork
+) -> None:
+    """File a complaint or notification event on the timeline of the customer it is about.
 
     The entry's id is the event's id, so a redelivered event never adds a second entry
     (the consumer's processed-event marker already skips it; the upsert makes sure).
     """
-
-    async def record(event: Event[Any], session: Session) -> None:
-        happening = describe(event.payload)
-        if happening is None:
-            return
-        owner = await owner_of_entry(customers, event.payload.customer_key(), session)
-        if owner is None:
-            return
-        await timeline.append_once(
-            session, entry_id=event.id, customer_id=owner, happening=happening
-        )
-
-    return record
+    happening = describe(event.payload)
+    if happening is None:
+        return
+    owner = await owner_of_entry(recorder.customers, event.payload.customer_key(), uow)
+    if owner is None:
+        return
+    recorder.timeline.add(uow, entry_id=event.id, customer_id=owner, happening=happening)

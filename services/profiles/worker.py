@@ -1,24 +1,14 @@
-"""The profiles stream worker: the contract topics it consumes and a handler per event type.
+"""The profiles stream worker: the contract topics it consumes and the routes of its events.
 
-The shared Faust agent (``shared.consumer``) decodes each event, applies it once (by event
-id) and dead-letters what cannot be applied; the handlers here are the use cases. One
-event type may have several handlers (a refunding resolution is a ledger entry and a
-timeline entry); they run in one transaction.
+The shared consumer (``shared.consumer``) takes a batch per poll, applies each event once
+(by event id) in one unit of work and dead-letters what cannot be applied; the routes
+are the use cases: purchases, returns and complaint refunds reach the ledger
+(``purchases.routes``), complaint and notification events the timeline
+(``timeline.routes``). A refunding resolution is both, in the same transaction.
 """
 
 from __future__ import annotations
 
-from services.profiles import purchases
-from services.profiles.purchases import Ledger
-from services.profiles.timeline import RECORDED_EVENT_TYPES
-from shared.consumer import Handler
 from shared.topics import COMPLAINTS, NOTIFICATIONS, PURCHASES
 
 SUBSCRIPTIONS = [COMPLAINTS, NOTIFICATIONS, PURCHASES]
-
-
-def handlers(ledger: Ledger, timeline_recorder: Handler) -> list[tuple[str, Handler]]:
-    """(event type, handler) pairs; types without one are acknowledged and skipped."""
-    pairs = list(purchases.handlers(ledger).items())
-    pairs += [(event_type, timeline_recorder) for event_type in RECORDED_EVENT_TYPES]
-    return pairs

@@ -100,6 +100,18 @@ class ComplaintStatusChanged(ComplaintEvent):
     public_comment: LongText | None = None
 
 
+class ComplaintReplied(ComplaintEvent):
+    """A staff member added a public reply (never an internal note): the customer hears
+    of it. A reply that comes with a status change is on ``status_changed`` instead."""
+
+    event_type = "crm.complaint.replied"
+
+    comment_id: Identifier
+    agent_id: Identifier
+    public_comment: LongText
+    replied_at: Timestamp
+
+
 class ComplaintResolved(ComplaintEvent):
     """For a refund or return, ``refund_amount``/``currency``/``purchase_id`` are set and
     the profiles service records the refund in the customer's ledger."""

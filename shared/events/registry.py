@@ -24,6 +24,7 @@ CONTRACT_EVENTS: tuple[type[EventPayload], ...] = (
     complaints.ComplaintOpened,
     complaints.ComplaintAcknowledged,
     complaints.ComplaintStatusChanged,
+    complaints.ComplaintReplied,
     complaints.ComplaintResolved,
     complaints.ComplaintReopened,
     complaints.ComplaintClosed,

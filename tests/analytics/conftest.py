@@ -10,13 +10,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 
 from services.analytics.bootstrap import create_app
 from services.analytics.handlers import Analytics
 from services.analytics.settings import AnalyticsSettings
-from shared.auth import Role, TokenService
+from shared.auth import TokenService
 from shared.events import Event, new_event
 from shared.events.base import EventPayload
 from shared.events.complaints import (
@@ -38,6 +37,7 @@ from shared.kafka import AiokafkaPublisher
 from shared.mongo import Database
 from shared.topics import TopicNames
 from tests.service_harness import DrivenClock, eventually
+from tests.support.api import ApiClient, in_process
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -146,6 +146,24 @@ def resolved(customer_id: str, complaint_id: str, at: datetime) -> EventPayload:
     )
 
 
+def refunded(
+    customer_id: str, complaint_id: str, purchase_id: str, amount: str, at: datetime
+) -> EventPayload:
+    """A complaint resolved with a refund of ``amount`` EUR of ``purchase_id``."""
+    return ComplaintResolved.model_validate(
+        {
+            "complaint_id": complaint_id,
+            "customer_id": customer_id,
+            "resolution_type": "refund",
+            "summary": "Refunded the broken teapot",
+            "resolved_at": at,
+            "refund_amount": amount,
+            "currency": "EUR",
+            "purchase_id": purchase_id,
+        }
+    )
+
+
 def breached(customer_id: str, complaint_id: str, clock: str, at: datetime) -> EventPayload:
     return ComplaintSlaBreached.model_validate(
         {
@@ -194,35 +212,14 @@ def events_of(*payloads: EventPayload) -> list[Event[Any]]:
 
 
 @dataclass
-class Api:
+class Api(ApiClient):
     """The analytics API with ready-made tokens, and a way to feed it events."""
 
-    http: httpx.AsyncClient
-    tokens: TokenService
     analytics: Analytics
     clock: DrivenClock
     publisher: AiokafkaPublisher
     topics: TopicNames
     sent: list[KafkaRecord] = field(default_factory=list)
-
-    def as_(self, *roles: Role, customer_id: str | None = None) -> dict[str, str]:
-        token = self.tokens.mint("tester", set(roles), customer_id=customer_id)
-        return {"Authorization": f"Bearer {token}"}
-
-    @property
-    def agent(self) -> dict[str, str]:
-        return self.as_(Role.AGENT)
-
-    def customer(self, customer_id: str) -> dict[str, str]:
-        return self.as_(Role.CUSTOMER, customer_id=customer_id)
-
-    async def get(self, path: str, headers: dict[str, str] | None = None, **params: Any) -> Any:
-        """A request that must succeed; its JSON body."""
-        response = await self.http.get(
-            f"/api/v1{path}", headers=headers or self.agent, params=params
-        )
-        assert response.status_code == 200, response.text
-        return response.json()
 
     async def applied(self) -> int:
         return await self.analytics.store.db["processed_events"].count_documents({})
@@ -292,8 +289,7 @@ async def running(
             return await state.count_documents({"_id": "population"}) == 1
 
         await eventually(first_judgement_done, timeout=30, message="no judgement at startup")
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://analytics") as http:
+        async with in_process(app, "analytics") as http:
             yield Api(http, TokenService(settings.secret), analytics, clock, publisher, topics)
 
 

@@ -242,3 +242,46 @@ def test_an_sla_clock_is_settled_once_met_in_time_or_missed_at_its_due_time() ->
     )
     assert breached.resolution_settled() == domain.Settled(days_ago(1), met=False)
     assert domain.complaint_from_document(domain.complaint_document(breached)) == breached
+
+
+def test_adding_new_facts_to_a_stored_summary_gives_the_summary_of_every_fact() -> None:
+    tea, cup = ("S1", "Tea", "tea", 1), ("S2", "Cup", "cups", 2)
+    old: dict[str, list[Any]] = {
+        "purchases": [
+            PurchaseFact("p1", days_ago(9), "EUR", Decimal("10.00"), (tea,)),
+            PurchaseFact("p2", days_ago(8), "USD", Decimal("4.5"), (cup,)),
+        ],
+        "returns": [ReturnFact("r1", days_ago(2), "EUR", Decimal("10.00"))],
+        "complaints": [ComplaintFact("k1", days_ago(4)), ComplaintFact("k2", days_ago(3))],
+        "feedback": [FeedbackFact(days_ago(1), csat=4, nps=8)],
+    }
+    new: dict[str, list[Any]] = {
+        "purchases": [  # later than every purchase counted; the cup renamed, in euros now
+            PurchaseFact("p4", days_ago(1), "EUR", Decimal("7"), (("S2", "Mug", "mugs", 1),)),
+            PurchaseFact("p3", days_ago(2), "EUR", Decimal("0.25"), (tea,)),
+        ],
+        "returns": [ReturnFact("r0", days_ago(5), "USD", Decimal("4.50"))],
+        "complaints": [  # k1 resolved since, k3 new
+            ComplaintFact("k1", days_ago(4), resolved=(days_ago(1),)),
+            ComplaintFact("k3", days_ago(1)),
+        ],
+        "feedback": [FeedbackFact(days_ago(3), csat=1, nps=None)],
+    }
+    stored = Summary.from_document(domain.summarise(*old.values()).to_document())
+    for kind in domain.FACT_KINDS:
+        everything = {k: old[k] + new[k] if k == kind else old[k] for k in domain.FACT_KINDS}
+        if kind == "complaints":
+            everything[kind] = [old[kind][1], *new[kind]]
+        expected = domain.summarise(*everything.values())
+        added = domain.with_new_facts(stored, kind, new[kind])
+        assert added is not None
+        assert added.to_document() == expected.to_document()
+        assert added == expected
+
+    # A purchase dated before the last one counted may change which one names a product:
+    # the summary cannot tell, all purchases are needed.
+    earlier = PurchaseFact("p0", days_ago(8), "EUR", Decimal("1.00"), (cup,))
+    assert domain.with_new_facts(stored, "purchases", [earlier]) is None
+    assert domain.with_new_facts(Summary(), "purchases", [earlier]) == domain.summarise(
+        [earlier], [], [], []
+    )

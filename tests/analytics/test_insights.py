@@ -257,11 +257,14 @@ async def test_on_a_fresh_start_segments_make_sense_at_once_and_follow_the_growi
     service_with: ServiceWith, kafka_bootstrap: str
 ) -> None:
     async with service_with(regrade_growth=0.2, regrade_settle_seconds=0.5) as api:
-        # The first buyers arrive while the population judged at startup is empty.
+        # The first buyers arrive while the population judged at startup is empty, the
+        # steady one's history a purchase at a time (a batch is judged once, at its end).
         await api.feed(
-            *[purchase("c-steady", f"s{i}", ago(days=1 + 7 * i)) for i in range(3)],
+            purchase("c-steady", "s0", ago(days=1)),
             *[purchase("c-gone", f"g{i}", ago(days=300 + 7 * i)) for i in range(2)],
         )
+        for i in (1, 2):
+            await api.feed(purchase("c-steady", f"s{i}", ago(days=1 + 7 * i)))
         steady = await api.get("/customers/c-steady/insights")
         assert steady["segment"] == "loyal"  # not "lost" for want of peers to rank against
         assert (await api.get("/customers/c-gone/insights"))["segment"] == "lost"

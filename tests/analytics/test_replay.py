@@ -19,7 +19,7 @@ from shared.events.customers import CustomerErased, CustomerMerged
 from shared.events.envelope import KafkaRecord
 from shared.mongo import MongoClient
 from shared.topics import PURCHASES
-from tests.analytics.conftest import NOW, Api, ago, opened, purchase
+from tests.analytics.conftest import NOW, Api, ago, opened, purchase, refunded
 from tests.analytics.test_insights import population
 from tests.analytics.test_kpis import known_events
 
@@ -38,6 +38,7 @@ async def test_replay_into_a_fresh_database_equals_the_live_figures(
         purchase("c-risk", "o2", ago(days=30)),
         purchase("c-risk", "o3", ago(days=20)),
         opened("c-risk", "k9", ago(days=19)),
+        refunded("c-ana", "k8", "p1", "5.00", ago(hours=1)),
         CustomerMerged(customer_id="c-a", source_customer_id="c-b", merged_at=ago(hours=1)),
         CustomerErased(customer_id="c-e", erased_at=ago(hours=1)),
     )
@@ -64,6 +65,7 @@ async def test_replay_into_a_fresh_database_equals_the_live_figures(
         assert "c-e" not in live["customers"]
         assert live["kpis"]["24h"]["purchases"] == 4
         assert live["customers"]["c-risk"]["churn_level"] == "high"
+        assert live["customers"]["c-ana"]["summary"]["refunds"] == {"EUR": "35.10"}
         # The replayed database answers the API exactly as the live one does.
         api.analytics.store = type(api.analytics.store)(mongo_client[database])
         replayed_api = {

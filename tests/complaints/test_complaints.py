@@ -10,8 +10,7 @@ import pytest
 from shared.topics import COMPLAINTS, TopicNames
 from tests.complaints.conftest import Api
 from tests.kafka_reading import read_topic
-
-PROBLEM = "application/problem+json"
+from tests.support.api import PROBLEM
 
 
 def complaint_body(**overrides: Any) -> dict[str, Any]:
@@ -197,6 +196,35 @@ async def test_a_customer_sees_public_comments_but_never_internal_notes(api: Api
 
     staff = await api.call("GET", path)
     assert [c["visibility"] for c in staff["comments"]] == ["public", "internal", "public"]
+
+
+async def test_a_staff_public_reply_is_announced_and_an_internal_note_is_not(
+    api: Api, kafka_bootstrap: str, topics: TopicNames
+) -> None:
+    complaint = await open_one(api)
+    path = f"/complaints/{complaint['id']}"
+    await api.call(
+        "POST", f"{path}/comments", json={"text": "Keep it quiet", "visibility": "internal"}
+    )
+    own = api.customer("cus_ana")
+    await api.call("POST", f"{path}/comments", headers=own, json={"text": "Any news?"})
+    replied = await api.call("POST", f"{path}/comments", json={"text": "It ships on Monday"})
+
+    events = await events_of(kafka_bootstrap, topics, 2)  # opened, then the one reply
+    replies = [e["data"] for e in events if e["type"] == "crm.complaint.replied"]
+    public = [c for c in replied["comments"] if c["text"] == "It ships on Monday"]
+    assert replies == [
+        {
+            "complaint_id": complaint["id"],
+            "customer_id": "cus_ana",
+            "comment_id": public[0]["id"],
+            "agent_id": replies[0]["agent_id"],
+            "public_comment": "It ships on Monday",
+            "replied_at": replies[0]["replied_at"],
+        }
+    ]
+    assert "Keep it quiet" not in json.dumps(events)
+    assert "Any news?" not in json.dumps(events)
 
 
 async def test_feedback_once_per_resolution_and_only_after_it(

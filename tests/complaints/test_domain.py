@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.complaints import domain
-from services.complaints.domain import Actor, Complaint, SlaRules, Status
+from services.complaints.domain import Actor, Complaint, Status
+from services.complaints.sla import SlaRules
 from shared.errors import Conflict, Forbidden
 from shared.events.complaints import ComplaintSlaBreached, SlaClock, SlaSeverity
 

@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from fastapi import FastAPI
 
 from services.notifications import inbox, templates_api, webhooks
@@ -16,38 +15,18 @@ from services.notifications.channels import ChannelSettings
 from services.notifications.inbox import InboxStore
 from services.notifications.templating import JinjaTemplateRenderer, TemplateStore
 from services.notifications.webhooks import WebhookDelivery, WebhookStore
-from shared.auth import Role, TokenService
+from shared.auth import TokenService
 from shared.http import create_http_app
 from shared.mongo import Database
+from tests.support.api import ApiClient, in_process
 
 SECRET = "delivery-tests-secret-of-enough-length"
 
 
-class Tokens:
-    """Authorization headers for each role, signed by the test's token service."""
-
-    tokens: TokenService
-
-    def as_(self, *roles: Role, customer_id: str | None = None) -> dict[str, str]:
-        token = self.tokens.mint("tester", set(roles), customer_id=customer_id)
-        return {"Authorization": f"Bearer {token}"}
-
-    @property
-    def admin(self) -> dict[str, str]:
-        return self.as_(Role.ADMIN)
-
-    @property
-    def agent(self) -> dict[str, str]:
-        return self.as_(Role.AGENT)
-
-    def customer(self, customer_id: str) -> dict[str, str]:
-        return self.as_(Role.CUSTOMER, customer_id=customer_id)
-
-
 @dataclass
-class DeliveryApi(Tokens):
-    http: httpx.AsyncClient
-    tokens: TokenService
+class DeliveryApi(ApiClient):
+    """The delivery routers' API, with the stores behind it."""
+
     renderer: JinjaTemplateRenderer
     inbox: InboxStore
     webhooks: WebhookDelivery
@@ -78,8 +57,7 @@ async def delivery_api(db: Database, **settings: Any) -> AsyncIterator[DeliveryA
         routers=[templates_api.router, inbox.router, webhooks.router],
         state={"tokens": tokens, "templates": renderer, "inbox": inbox_store, "webhooks": delivery},
     )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://notifications") as http:
+    async with in_process(app, "notifications") as http:
         try:
             yield DeliveryApi(http, tokens, renderer, inbox_store, delivery)
         finally:

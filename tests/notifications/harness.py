@@ -10,28 +10,28 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
-import httpx
 from confluent_kafka import Producer
 
 from services.notifications.bootstrap import create_app
 from services.notifications.directory import Directory
-from services.notifications.handlers import Notifications, event_handlers
+from services.notifications.handlers import Notifications, routes
 from services.notifications.respect import QuietHours
 from services.notifications.schedules import ScheduleStore
 from services.notifications.settings import NotificationsSettings
 from services.notifications.store import Ledger, PreferenceStore, RuleStore
-from shared.auth import TokenService
+from shared.auth import Role, TokenService
 from shared.events import Event, KafkaRecord, decode, encode, new_event
 from shared.events.base import EventPayload
 from shared.kafka import EventPublisher
-from shared.mongo import Database, MongoClient, Session, in_transaction
+from shared.mongo import Database, MongoClient
 from shared.outbox import Outbox, OutboxRelay
 from shared.topics import TopicNames
+from shared.unit_of_work import UnitOfWork, UnitsOfWork
 from tests.kafka_reading import Records
-from tests.notifications.delivery_app import Tokens
 from tests.service_harness import DrivenClock
+from tests.support.api import ApiClient, serving
 
 
 class NoPublisher:
@@ -67,12 +67,14 @@ async def prepare(ctx: Notifications) -> None:
 async def apply(ctx: Notifications, payload: EventPayload, **event: Any) -> Event[Any]:
     """Hand one event to the service's handler, in a transaction as the consumer does."""
     built = new_event(payload, source="/tests", time=ctx.clock(), **event)
-    handler = event_handlers(ctx)[built.type]
+    bound = routes.bind(ctx)
 
-    async def work(session: Session) -> None:
-        await handler(built, session)
+    async def work(uow: UnitOfWork) -> None:
+        await bound.load([built], uow)
+        await bound.apply(built, uow)
+        await bound.finish([built], uow)
 
-    await in_transaction(ctx.client, work)
+    await UnitsOfWork(ctx.client, ctx.outbox).run(work)
     return built
 
 
@@ -82,23 +84,12 @@ ADMIN = "admin"
 
 
 @dataclass
-class Service(Tokens):
+class Service(ApiClient):
     """A running notifications service: its HTTP API, its core and its clock."""
 
-    http: httpx.AsyncClient
-    tokens: TokenService
     notifications: Notifications
     clock: DrivenClock
-
-    async def call(
-        self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
-    ) -> Any:
-        """A request that must succeed; its JSON body."""
-        response = await self.http.request(
-            method, f"/api/v1{path}", headers=headers or self.admin, **kwargs
-        )
-        assert response.status_code < 300, response.text
-        return response.json()
+    default_role: ClassVar[Role] = Role.ADMIN
 
     async def deliveries(self, customer_id: str, **query: str) -> list[dict[str, Any]]:
         page = await self.call("GET", "/deliveries", params={"customer_id": customer_id, **query})
@@ -134,10 +125,8 @@ async def running(settings: NotificationsSettings, clock: DrivenClock) -> AsyncI
     app = create_app(settings)
     notifications: Notifications = app.state.notifications
     notifications.clock = clock
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://notifications") as http:
-            yield Service(http, TokenService(settings.secret), notifications, clock)
+    async with serving(app, "notifications") as http:
+        yield Service(http, TokenService(settings.secret), notifications, clock)
 
 
 def produce_foreign(bootstrap: str, topic: str, key: str, value: bytes) -> None:

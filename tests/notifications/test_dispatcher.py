@@ -15,6 +15,7 @@ from services.notifications.domain import (
     Channel,
     OutgoingMessage,
     PermanentDeliveryError,
+    Purpose,
     Sender,
     TransientDeliveryError,
 )
@@ -72,7 +73,10 @@ def dispatcher(ctx: Notifications, db: Database, email: Sender, **options: Any) 
     return Dispatcher(ctx, renderer, senders, **{"max_attempts": 3, **options})
 
 
-async def customer_bought(ctx: Notifications, customer_id: str, purchase_id: str = "o-1") -> None:
+async def customer_bought(
+    ctx: Notifications, customer_id: str, purchase_id: str | None = None
+) -> None:
+    # Purchase ids are unique (a thank-you is keyed on one): one per customer by default.
     await apply(
         ctx,
         CustomerRegistered.model_validate(
@@ -84,7 +88,8 @@ async def customer_bought(ctx: Notifications, customer_id: str, purchase_id: str
     await apply(
         ctx,
         PurchaseCompleted.model_validate(
-            {"purchase_id": purchase_id, "customer_id": customer_id, "total_amount": "3.00",
+            {"purchase_id": purchase_id or f"{customer_id}-o-1", "customer_id": customer_id,
+             "total_amount": "3.00",
              "currency": "CZK", "channel": "web",
              "items": [{"sku": "a", "name": "Rohlík", "category": "b", "quantity": 1,
                         "unit_price": "3.00"}]}
@@ -163,7 +168,8 @@ async def test_a_message_stuck_on_its_channel_does_not_hold_up_the_next_ones(
 ) -> None:
     await customer_bought(ctx, "c-stuck")
     email = StuckFor("c-stuck@x.cz")
-    running = dispatcher(ctx, db, email, send_timeout=3600, poll_interval=0.02)
+    # (a stop waits for the sends in flight: not for ever for this one)
+    running = dispatcher(ctx, db, email, send_timeout=3600, poll_interval=0.02, stop_timeout=0.1)
     await running.start()
     try:
         await asyncio.wait_for(email.stuck.wait(), 60)
@@ -225,14 +231,50 @@ def test_backoff_is_exponential_with_full_jitter(ctx: Notifications, db: Databas
 async def test_a_retry_that_falls_into_quiet_hours_waits_for_the_morning(
     ctx: Notifications, db: Database
 ) -> None:
+    """A thank-you and a retention offer planned at noon are only sent at 23:30 Prague
+    time: the receipt goes, the marketing e-mail waits for the morning."""
     clock = ctx.clock
     assert isinstance(clock, DrivenClock)
     await customer_bought(ctx, "c-night")
+    await apply(
+        ctx,
+        ConsentChanged.model_validate(
+            {"customer_id": "c-night", "channel": "email", "purpose": "marketing",
+             "granted": True, "source": "test", "changed_at": NOON}
+        ),
+    )  # fmt: skip
+    await apply(
+        ctx,
+        ChurnRiskChanged.model_validate(
+            {"customer_id": "c-night", "previous_level": "low", "level": "high",
+             "score": 0.9, "changed_at": NOON}
+        ),
+    )  # fmt: skip
+    offer = await retention_email(ctx, "c-night")
+    assert (offer["due_at"], offer["deferred_because"]) == (NOON, None)
+    clock.set(datetime(2026, 11, 23, 22, 30, tzinfo=UTC))  # 23:30 in Prague
+    email = Recording()
+    await dispatcher(ctx, db, email).run_once()
+    # (the account owner's churn alert is internal: it goes at once as well)
+    assert sorted(m.rule for m in email.sent) == ["churn_alert_owner", "purchase_thank_you"]
+    offer = await retention_email(ctx, "c-night")
+    assert offer["status"] == "pending"
+    assert offer["deferred_because"] == "quiet hours"
+    assert offer["due_at"] == datetime(2026, 11, 24, 7, 0, tzinfo=UTC)  # 08:00 in Prague
+
+
+async def test_quiet_hours_configured_for_receipts_hold_them_back_when_sent(
+    ctx: Notifications, db: Database
+) -> None:
+    clock = ctx.clock
+    assert isinstance(clock, DrivenClock)
+    await customer_bought(ctx, "c-receipts")
+    ctx.quiet_hours_apply_to |= {(Channel.EMAIL, Purpose.TRANSACTIONAL)}
     clock.set(datetime(2026, 11, 23, 22, 30, tzinfo=UTC))  # 23:30 in Prague
     email = Recording()
     await dispatcher(ctx, db, email).run_once()
     assert email.sent == []
-    delivery = await email_delivery(ctx, "c-night")
+    delivery = await email_delivery(ctx, "c-receipts")
     assert delivery["due_at"] == datetime(2026, 11, 24, 7, 0, tzinfo=UTC)  # 08:00 in Prague
 
 

@@ -1,31 +1,58 @@
-"""Webhooks: subscriptions over HTTP with URL checks, signed deliveries to a real local
-receiver that verifies them with the documented recipe, and how failures are classified."""
+"""Webhooks: subscriptions over HTTP with URL checks, deliveries of the triggering
+CloudEvent to a real local receiver that verifies them (the Standard Webhooks library and
+the documented recipe) and reads them with the CloudEvents SDK, and how failures are
+classified."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from cloudevents.core.base import BaseCloudEvent
+from cloudevents.core.bindings.http import HTTPMessage, from_http
+from cloudevents.core.formats.json import JSONFormat
+from standardwebhooks import Webhook, WebhookVerificationError
 
+from services.notifications import rules as r
 from services.notifications.channels import ChannelSettings
-from services.notifications.domain import PermanentDeliveryError, TransientDeliveryError
+from services.notifications.dispatcher import Dispatcher
+from services.notifications.domain import (
+    Channel,
+    OutgoingMessage,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+from services.notifications.handlers import Notifications, fire_due
+from services.notifications.templating import JinjaTemplateRenderer, TemplateStore
 from services.notifications.webhooks import (
     Subscription,
     WebhookDelivery,
+    WebhookStore,
+    cloudevent,
     new_secret,
     sign,
     verify_signature,
 )
-from shared.mongo import Database
+from shared.events.customers import (
+    ContractStatus,
+    ContractSummary,
+    CustomerErased,
+    CustomerRegistered,
+)
+from shared.events.purchases import PurchaseCompleted
+from shared.mongo import Database, MongoClient
 from shared.settings import Environment
 from tests.notifications.delivery_app import DeliveryApi, delivery_api
+from tests.notifications.harness import apply, core, prepare
+from tests.service_harness import DrivenClock
 
 
 class Receiver:
@@ -94,6 +121,12 @@ async def subscribe(api: DeliveryApi, url: str, *patterns: str) -> dict[str, Any
     return created
 
 
+def read_cloudevent(headers: Mapping[str, str], body: bytes) -> BaseCloudEvent:
+    """What a receiver using the CloudEvents SDK gets from a delivery."""
+    assert headers["content-type"] == "application/cloudevents+json"
+    return from_http(HTTPMessage(dict(headers), body), JSONFormat())
+
+
 async def test_a_delivery_is_signed_so_the_receiver_can_verify_it(
     api: DeliveryApi, receiver: Receiver
 ) -> None:
@@ -101,13 +134,20 @@ async def test_a_delivery_is_signed_so_the_receiver_can_verify_it(
     assert created["secret"].startswith("whsec_")
     subscription = (await api.webhooks.matching("crm.complaint.opened"))[0]
     delivery_id = f"dlv-{uuid.uuid4().hex}"
-    event = {"type": "crm.complaint.opened", "data": {"customer": "Šimić", "amount": "12.50"}}
+    event = cloudevent(
+        {"id": str(uuid.uuid4()), "source": "/t", "type": "crm.complaint.opened"},
+        {"customer": "Šimić", "amount": "12.50"},
+    )
     await api.webhooks.deliver(subscription, event, delivery_id)
 
     headers, body = next(r for r in receiver.received if r[0]["webhook-id"] == delivery_id)
-    assert json.loads(body) == event
-    assert headers["content-type"] == "application/json"
-    verify_signature(created["secret"], headers, body)  # the recipe in the module docstring
+    assert body == event
+    assert read_cloudevent(headers, body).get_data() == {"customer": "Šimić", "amount": "12.50"}
+    # The Standard Webhooks library a receiver would use, and the copyable recipe.
+    assert Webhook(created["secret"]).verify(body, headers)["type"] == "crm.complaint.opened"
+    verify_signature(created["secret"], headers, body)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(created["secret"]).verify(body.replace(b"12.50", b"99.99"), headers)
     with pytest.raises(ValueError, match="no signature"):
         verify_signature(created["secret"], headers, body.replace(b"12.50", b"99.99"))
     with pytest.raises(ValueError, match="no signature"):
@@ -391,8 +431,11 @@ async def test_a_test_delivery_tells_the_integrator_how_their_receiver_answered(
     headers, body = next(
         r for r in receiver.received if r[0]["webhook-id"] == answer["delivery_id"]
     )
-    verify_signature(good["secret"], headers, body)
-    assert json.loads(body)["type"] == "rapport.webhook.test"
+    Webhook(good["secret"]).verify(body, headers)
+    test_event = read_cloudevent(headers, body)
+    assert test_event.get_type() == "rapport.webhook.test"
+    assert test_event.get_data() == {"subscription_id": good["id"]}
+    uuid.UUID(test_event.get_id())
 
     failing = await subscribe(api, receiver.url("/status/503"), "crm.*")
     response = await api.http.post(f"/api/v1/webhooks/{failing['id']}/test", headers=api.admin)
@@ -408,3 +451,124 @@ async def test_the_api_documents_how_to_verify_a_delivery(api: DeliveryApi) -> N
     described = document["paths"]["/api/v1/webhooks"]["post"]["description"]
     for recipe in ("webhook-timestamp", "HMAC-SHA256", "whsec_", "300 s"):
         assert recipe in described
+
+
+# -- what the dispatcher sends ------------------------------------------------------------
+
+NOON = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)
+ZAGREB = ZoneInfo("Europe/Zagreb")
+
+
+class Nowhere:
+    """E-mail and in-app messages go nowhere in these tests: the webhook is what counts."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+
+    async def send(self, message: OutgoingMessage) -> None:
+        return None
+
+
+@pytest.fixture
+async def ctx(mongo_client: MongoClient, db: Database) -> AsyncIterator[Notifications]:
+    notifications = core(mongo_client, db, DrivenClock(NOON))
+    await prepare(notifications)
+    webhooks = WebhookDelivery(WebhookStore(db), ChannelSettings(webhook_timeout_seconds=30))
+    await webhooks.ensure_indexes()
+    notifications.webhooks = webhooks
+    yield notifications
+    await webhooks.close()
+
+
+async def subscribed(ctx: Notifications, url: str, *patterns: str) -> Subscription:
+    subscription = Subscription(
+        id=f"wh_{uuid.uuid4().hex}", url=url, event_types=list(patterns), created_at=NOON,
+        secret=new_secret(),
+    )  # fmt: skip
+    assert isinstance(ctx.webhooks, WebhookDelivery)
+    await ctx.webhooks.store.insert(subscription)
+    return subscription
+
+
+def dispatcher(ctx: Notifications, db: Database) -> Dispatcher:
+    senders = {channel: Nowhere(channel) for channel in (Channel.EMAIL, Channel.IN_APP)}
+    return Dispatcher(ctx, JinjaTemplateRenderer(TemplateStore(db)), senders)
+
+
+def registration(customer_id: str, **fields: Any) -> CustomerRegistered:
+    return CustomerRegistered.model_validate(
+        {"customer_id": customer_id, "given_name": "Ivana", "locale": "hr",
+         "emails": [f"{customer_id}@example.hr"], "time_zone": "Europe/Zagreb",
+         "created_at": NOON, "updated_at": NOON, "version": 1, **fields}
+    )  # fmt: skip
+
+
+async def test_the_body_is_the_triggering_event_itself(
+    ctx: Notifications, db: Database, receiver: Receiver
+) -> None:
+    customer_id = f"c-{uuid.uuid4().hex[:8]}"
+    subscription = await subscribed(ctx, receiver.url("/ok"), "crm.purchase.*")
+    await apply(ctx, registration(customer_id))
+    purchase = PurchaseCompleted.model_validate(
+        {"purchase_id": f"o-{customer_id}", "customer_id": customer_id, "total_amount": "9.80",
+         "currency": "EUR", "channel": "web",
+         "items": [{"sku": "TEA-1", "name": "Zeleni čaj", "category": "tea", "quantity": 2,
+                    "unit_price": "4.90"}]}
+    )  # fmt: skip
+    triggering = await apply(ctx, purchase)
+    await dispatcher(ctx, db).run_once()
+
+    [delivery] = await ctx.ledger.deliveries.find({"channel": "webhook"}).to_list()
+    assert delivery["status"] == "sent", delivery
+    headers, body = next(r for r in receiver.received if r[0]["webhook-id"] == delivery["_id"])
+    Webhook(subscription.secret).verify(body, headers)
+    event = read_cloudevent(headers, body)
+    assert event.get_id() == triggering.id
+    assert event.get_type() == "crm.purchase.completed"
+    assert event.get_source() == triggering.source
+    assert event.get_subject() == customer_id
+    assert event.get_time() == triggering.time
+    data = event.get_data()
+    assert data == purchase.model_dump(mode="json")
+    assert isinstance(data, dict)
+    assert data["total_amount"] == "9.80"  # money stays a decimal string
+
+    # The kept copy of the event goes with the customer's other personal data.
+    await apply(ctx, CustomerErased(customer_id=customer_id, erased_at=NOON))
+    erased = await ctx.ledger.deliveries.find_one({"_id": delivery["_id"]})
+    assert erased is not None
+    assert erased["cloudevent"] is None
+
+
+async def test_a_scheduled_message_is_a_notification_cloudevent(
+    ctx: Notifications, db: Database, receiver: Receiver
+) -> None:
+    customer_id = f"c-{uuid.uuid4().hex[:8]}"
+    pattern = f"rapport.notifications.schedule.{r.RENEWAL_REMINDER}"
+    subscription = await subscribed(ctx, receiver.url("/ok"), pattern)
+    await ctx.rule_store.put(r.RENEWAL_REMINDER, {"channels": ["webhook"]})
+    contract = ContractSummary(
+        contract_id="ins-1", product="Home insurance", status=ContractStatus.ACTIVE,
+        renews_at=date(2027, 1, 10), auto_renew=False,
+    )  # fmt: skip
+    await apply(ctx, registration(customer_id, contracts=[contract]))
+    assert isinstance(ctx.clock, DrivenClock)
+    fired_at = datetime(2026, 12, 11, 9, 0, tzinfo=ZAGREB).astimezone(UTC)
+    assert await fire_due(ctx, ctx.clock.set(fired_at)) == 1
+    await dispatcher(ctx, db).run_once()
+
+    [delivery] = await ctx.ledger.deliveries.find({"channel": "webhook"}).to_list()
+    assert delivery["status"] == "sent", delivery
+    headers, body = next(r for r in receiver.received if r[0]["webhook-id"] == delivery["_id"])
+    Webhook(subscription.secret).verify(body, headers)
+    event = read_cloudevent(headers, body)
+    assert event.get_type() == pattern
+    assert event.get_source() == "/rapport/notifications"
+    assert event.get_subject() == customer_id
+    assert event.get_time() == fired_at
+    uuid.UUID(event.get_id())
+    data = event.get_data()
+    assert isinstance(data, dict)
+    assert data["contract_id"] == "ins-1"
+    assert data["days_left"] == 30
+    assert data["customer_name"] == "Ivana"

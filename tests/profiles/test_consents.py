@@ -9,8 +9,7 @@ from shared.topics import CUSTOMERS, TopicNames
 from tests.kafka_reading import Records, read_topic
 from tests.profiles.conftest import Api
 from tests.profiles.test_interactions import new_customer
-
-PROBLEM = "application/problem+json"
+from tests.support.api import PROBLEM
 
 
 def consent_events(records: Records) -> list[dict[str, Any]]:

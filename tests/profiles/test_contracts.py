@@ -10,8 +10,7 @@ import pytest
 from shared.topics import CUSTOMERS, TopicNames
 from tests.kafka_reading import read_topic
 from tests.profiles.conftest import Api
-
-PROBLEM = "application/problem+json"
+from tests.support.api import PROBLEM
 
 
 def insurance(**overrides: Any) -> dict[str, Any]:

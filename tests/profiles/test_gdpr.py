@@ -27,8 +27,8 @@ from tests.profiles.conftest import Api
 from tests.profiles.test_interactions import log, new_customer
 from tests.profiles.test_timeline import store_directly
 from tests.service_harness import eventually, relay_once
+from tests.support.api import PROBLEM
 
-PROBLEM = "application/problem+json"
 EMAIL = "zdenka.quellbrunn@example.hr"
 INTERACTION = "Promised Zdenka a replacement for the dented Quellkettle"
 # Whatever of these is found anywhere after erasure is personal data left behind.

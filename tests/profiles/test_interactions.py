@@ -10,8 +10,7 @@ from shared.auth import Role
 from shared.topics import CUSTOMERS, TopicNames
 from tests.kafka_reading import read_topic
 from tests.profiles.conftest import Api
-
-PROBLEM = "application/problem+json"
+from tests.support.api import PROBLEM
 
 
 async def new_customer(api: Api, **overrides: Any) -> dict[str, Any]:

@@ -29,8 +29,8 @@ from shared.topics import CUSTOMERS, PURCHASES, TopicNames
 from tests.kafka_reading import read_topic
 from tests.profiles.conftest import Api
 from tests.service_harness import eventually
+from tests.support.api import PROBLEM
 
-PROBLEM = "application/problem+json"
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 
 # Pure rules: the figures folded from a ledger, checked by hand.

@@ -15,6 +15,7 @@ from shared.events.complaints import (
     ComplaintFeedbackReceived,
     ComplaintOpened,
     ComplaintReopened,
+    ComplaintReplied,
     ComplaintResolved,
     ComplaintSlaBreached,
     ComplaintStatusChanged,
@@ -34,12 +35,12 @@ from tests.service_harness import eventually
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
-def at(minutes: int) -> str:
+def at(minutes: float) -> str:
     return (T0 + timedelta(minutes=minutes)).isoformat()
 
 
 def complaint_events(customer_id: str) -> list[EventPayload]:
-    """One of each of the eight complaint events, a minute apart."""
+    """One of each of the nine complaint events, about a minute apart."""
     ids = {"complaint_id": "cmp-1", "customer_id": customer_id}
     return [
         ComplaintOpened.model_validate(
@@ -56,6 +57,15 @@ def complaint_events(customer_id: str) -> list[EventPayload]:
         ComplaintAcknowledged.model_validate({**ids, "acknowledged_at": at(1), "agent_id": "ana"}),
         ComplaintStatusChanged.model_validate(
             {**ids, "from_status": "acknowledged", "to_status": "in_progress", "changed_at": at(2)}
+        ),
+        ComplaintReplied.model_validate(
+            {
+                **ids,
+                "comment_id": "cmt-1",
+                "agent_id": "ana",
+                "public_comment": "A new kettle is on its way.",
+                "replied_at": at(2.5),
+            }
         ),
         ComplaintSlaBreached.model_validate(
             {
@@ -148,7 +158,7 @@ async def test_complaint_and_notification_events_appear_once_each(
 
     async def all_recorded() -> bool:
         ids = {doc["_id"] async for doc in db["processed_events"].find({}, {"_id": 1})}
-        return {sentinel.id, complaints[-1].id} <= ids and len(ids) == 12
+        return {sentinel.id, complaints[-1].id} <= ids and len(ids) == 13
 
     await eventually(all_recorded, timeout=20, message="the events were not consumed")
     entries = await timeline(api, customer["id"], kind=["complaint", "notification"])
@@ -163,11 +173,12 @@ async def test_complaint_and_notification_events_appear_once_each(
         "complaint reopened",
         "complaint resolved (refund)",
         "complaint resolution deadline missed",
+        "complaint: ana replied",
         "complaint acknowledged → in progress",
         "complaint acknowledged",
         "complaint opened: Kettle arrived dented",
     ]
-    assert [entry["id"] for entry in entries[-8:]] == [event.id for event in reversed(complaints)]
+    assert [entry["id"] for entry in entries[-9:]] == [event.id for event in reversed(complaints)]
     opened = entries[-1]
     assert opened["occurred_at"].startswith("2026-11-02T09:00:00")
     assert opened["details"] == {

@@ -1,0 +1,176 @@
+"""A unit of work: one MongoDB transaction, batched reads and writes, and the outbox.
+
+The event path and the HTTP path use it alike. Whoever runs it (the consumer for a batch
+of events, a use case for a request) first *loads* what the work touches with one query
+per collection (``$in`` on the keys); handlers then read and change those documents in
+memory, each seeing what earlier ones changed, and collect outgoing events. At commit,
+every collection gets one ``bulk_write`` (in the order the changes were made) and the
+outbox one ``insert_many``, all in one transaction, which is run again on a transient
+transaction error. After the commit the outbox relay is woken, so an event announced by a
+consumer goes out at once rather than at the relay's next poll.
+
+A collection a handler changes through the unit of work must not also be written by that
+handler through ``session`` directly: queued writes reach the database only at commit.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pymongo import DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
+
+from shared.events import Event
+from shared.mongo import Collection, Document, MongoClient, Session
+from shared.observability import current_trace_context
+from shared.outbox import Outbox, OutboxRelay
+
+T = TypeVar("T")
+WriteOperation = InsertOne[Document] | ReplaceOne[Document] | UpdateOne | UpdateMany | DeleteOne
+
+
+@dataclass
+class _Loaded:
+    """One collection's identity map: what was read (``None`` = known absent)."""
+
+    documents: dict[Hashable, Document | None] = field(default_factory=dict)
+
+
+class UnitOfWork:
+    """What a batch (or a request) reads and changes, written at commit in one go."""
+
+    def __init__(self, session: Session, outbox: Outbox) -> None:
+        self.session = session
+        self.outbox = outbox
+        self.events: list[Event[Any]] = []
+        self._maps: dict[str, _Loaded] = {}
+        self._collections: dict[str, Collection] = {}
+        self._writes: dict[str, list[WriteOperation]] = {}
+        # Round trips made, for tests and benchmarks.
+        self.reads = 0
+        self.writes = 0
+
+    # Reading
+
+    async def load(self, collection: Collection, ids: Iterable[Hashable]) -> None:
+        """Read the documents with these ``_id``s in one query, unless already known."""
+        known = self._map(collection).documents
+        wanted = list(dict.fromkeys(key for key in ids if key not in known))
+        if not wanted:
+            return
+        if self._writes.get(collection.full_name):
+            await self._flush_collection(collection.full_name)  # a read sees queued writes
+        self.reads += 1
+        found = collection.find({"_id": {"$in": wanted}}, session=self.session)
+        async for document in found:
+            known[document["_id"]] = document
+        for key in wanted:
+            known.setdefault(key, None)
+
+    async def get(self, collection: Collection, key: Hashable) -> Document | None:
+        """The document as this unit of work sees it (loaded or changed); read if unknown.
+
+        Returns a copy the caller may change; :meth:`put` it to keep the change.
+        """
+        await self.load(collection, [key])
+        document = self._map(collection).documents[key]
+        return copy.deepcopy(document) if document is not None else None
+
+    def known(self, collection: Collection, key: Hashable) -> bool:
+        return key in self._map(collection).documents
+
+    # Writing (queued until commit)
+
+    def put(self, collection: Collection, document: Document) -> None:
+        """Store ``document`` whole (insert or replace by ``_id``) at commit."""
+        key = document["_id"]
+        self._map(collection).documents[key] = copy.deepcopy(document)
+        self._queue(collection, ReplaceOne({"_id": key}, document, upsert=True))
+
+    def insert(self, collection: Collection, document: Document) -> None:
+        """Insert ``document`` at commit; a duplicate ``_id`` fails the transaction."""
+        self._map(collection).documents[document["_id"]] = copy.deepcopy(document)
+        self._queue(collection, InsertOne(document))
+
+    def delete(self, collection: Collection, key: Hashable) -> None:
+        self._map(collection).documents[key] = None
+        self._queue(collection, DeleteOne({"_id": key}))
+
+    def write(
+        self, collection: Collection, operation: WriteOperation, *, key: Hashable | None = None
+    ) -> None:
+        """Queue an operation the identity map cannot describe (e.g. ``$inc``, ``$push``).
+
+        The document it changes (``key``; all of the collection's when not given) is
+        forgotten from the map: a later :meth:`get` of it first flushes the queued writes.
+        """
+        self._queue(collection, operation)
+        documents = self._map(collection).documents
+        if key is None:
+            documents.clear()
+        else:
+            documents.pop(key, None)
+
+    def emit(self, events: Sequence[Event[Any]]) -> None:
+        """Announce ``events`` through the outbox, in this unit's transaction, each with
+        the trace context current now (that of the event or request being handled)."""
+        trace = current_trace_context()
+        self.events.extend(
+            dataclasses.replace(event, extensions={**trace, **event.extensions})
+            if trace and "traceparent" not in event.extensions
+            else event
+            for event in events
+        )
+
+    # Commit
+
+    async def flush(self) -> None:
+        """Write what is queued: one ``bulk_write`` per collection, one outbox insert."""
+        for name in list(self._writes):
+            await self._flush_collection(name)
+        events, self.events = self.events, []
+        await self.outbox.add(self.session, events)
+
+    @property
+    def pending_writes(self) -> int:
+        return sum(len(operations) for operations in self._writes.values()) + len(self.events)
+
+    async def _flush_collection(self, name: str) -> None:
+        operations = self._writes.pop(name, [])
+        if operations:
+            self.writes += 1
+            await self._collections[name].bulk_write(operations, ordered=True, session=self.session)
+
+    def _map(self, collection: Collection) -> _Loaded:
+        name = collection.full_name
+        self._collections.setdefault(name, collection)
+        return self._maps.setdefault(name, _Loaded())
+
+    def _queue(self, collection: Collection, operation: WriteOperation) -> None:
+        self._collections.setdefault(collection.full_name, collection)
+        self._writes.setdefault(collection.full_name, []).append(operation)
+
+
+@dataclass
+class UnitsOfWork:
+    """Runs work in a unit of work: one transaction, retried on transient errors."""
+
+    client: MongoClient
+    outbox: Outbox
+    relay: OutboxRelay | None = None
+
+    async def run(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+        async def attempt(session: Session) -> T:
+            uow = UnitOfWork(session, self.outbox)
+            result = await work(uow)
+            await uow.flush()
+            return result
+
+        async with self.client.start_session() as session:
+            result = await session.with_transaction(attempt)
+        if self.relay is not None:
+            self.relay.wake()
+        return result

@@ -1,0 +1,1 @@
+"""Plumbing the service tests share."""

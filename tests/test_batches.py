@@ -1,0 +1,340 @@
+"""Batches on a real broker and store: one unit of work per poll, and what it promises.
+
+A duplicate inside a batch or across batches has one effect; a poison event in the middle
+of a batch is dead-lettered while its neighbours are applied; a handler sees what earlier
+events of its batch changed, with one read per collection for the whole batch; a worker
+killed (SIGKILL) or stopped (SIGTERM) in the middle of a batch loses nothing and doubles
+nothing; nothing is acknowledged that was not applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pymongo import AsyncMongoClient, monitoring
+
+from shared.consumer import EventConsumer, IncomingMessage, Outcome, RejectEvent
+from shared.events import Event, KafkaRecord, encode
+from shared.events.purchases import PurchaseCompleted
+from shared.kafka import AiokafkaPublisher
+from shared.mongo import Collection, Database, MongoClient
+from shared.outbox import Outbox
+from shared.routing import Routes
+from shared.topics import PURCHASES, TopicNames
+from shared.unit_of_work import UnitOfWork
+from tests.kafka_reading import read_topic
+from tests.service_harness import eventually
+from tests.test_consumer import dlq_headers, purchase
+
+
+class FindCounter(monitoring.CommandListener):
+    """Counts the ``find`` commands a client sends (reads that reach the database)."""
+
+    def __init__(self) -> None:
+        self.finds: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find":
+            self.finds.append(str(event.command["find"]))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        return None
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        return None
+
+
+@dataclass
+class Tally:
+    """Each purchase bumps its customer's tally (read and rewritten through the unit of
+    work) and records an effect per purchase; some purchase ids misbehave on purpose."""
+
+    tallies: Collection
+    effects: Collection
+    seen_counts: list[int] = field(default_factory=list)
+
+
+tally_routes: Routes[Tally] = Routes()
+
+
+async def load_tallies(
+    tally: Tally, events: Sequence[Event[PurchaseCompleted]], uow: UnitOfWork
+) -> None:
+    await uow.load(tally.tallies, [event.payload.customer_key() for event in events])
+
+
+@tally_routes.on(PurchaseCompleted, load=load_tallies)
+async def count_purchase(tally: Tally, event: Event[PurchaseCompleted], uow: UnitOfWork) -> None:
+    purchase_id = event.payload.purchase_id
+    if purchase_id.startswith("fail"):
+        raise RuntimeError(f"cannot apply {purchase_id}")
+    if purchase_id.startswith("reject"):
+        raise RejectEvent(f"purchase {purchase_id} names an unknown customer")
+    customer = event.payload.customer_key()
+    document = await uow.get(tally.tallies, customer) or {"_id": customer, "count": 0}
+    document["count"] += 1
+    tally.seen_counts.append(document["count"])
+    uow.put(tally.tallies, document)
+    uow.insert(tally.effects, {"_id": event.id, "purchase_id": purchase_id})
+
+
+@pytest.fixture
+async def counted_client(mongodb_uri: str) -> AsyncIterator[tuple[MongoClient, FindCounter]]:
+    counter = FindCounter()
+    client: MongoClient = AsyncMongoClient(mongodb_uri, tz_aware=True, event_listeners=[counter])
+    try:
+        yield client, counter
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def tally(db: Database) -> Tally:
+    return Tally(db["tallies"], db["effects"])
+
+
+def consumer_of(
+    client: MongoClient,
+    db: Database,
+    publisher: AiokafkaPublisher,
+    topics: TopicNames,
+    tally: Tally,
+) -> EventConsumer:
+    service_db = client[db.name]
+    return EventConsumer(
+        service="batch-tests",
+        client=client,
+        db=service_db,
+        publisher=publisher,
+        routes=tally_routes.bind(
+            Tally(service_db["tallies"], service_db["effects"], tally.seen_counts)
+        ),
+        topics=topics,
+        outbox=Outbox(service_db, topics),
+        retry_delay=0.01,
+    )
+
+
+def messages(topic: str, *records: KafkaRecord, start: int = 0) -> list[IncomingMessage]:
+    return [
+        IncomingMessage(topic, 0, start + offset, record.key, record.value, record.headers)
+        for offset, record in enumerate(records)
+    ]
+
+
+async def test_a_duplicate_inside_a_batch_and_across_batches_has_one_effect(
+    counted_client: tuple[MongoClient, FindCounter],
+    db: Database,
+    publisher: AiokafkaPublisher,
+    topics: TopicNames,
+    tally: Tally,
+) -> None:
+    client, _ = counted_client
+    consumer = consumer_of(client, db, publisher, topics, tally)
+    first, second, third = purchase("p-1"), purchase("p-2"), purchase("p-3")
+    topic = topics(PURCHASES)
+
+    outcomes = await consumer.handle_batch(
+        messages(topic, encode(first), encode(second), encode(first))
+    )
+    assert outcomes == [Outcome.PROCESSED, Outcome.PROCESSED, Outcome.DUPLICATE]
+    again = await consumer.handle_batch(messages(topic, encode(second), encode(third), start=3))
+    assert again == [Outcome.DUPLICATE, Outcome.PROCESSED]
+
+    assert await tally.effects.count_documents({}) == 3
+    assert await tally.tallies.find_one({"_id": "c-1"}) == {"_id": "c-1", "count": 3}
+
+
+async def test_a_handler_sees_its_batch_s_earlier_changes_with_one_read_per_collection(
+    counted_client: tuple[MongoClient, FindCounter],
+    db: Database,
+    publisher: AiokafkaPublisher,
+    topics: TopicNames,
+    tally: Tally,
+) -> None:
+    client, counter = counted_client
+    consumer = consumer_of(client, db, publisher, topics, tally)
+    customers = [f"c-{number}" for number in range(5)]
+    events = [purchase(f"p-{n}", customer_id=customers[n % 5]) for n in range(200)]
+
+    counter.finds.clear()
+    outcomes = await consumer.handle_batch(messages(topics(PURCHASES), *map(encode, events)))
+
+    assert outcomes == [Outcome.PROCESSED] * 200
+    # One look-up of the markers and one load of the tallies, whatever the batch's size.
+    assert sorted(counter.finds) == ["processed_events", "tallies"]
+    tallies = {document["_id"]: document["count"] async for document in tally.tallies.find()}
+    assert tallies == dict.fromkeys(customers, 40)
+    # Each event saw the tally as the events before it in the batch left it.
+    assert tally.seen_counts == [n // 5 + 1 for n in range(200)]
+
+
+async def test_a_poison_event_in_the_middle_of_a_batch_is_dead_lettered_and_its_neighbours_applied(
+    counted_client: tuple[MongoClient, FindCounter],
+    db: Database,
+    publisher: AiokafkaPublisher,
+    topics: TopicNames,
+    tally: Tally,
+    kafka_bootstrap: str,
+) -> None:
+    client, _ = counted_client
+    consumer = consumer_of(client, db, publisher, topics, tally)
+    before = [purchase(f"p-{n}") for n in range(10)]
+    after = [purchase(f"q-{n}") for n in range(10)]
+    unreadable = KafkaRecord(key=b"c-1", value=b'{"oops": ', headers=[])
+    batch = [
+        *map(encode, before[:5]),
+        unreadable,
+        *map(encode, before[5:]),
+        encode(purchase("fail-1")),
+        encode(purchase("reject-1")),
+        *map(encode, after),
+    ]
+
+    outcomes = await consumer.handle_batch(messages(topics(PURCHASES), *batch))
+
+    dead = [Outcome.DEAD_LETTERED]
+    applied = [Outcome.PROCESSED]
+    assert outcomes == applied * 5 + dead + applied * 5 + dead + dead + applied * 10
+    assert await tally.effects.count_documents({}) == 20
+    assert await tally.tallies.find_one({"_id": "c-1"}) == {"_id": "c-1", "count": 20}
+    letters = await read_topic(
+        kafka_bootstrap, topics.dlq(topics(PURCHASES)), until=lambda records: len(records) >= 3
+    )
+    reasons = sorted(dlq_headers(record)["dlq-error-type"] for record in letters)
+    assert reasons == ["InvalidEvent", "RejectEvent", "RuntimeError"]
+    offsets = sorted(int(dlq_headers(record)["dlq-source-offset"]) for record in letters)
+    assert offsets == [5, 11, 12]
+
+
+# A worker process, killed or stopped in the middle of a batch.
+
+
+async def start_child(
+    kafka_bootstrap: str, mongodb_uri: str, topics: TopicNames, db: Database, delay: float
+) -> asyncio.subprocess.Process:
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.batch_worker_child",
+        kafka_bootstrap,
+        mongodb_uri,
+        topics.prefix,
+        db.name,
+        str(delay),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    assert (await asyncio.wait_for(child.stdout.readline(), 60)).strip() == b"started"
+    return child
+
+
+async def committed_offsets(kafka_bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, partition) for partition in range(6)]
+        return {tp.partition: (await consumer.committed(tp)) or 0 for tp in partitions}
+    finally:
+        await consumer.stop()
+
+
+async def assert_nothing_unapplied_is_committed(
+    kafka_bootstrap: str, group: str, topics: TopicNames, db: Database
+) -> None:
+    """Every record below its partition's committed offset has its effect stored."""
+    committed = await committed_offsets(kafka_bootstrap, group, topics(PURCHASES))
+    records = await read_topic(kafka_bootstrap, topics(PURCHASES))
+    applied = {document["_id"] async for document in db["effects"].find({}, {"_id": 1})}
+    acknowledged = [r for r in records if r.offset < committed[r.partition]]
+    assert acknowledged, "no batch was committed before the stop"
+    missing = [r.offset for r in acknowledged if _event_id(r.value) not in applied]
+    assert missing == []
+
+
+def _event_id(value: bytes) -> str:
+    return str(json.loads(value)["id"])
+
+
+async def produce(publisher: AiokafkaPublisher, topics: TopicNames, count: int) -> list[str]:
+    events = [purchase(f"p-{n}", customer_id=f"c-{n % 20}") for n in range(count)]
+    await publisher.publish([(topics(PURCHASES), encode(event)) for event in events])
+    return [event.id for event in events]
+
+
+async def assert_each_applied_once(db: Database, ids: list[str]) -> None:
+    async def all_there() -> bool:
+        return await db["effects"].count_documents({}) >= len(ids)
+
+    await eventually(all_there, timeout=120, message="not every purchase was applied")
+    assert sorted([d["_id"] async for d in db["effects"].find({}, {"_id": 1})]) == sorted(ids)
+    counts = {d["_id"]: d["n"] async for d in db["counts"].find()}
+    assert counts == {f"c-{n}": len(ids) // 20 for n in range(20)}  # nothing doubled
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
+async def test_a_worker_killed_or_stopped_in_the_middle_of_a_batch_loses_and_doubles_nothing(
+    stop: signal.Signals,
+    kafka_bootstrap: str,
+    mongodb_uri: str,
+    topics: TopicNames,
+    db: Database,
+    publisher: AiokafkaPublisher,
+) -> None:
+    ids = await produce(publisher, topics, 400)
+    child = await start_child(kafka_bootstrap, mongodb_uri, topics, db, delay=0.01)
+
+    async def some_applied() -> bool:
+        return await db["effects"].count_documents({}) >= 60
+
+    await eventually(some_applied, timeout=90, message="the child applied nothing")
+    child.send_signal(stop)  # SIGKILL: nothing gets to clean up; SIGTERM: a graceful stop
+    assert await asyncio.wait_for(child.wait(), 60) == (-stop if stop is signal.SIGKILL else 0)
+    assert await db["effects"].count_documents({}) < len(ids)
+    await assert_nothing_unapplied_is_committed(
+        kafka_bootstrap, f"{topics.prefix}rapport-batch-child", topics, db
+    )
+
+    restarted = await start_child(kafka_bootstrap, mongodb_uri, topics, db, delay=0.0)
+    try:
+        await assert_each_applied_once(db, ids)
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        assert await restarted.wait() == 0
+
+
+async def test_a_stop_that_cannot_finish_its_batch_acknowledges_nothing_of_it(
+    kafka_bootstrap: str,
+    mongodb_uri: str,
+    topics: TopicNames,
+    db: Database,
+    publisher: AiokafkaPublisher,
+) -> None:
+    ids = await produce(publisher, topics, 200)
+    # 0.5 s per event: a batch of 50 cannot finish within the 0.5 s a stop allows, so
+    # the stop abandons it: its transaction aborts and its offsets stay uncommitted.
+    child = await start_child(kafka_bootstrap, mongodb_uri, topics, db, delay=0.5)
+    await asyncio.sleep(3)
+    child.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(child.wait(), 60) == 0
+    assert await db["effects"].count_documents({}) == 0
+    committed = await committed_offsets(
+        kafka_bootstrap, f"{topics.prefix}rapport-batch-child", topics(PURCHASES)
+    )
+    assert committed == dict.fromkeys(range(6), 0)
+
+    restarted = await start_child(kafka_bootstrap, mongodb_uri, topics, db, delay=0.0)
+    try:
+        await assert_each_applied_once(db, ids)
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        assert await restarted.wait() == 0
