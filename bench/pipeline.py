@@ -122,7 +122,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="auto",
         help="the foreign producer (auto: librdkafka if confluent-kafka is installed)",
     )
+    parser.add_argument(
+        "--modes",
+        type=modes,
+        default=",".join(MODES),
+        help=f"what to measure, comma-separated (default: {','.join(MODES)})",
+    )
+    parser.add_argument(
+        "--alone",
+        type=measured,
+        default=",".join(MEASURED),
+        help="the services measured alone, comma-separated (default: all three)",
+    )
     return parser.parse_args(argv)
+
+
+def _choices(allowed: Sequence[str]) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        chosen = [part.strip() for part in text.split(",") if part.strip()]
+        wrong = [part for part in chosen if part not in allowed]
+        if wrong or not chosen:
+            raise argparse.ArgumentTypeError(f"choose among {', '.join(allowed)}")
+        return chosen
+
+    return parse
+
+
+modes = _choices(MODES := ("alone", "platform", "latency"))
+measured = _choices(MEASURED)
 
 
 # The purchases, as a shop's own code would write them
@@ -658,7 +685,14 @@ class Pipeline:
         return outcome
 
     async def latency(self, services: Services) -> tuple[list[Purchase], dict[str, float]]:
-        """``--rate`` purchases/s for ``--seconds`` while the platform runs."""
+        """``--rate`` purchases/s for ``--seconds`` while the platform runs (started
+        here when the platform measurement did not run before)."""
+        if set(services.running) != set(SERVICES):
+            services.stop()
+            await self.at_ends(SERVICES)
+            services.start(SERVICES)
+            await services.ready(SERVICES)
+            await wait_stable(self.bootstrap, [self.groups[s] for s in SERVICES])
         total = self.args.rate * self.args.seconds
         interval = 1.0 / self.args.rate
         sent: list[Purchase] = []
@@ -864,21 +898,26 @@ async def run(args: argparse.Namespace) -> None:
         say("baseline, round 1 (no service running)")
         baselines = [await pipeline.baseline()]
         say(baselines[0].line())
-        say("\neach service alone (only its process running)")
-        alone = []
-        for service in MEASURED:
-            [outcome] = await pipeline.measure(services, [service], [service])
-            services.stop()
-            alone.append(outcome)
-            say(outcome.line())
-        say("\nthe whole platform (the four services at once)")
-        platform = await pipeline.measure(services, SERVICES, MEASURED)
-        for outcome in platform:
-            say(outcome.line())
-        say(f"\npurchase -> thank-you e-mail at {args.rate}/s for {args.seconds} s (platform)")
-        sent, arrived = await pipeline.latency(services)
-        latency = latency_lines(sent, arrived)
-        say("\n".join(latency[:2]))
+        alone: list[Outcome] = []
+        if "alone" in args.modes:
+            say("\neach service alone (only its process running)")
+            for service in args.alone:
+                [outcome] = await pipeline.measure(services, [service], [service])
+                services.stop()
+                alone.append(outcome)
+                say(outcome.line())
+        platform: list[Outcome] = []
+        if "platform" in args.modes:
+            say("\nthe whole platform (the four services at once)")
+            platform = await pipeline.measure(services, SERVICES, MEASURED)
+            for outcome in platform:
+                say(outcome.line())
+        latency: list[str] = []
+        if "latency" in args.modes:
+            say(f"\npurchase -> thank-you e-mail at {args.rate}/s for {args.seconds} s (platform)")
+            sent, arrived = await pipeline.latency(services)
+            latency = latency_lines(sent, arrived)
+            say("\n".join(latency[:2]))
         services.stop()
         say("\nbaseline, round 2 (no service running)")
         baselines.append(await pipeline.baseline())
@@ -895,9 +934,12 @@ async def run(args: argparse.Namespace) -> None:
             say(judged(f"alone: {outcome.service}", outcome, reference, ALONE_TARGET))
         for outcome in platform:
             say(judged(f"platform: {outcome.service}", outcome, reference, PLATFORM_TARGET))
-        slowest = min(platform, key=lambda o: ratio_of(o, reference) or 0.0)
-        say(judged(f"platform slowest: {slowest.service}", slowest, reference, PLATFORM_TARGET))
-        say(latency[-1])
+        if platform:
+            slowest = min(platform, key=lambda o: ratio_of(o, reference) or 0.0)
+            say(judged(f"platform slowest: {slowest.service}", slowest, reference,
+                       PLATFORM_TARGET))  # fmt: skip
+        if latency:
+            say(latency[-1])
         say(f"\ntook {time.monotonic() - begun:.0f} s")
     finally:
         services.stop()
