@@ -33,7 +33,7 @@ from pymongo.errors import ConnectionFailure, DuplicateKeyError
 from shared.events.envelope import Event, InvalidEvent, KafkaRecord, decode
 from shared.events.registry import DEFAULT_REGISTRY, EventRegistry
 from shared.kafka import EventPublisher
-from shared.mongo import Database, MongoClient, Session
+from shared.mongo import Database, MongoClient, Session, find_in
 from shared.observability import BATCH_SIZE, EVENTS_CONSUMED, span_from
 from shared.outbox import Outbox, OutboxRelay
 from shared.routing import BoundRoutes
@@ -163,8 +163,8 @@ class EventConsumer:
         ids = list(dict.fromkeys(item.event.id for _, item in decoded))
         applied: set[str] = set()
         if ids:
-            found = self.processed.find({"_id": {"$in": ids}}, {"_id": 1})
-            applied = {document["_id"] async for document in found}
+            found = await find_in(self.processed, "_id", ids, projection={"_id": 1})
+            applied = {document["_id"] for document in found}
         fresh: list[tuple[int, _Decoded]] = []
         seen: set[str] = set()
         for index, item in decoded:
@@ -266,8 +266,11 @@ class EventConsumer:
         ]
         events = [item.event for item in items]
 
+        attempts: list[UnitOfWork] = []
+
         async def work(session: Session) -> None:
             uow = UnitOfWork(session, self.outbox)
+            attempts.append(uow)
             await self.processed.insert_many(markers, ordered=False, session=session)
             await self.routes.load(events, uow)
             for event in events:
@@ -281,6 +284,7 @@ class EventConsumer:
         self._outage_delay = self.retry_delay
         if self.relay is not None:
             self.relay.wake()
+        attempts[-1].committed()
 
     async def dead_letter(
         self, message: IncomingMessage, reason: str, error_type: str, attempts: int

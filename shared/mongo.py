@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient
@@ -16,6 +16,12 @@ Database = AsyncDatabase[Document]
 Collection = AsyncCollection[Document]
 Session = AsyncClientSession
 T = TypeVar("T")
+
+# Keys per ``$in`` query. A batch reads what it touches by key, and a batch can name a
+# thousand keys; the development store (SecantusDB) matches ``$in`` against every key for
+# every candidate, so one query for 500 keys costs it 5-10 times what ten queries of 50
+# do. MongoDB does not care; there the chunks cost a few more round trips per big batch.
+IN_CHUNK = 50
 
 
 def create_client(uri: str, app_name: str) -> MongoClient:
@@ -51,6 +57,54 @@ async def in_transaction_retrying(
             if attempt == attempts:
                 raise
     raise AssertionError("attempts must be at least 1")
+
+
+def chunks(keys: Iterable[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
+    """``keys`` (duplicates dropped, order kept) in lists of at most ``size``."""
+    unique = list(dict.fromkeys(keys))
+    for start in range(0, len(unique), size):
+        yield unique[start : start + size]
+
+
+async def find_in(
+    collection: Collection,
+    field: str,
+    keys: Iterable[Any],
+    query: Mapping[str, Any] | None = None,
+    *,
+    projection: Mapping[str, Any] | Sequence[str] | None = None,
+    session: Session | None = None,
+) -> list[Document]:
+    """The documents whose ``field`` is one of ``keys`` (and that match ``query``): one
+    ``$in`` query per :data:`IN_CHUNK` keys."""
+    found: dict[Any, Document] = {}  # (an array field can match in two chunks)
+    for chunk in chunks(keys):
+        cursor = collection.find(
+            {**(query or {}), field: {"$in": chunk}}, projection, session=session
+        )
+        async for document in cursor:
+            found.setdefault(document["_id"], document)
+    return list(found.values())
+
+
+async def update_in(
+    collection: Collection,
+    field: str,
+    keys: Iterable[Any],
+    update: Mapping[str, Any],
+    query: Mapping[str, Any] | None = None,
+    *,
+    session: Session | None = None,
+) -> int:
+    """``update_many`` of the documents whose ``field`` is one of ``keys`` (and that match
+    ``query``), :data:`IN_CHUNK` keys per command; returns how many were modified."""
+    modified = 0
+    for chunk in chunks(keys):
+        result = await collection.update_many(
+            {**(query or {}), field: {"$in": chunk}}, update, session=session
+        )
+        modified += result.modified_count
+    return modified
 
 
 async def ping(client: MongoClient) -> None:

@@ -25,7 +25,7 @@ from shared.events.base import EventPayload
 from shared.events.envelope import Event, InvalidEvent, KafkaRecord, decode, encode
 from shared.kafka import EventPublisher
 from shared.lease import Lease
-from shared.mongo import Database, Session
+from shared.mongo import Database, Session, update_in
 from shared.observability import EVENTS_PUBLISHED, OUTBOX_PENDING, current_trace_context
 from shared.topics import TopicNames
 
@@ -215,8 +215,10 @@ class OutboxRelay:
             for document in documents
         ]
         await self.publisher.publish(records)
-        await self.collection.update_many(
-            {"_id": {"$in": [document["_id"] for document in documents]}},
+        await update_in(
+            self.collection,
+            "_id",
+            [document["_id"] for document in documents],
             {"$set": {"published_at": datetime.now(UTC)}},
         )
         for topic, _ in records:

@@ -7,7 +7,8 @@ memory, each seeing what earlier ones changed, and collect outgoing events. At c
 every collection gets one ``bulk_write`` (in the order the changes were made) and the
 outbox one ``insert_many``, all in one transaction, which is run again on a transient
 transaction error. After the commit the outbox relay is woken, so an event announced by a
-consumer goes out at once rather than at the relay's next poll.
+consumer goes out at once rather than at the relay's next poll, and what was registered
+with :meth:`UnitOfWork.after_commit` runs (only for the attempt that committed).
 
 A collection a handler changes through the unit of work must not also be written by that
 handler through ``session`` directly: queued writes reach the database only at commit.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -24,10 +26,11 @@ from typing import Any, TypeVar
 from pymongo import DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
 
 from shared.events import Event
-from shared.mongo import Collection, Document, MongoClient, Session
+from shared.mongo import Collection, Document, MongoClient, Session, find_in
 from shared.observability import current_trace_context
 from shared.outbox import Outbox, OutboxRelay
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 WriteOperation = InsertOne[Document] | ReplaceOne[Document] | UpdateOne | UpdateMany | DeleteOne
 
@@ -49,6 +52,7 @@ class UnitOfWork:
         self._maps: dict[str, _Loaded] = {}
         self._collections: dict[str, Collection] = {}
         self._writes: dict[str, list[WriteOperation]] = {}
+        self._after_commit: list[Callable[[], None]] = []
         # Round trips made, for tests and benchmarks.
         self.reads = 0
         self.writes = 0
@@ -56,7 +60,8 @@ class UnitOfWork:
     # Reading
 
     async def load(self, collection: Collection, ids: Iterable[Hashable]) -> None:
-        """Read the documents with these ``_id``s in one query, unless already known."""
+        """Read the documents with these ``_id``s (one ``$in`` query per
+        :data:`~shared.mongo.IN_CHUNK` keys), unless already known."""
         known = self._map(collection).documents
         wanted = list(dict.fromkeys(key for key in ids if key not in known))
         if not wanted:
@@ -64,8 +69,7 @@ class UnitOfWork:
         if self._writes.get(collection.full_name):
             await self._flush_collection(collection.full_name)  # a read sees queued writes
         self.reads += 1
-        found = collection.find({"_id": {"$in": wanted}}, session=self.session)
-        async for document in found:
+        for document in await find_in(collection, "_id", wanted, session=self.session):
             known[document["_id"]] = document
         for key in wanted:
             known.setdefault(key, None)
@@ -125,6 +129,22 @@ class UnitOfWork:
             for event in events
         )
 
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once this unit of work's transaction has committed (never for
+        an attempt that was aborted and run again): work that must not happen for changes
+        that might not be stored, such as sending a message they record."""
+        self._after_commit.append(callback)
+
+    def committed(self) -> None:
+        """Run the :meth:`after_commit` callbacks; whoever committed the transaction calls
+        it. A failing callback is logged and does not stop the others."""
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("an after-commit callback failed")
+
     # Commit
 
     async def flush(self) -> None:
@@ -163,8 +183,11 @@ class UnitsOfWork:
     relay: OutboxRelay | None = None
 
     async def run(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+        attempts: list[UnitOfWork] = []
+
         async def attempt(session: Session) -> T:
             uow = UnitOfWork(session, self.outbox)
+            attempts.append(uow)
             result = await work(uow)
             await uow.flush()
             return result
@@ -173,4 +196,5 @@ class UnitsOfWork:
             result = await session.with_transaction(attempt)
         if self.relay is not None:
             self.relay.wake()
+        attempts[-1].committed()
         return result

@@ -33,7 +33,7 @@ from pymongo import InsertOne
 
 from services.notifications.directory import MAX_MERGE_HOPS, Customer, Directory, customer_from
 from services.notifications.documents import Document, Write, apply, matches
-from services.notifications.ports import WebhookPort, WebhookSubscription
+from services.notifications.ports import HandOff, Lease, WebhookPort, WebhookSubscription
 from services.notifications.rules import RuleConfig, configured
 from services.notifications.schedules import Schedule, ScheduleStore, schedule_from
 from services.notifications.store import (
@@ -48,7 +48,7 @@ from services.notifications.store import (
     marketing_window,
 )
 from shared.events import Event
-from shared.mongo import Collection, Session
+from shared.mongo import Collection, Session, chunks
 from shared.unit_of_work import UnitOfWork
 
 # Marketing messages are counted per local day; a day anywhere is within this of now.
@@ -90,6 +90,17 @@ class _Read:
     moved_from: set[str] = field(default_factory=set)
 
 
+def _in_chunks(clause: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``clause`` as queries of at most ``IN_CHUNK`` keys in its ``$in`` (see
+    ``shared.mongo.IN_CHUNK``)."""
+    for name, condition in clause.items():
+        if isinstance(condition, Mapping) and isinstance(condition.get("$in"), list):
+            return [
+                {**clause, name: {**condition, "$in": chunk}} for chunk in chunks(condition["$in"])
+            ]
+    return [dict(clause)]
+
+
 class Batch:
     """The notifications state one unit of work (or one dispatcher round) sees."""
 
@@ -105,8 +116,12 @@ class Batch:
         rule_settings: Mapping[str, Mapping[str, Any]],
         clock: Callable[[], datetime],
         uow: UnitOfWork | None = None,
+        hand_off: HandOff | None = None,
     ) -> None:
         self.uow = uow
+        self._hand_off = hand_off
+        self._lease: Lease | None = None
+        self._handed: list[Delivery] = []
         self.session: Session | None = uow.session if uow is not None else None
         self._collections = (
             directory.customers,
@@ -193,9 +208,10 @@ class Batch:
             self.reads += 1
             if self.uow is not None:
                 self.uow.reads += 1
-            cursor = collection.find(dict(clause), session=self.session, **options)
-            async for document in cursor:
-                found.setdefault(document["_id"], document)
+            for query in _in_chunks(clause):
+                cursor = collection.find(query, session=self.session, **options)
+                async for document in cursor:
+                    found.setdefault(document["_id"], document)
         return list(found.values())
 
     async def _read_customers(self) -> None:
@@ -486,13 +502,53 @@ class Batch:
             await self.ready()
         if self.deliveries.get(delivery.id) is not None:
             return False
-        document = delivery_document(delivery)
-        # (as a plain write: the unit of work need not keep a copy, the batch keeps its own)
-        self._writable().write(self._collections[2], InsertOne(document), key=delivery.id)
-        self.deliveries[delivery.id] = {key: document.get(key) for key in _LEDGER_FIELDS}
+        uow = self._writable()
         if delivery.status is DeliveryStatus.PENDING and delivery.due_at <= self._clock():
             self.due_now = True
+            lease = self._leased()
+            if lease is not None:
+                delivery = delivery.model_copy(
+                    update={"claim": lease.claim, "claimed_until": lease.until,
+                            "due_at": lease.until}
+                )  # fmt: skip
+                self._handed.append(delivery)
+        document = delivery_document(delivery)
+        # (as a plain write: the unit of work need not keep a copy, the batch keeps its own)
+        uow.write(self._collections[2], InsertOne(document), key=delivery.id)
+        self.deliveries[delivery.id] = {key: document.get(key) for key in _LEDGER_FIELDS}
         return True
+
+    def _leased(self) -> Lease | None:
+        """The batch's claim on what it records as due now: taken at the first such
+        delivery, handed to the dispatcher once the batch has committed."""
+        if self._lease is None and self._hand_off is not None and self.uow is not None:
+            self._lease = self._hand_off.reserve(self._clock())
+            if self._lease is not None:
+                lease, hand_off = self._lease, self._hand_off
+                self.uow.after_commit(lambda: hand_off.take(lease, *self._as_committed()))
+        return self._lease
+
+    def _as_committed(self) -> tuple[list[Delivery], list[str]]:
+        """The deliveries handed over as recorded, when nothing later in the batch changed
+        them; the ids of those something did (a merge moved them, an erasure cancelled
+        them), which the dispatcher reads back as committed."""
+        unchanged: list[Delivery] = []
+        changed: list[str] = []
+        for delivery in self._handed:
+            now = self.deliveries.get(delivery.id)
+            if now is not None and all(
+                now.get(name) == value
+                for name, value in (
+                    ("status", DeliveryStatus.PENDING.value),
+                    ("customer_id", delivery.customer_id),
+                    ("due_at", delivery.due_at),
+                    ("last_error", delivery.last_error),
+                )
+            ):
+                unchanged.append(delivery)
+            else:
+                changed.append(delivery.id)
+        return unchanged, changed
 
     def emit(self, events: Sequence[Event[Any]]) -> None:
         self._writable().emit(events)

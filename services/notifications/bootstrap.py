@@ -74,8 +74,10 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
         webhook_timeout=settings.webhook_timeout_seconds,
         stop_timeout=settings.dispatcher_stop_timeout_seconds,
         unknown_customer_grace=timedelta(seconds=settings.unknown_customer_grace_seconds),
+        max_in_hand=settings.dispatcher_max_in_hand,
     )
     notifications.wake_dispatcher = dispatcher.wake
+    notifications.hand_off = dispatcher
     scheduler = Scheduler(notifications, settings.scheduler_poll_interval_seconds)
     runtime.handle(routes.bind(notifications))
     runtime.startup += [

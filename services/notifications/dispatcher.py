@@ -13,6 +13,15 @@ insert of the ``crm.notification.*`` events). The dispatcher looks for due deliv
 ``poll_interval``, and at once when the event path recorded something due now
 (:meth:`Dispatcher.wake`).
 
+What the event path records as due now does not wait for a look at all: the batch writes
+a claim of this dispatcher into those deliveries (:meth:`Dispatcher.reserve`), and once its
+transaction has committed hands them over (:meth:`Dispatcher.take`): as recorded, or
+read back by id when a later event of the batch changed them (a merge, an erasure); they
+are then sent like a claimed batch. While more than
+``max_in_hand`` deliveries wait in hand, no lease is given: the deliveries stay due and
+are claimed later. A delivery whose claim would expire before its send could time out is
+not started (past its lease another dispatcher may take it over).
+
 A stop (SIGTERM) does not cancel a send in flight: the dispatcher stops claiming, lets the
 sends in flight finish (for at most ``stop_timeout``), records their outcomes and hands
 back what it claimed and had not started, so a message the channel accepted is never sent
@@ -61,7 +70,7 @@ from services.notifications.handlers import (
     owner_address,
     suppressed_event,
 )
-from services.notifications.ports import subscription_id
+from services.notifications.ports import Lease, subscription_id
 from services.notifications.respect import Situation, Suppress, decide, quiet_hours_deferral
 from services.notifications.rules import Audience
 from services.notifications.store import WAITING_FOR_CUSTOMER, Delivery, DeliveryStatus, finish
@@ -77,7 +86,7 @@ from shared.consumer import (
 from shared.errors import NotFound
 from shared.events import Event, new_event
 from shared.events.notifications import NotificationFailed, NotificationSent
-from shared.mongo import Session
+from shared.mongo import Session, find_in
 from shared.topics import NOTIFICATIONS
 from shared.unit_of_work import UnitOfWork
 
@@ -138,6 +147,7 @@ class Dispatcher:
     webhook_timeout: float = 5.0
     stop_timeout: float = 15.0
     unknown_customer_grace: timedelta = timedelta(minutes=5)
+    max_in_hand: int = 2000
     random_fraction: Callable[[], float] = random.random
     _owner: str = field(default_factory=lambda: f"dispatcher-{uuid.uuid4()}")
     _claims: Iterator[int] = field(default_factory=itertools.count)
@@ -146,6 +156,7 @@ class Dispatcher:
     _finished: list[Finished] = field(default_factory=list)
     _recorder: asyncio.Task[None] | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _freed: asyncio.Event = field(default_factory=asyncio.Event)  # a send gave up its slot
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _slots: asyncio.Semaphore | None = None
     _busy: int = 0  # sends holding a slot
@@ -161,6 +172,36 @@ class Dispatcher:
         """Something is due now: look at once rather than at the next poll."""
         self._wake.set()
 
+    def reserve(self, now: datetime) -> Lease | None:
+        """A claim for deliveries the event path is about to record as due now (see the
+        module's docstring); None while stopped or with ``max_in_hand`` waiting."""
+        if self._task is None or self._stopping.is_set():
+            return None
+        if len(self._sending) >= self.max_in_hand:
+            return None
+        return Lease(f"{self._owner}:{next(self._claims)}", now + self.lease)
+
+    def take(self, lease: Lease, deliveries: Sequence[Delivery], changed: Sequence[str]) -> None:
+        """Send the deliveries recorded under ``lease`` (their transaction committed), and
+        those of ``changed`` as they were committed."""
+        if not deliveries and not changed:
+            return
+        task = asyncio.create_task(self._take(lease, list(deliveries), list(changed)))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _take(self, lease: Lease, handed: list[Delivery], changed: list[str]) -> None:
+        if changed:
+            try:
+                handed += await self.ctx.ledger.claimed(changed, lease.claim)
+            except Exception:  # their claim expires: they are sent after the lease
+                log.exception("could not read %d deliveries handed over", len(changed))
+        reader = self.ctx.reader()
+        reader.want(customers=[delivery.customer_id for delivery in handed])
+        with contextlib.suppress(Exception):  # read again, per delivery, when sending
+            await reader.ready()
+        self._spawn(handed, reader)
+
     async def stop(self) -> None:
         """Stop claiming, let the sends in flight finish (at most ``stop_timeout``) and
         record their outcomes; what was claimed and not started yet is handed back. A
@@ -170,14 +211,17 @@ class Dispatcher:
         if self._task is not None:
             await self._task
             self._task = None
-        if self._sending:
-            _, late = await asyncio.wait(set(self._sending), timeout=self.stop_timeout)
-            for task in late:
-                task.cancel()
-            if late:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.stop_timeout
+        while self._sending:  # (a hand-over read back may add sends: look again)
+            _, late = await asyncio.wait(set(self._sending), timeout=max(deadline - loop.time(), 0))
+            if late and loop.time() >= deadline:
+                for task in late:
+                    task.cancel()
                 log.warning("%d sends did not finish within %g s of the stop", len(late),
                             self.stop_timeout)  # fmt: skip
-            await asyncio.gather(*late, return_exceptions=True)
+                await asyncio.gather(*late, return_exceptions=True)
+                break
         self._record_soon()
         if self._recorder is not None:
             await self._recorder
@@ -193,6 +237,7 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         eager_until = 0.0
         while not self._stopping.is_set():
+            self._freed.clear()
             waiting = len(self._sending) - self._busy
             claimed = 0
             if waiting < self.concurrency:
@@ -214,15 +259,12 @@ class Dispatcher:
     async def _pause(self, seconds: float, *, full: bool) -> bool:
         """Wait for a reason to look again: a wake (True), a send finishing when enough
         are waiting for a slot, a stop, or ``seconds``."""
+        # (an event a finishing send sets, not a wait on every send task: with thousands
+        # in hand, that wait would cost more than the sends)
         waiters = [asyncio.ensure_future(self._stopping.wait())]
-        if not full:
-            waiters.append(asyncio.ensure_future(self._wake.wait()))
+        waiters.append(asyncio.ensure_future((self._freed if full else self._wake).wait()))
         try:
-            await asyncio.wait(
-                [*waiters, *(self._sending if full else ())],
-                timeout=seconds,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
                 waiter.cancel()
@@ -245,11 +287,14 @@ class Dispatcher:
 
     async def _claim_and_send(self, limit: int) -> int:
         claimed, reader = await self._claim(limit)
-        for delivery in claimed:
+        self._spawn(claimed, reader)
+        return len(claimed)
+
+    def _spawn(self, deliveries: Sequence[Delivery], reader: Batch) -> None:
+        for delivery in deliveries:
             task = asyncio.create_task(self._send(delivery, reader))
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
-        return len(claimed)
 
     async def _send(self, delivery: Delivery, reader: Batch) -> None:
         """Send once a slot is free, unless the dispatcher is stopping by then."""
@@ -257,7 +302,7 @@ class Dispatcher:
         started = False
         try:
             async with self._slots:
-                if self._stopping.is_set():
+                if self._stopping.is_set() or self._expiring(delivery):
                     return
                 started = True
                 self._busy += 1
@@ -265,12 +310,21 @@ class Dispatcher:
                     outcome = await self._attempt_logged(delivery, reader, self.ctx.now())
                 finally:
                     self._busy -= 1
+                    self._freed.set()
         finally:
             if not started:
                 self._unstarted.append(delivery)
         if outcome is not None:
             self._finished.append((delivery, outcome))
             self._record_soon()
+
+    def _expiring(self, delivery: Delivery) -> bool:
+        """Its claim may expire while it is being sent: leave it to the next claim."""
+        until = delivery.claimed_until
+        if until is None:
+            return False
+        margin = timedelta(seconds=max(self.send_timeout, self.webhook_timeout) + 1)
+        return until - self.ctx.now() < min(margin, self.lease / 2)
 
     async def _attempt_logged(
         self, delivery: Delivery, reader: Batch, now: datetime
@@ -504,12 +558,14 @@ class Dispatcher:
 
         async def work(uow: UnitOfWork) -> None:
             uow.reads += 1
-            cursor = deliveries.find(
-                {"_id": {"$in": [delivery.id for delivery, *_ in planned]}},
-                {"claim": 1, "status": 1},
+            claims = await find_in(
+                deliveries,
+                "_id",
+                [delivery.id for delivery, *_ in planned],
+                projection={"claim": 1, "status": 1},
                 session=uow.session,
             )
-            current = {document["_id"]: document async for document in cursor}
+            current = {document["_id"]: document for document in claims}
             dead_letters: list[tuple[Event[Any], str]] = []
             for delivery, changes, events, dead_letter in planned:
                 found = current.get(delivery.id)

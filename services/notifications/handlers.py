@@ -50,7 +50,7 @@ from services.notifications.directory import (
     snapshot_write,
 )
 from services.notifications.domain import Channel, Purpose
-from services.notifications.ports import InboxPort, WebhookPort, subscription_id
+from services.notifications.ports import HandOff, InboxPort, WebhookPort, subscription_id
 from services.notifications.respect import (
     QUIET_HOURS_APPLY_TO,
     Preferences,
@@ -165,6 +165,8 @@ class Notifications:
     clock: Clock = utc_now
     # Called when a batch recorded a delivery due at once (bootstrap: the dispatcher's wake).
     wake_dispatcher: Callable[[], None] = _nobody
+    # Takes what a batch records as due now, once it committed (bootstrap: the dispatcher).
+    hand_off: HandOff | None = None
     _batches: WeakKeyDictionary[UnitOfWork, Batch] = field(
         default_factory=WeakKeyDictionary, repr=False
     )
@@ -193,6 +195,7 @@ class Notifications:
             rule_settings=self.rule_settings,
             clock=self.now,
             uow=uow,
+            hand_off=self.hand_off if uow is not None else None,
         )
 
     def units(self) -> UnitsOfWork:

@@ -5,18 +5,22 @@ delivery that is attempted again never shows twice. A customer token reads only 
 inbox (403 otherwise); staff and services read any. An erased customer's messages keep
 only their ids (so a late retry cannot bring the text back) and disappear from the API;
 a merge moves them to the surviving customer, and an undone merge takes them back.
+
+Messages delivered at the same time are written together: while one ``insert_many`` is
+on its way, the messages that arrive queue up and go in the next one (the dispatcher
+sends many at once, and one write per message would cost the store a round trip each).
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 from pymongo import DESCENDING
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from services.notifications.domain import OutgoingMessage, TextDirection
 from shared.auth import CurrentPrincipal
@@ -56,6 +60,8 @@ class InboxStore:
     def __init__(self, db: Database, clock: Clock = utc_now) -> None:
         self.messages = db["inbox"]
         self.clock = clock
+        self._queued: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def ensure_indexes(self) -> None:
         await self.messages.create_index(
@@ -77,8 +83,32 @@ class InboxStore:
             "created_at": self.clock(),
             "read_at": None,
         }
-        with contextlib.suppress(DuplicateKeyError):
-            await self.messages.insert_one(document)
+        written = asyncio.get_running_loop().create_future()
+        self._queued.append((document, written))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_queued())
+        await asyncio.shield(written)  # (a cancelled send still leaves its message written)
+
+    async def _write_queued(self) -> None:
+        """Write what is queued, one ``insert_many`` at a time, until nothing is."""
+        while self._queued:
+            batch, self._queued = self._queued, []
+            failures: dict[int, Exception] = {}
+            try:
+                await self.messages.insert_many([document for document, _ in batch], ordered=False)
+            except BulkWriteError as error:
+                for failure in error.details.get("writeErrors", []):
+                    if failure.get("code") != 11000:  # a repeat changes nothing: fine
+                        failures[failure["index"]] = RuntimeError(failure.get("errmsg"))
+            except Exception as error:
+                failures = dict.fromkeys(range(len(batch)), error)
+            for index, (_, written) in enumerate(batch):
+                if written.done():
+                    continue
+                if index in failures:
+                    written.set_exception(failures[index])
+                else:
+                    written.set_result(None)
 
     async def page(
         self,

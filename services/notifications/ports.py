@@ -1,13 +1,16 @@
 """Ports the core of the notifications service needs from its delivery parts.
 
 The renderer and the senders are the domain's ``TemplateRenderer`` and ``Sender``; these
-are the two other seams: webhook subscriptions (matching an event type, delivering a
-signed CloudEvent) and the in-app inbox (following a merge, forgetting an erased customer).
+are the other seams: webhook subscriptions (matching an event type, delivering a signed
+CloudEvent), the in-app inbox (following a merge, forgetting an erased customer) and the
+hand-off of deliveries due now from the event path to the dispatcher of the same process.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from shared.mongo import Session
@@ -41,6 +44,29 @@ class InboxPort(Protocol):
     async def move_customer(
         self, source_id: str, target_id: str, *, undo: bool, session: Session | None = None
     ) -> None: ...
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A claim the event path writes into the deliveries it records as due now, so the
+    dispatcher of its process sends them without looking for them (``claim`` held until
+    ``until``; past it, any dispatcher may take them over)."""
+
+    claim: str
+    until: datetime
+
+
+class HandOff(Protocol):
+    def reserve(self, now: datetime) -> Lease | None:
+        """A claim for deliveries about to be recorded as due now, or None when the
+        dispatcher has enough in hand (they are then found by its next look)."""
+        ...
+
+    def take(self, lease: Lease, deliveries: Sequence[Any], changed: Sequence[str]) -> None:
+        """Send these deliveries, recorded under ``lease`` by a transaction that has
+        committed (called after the commit, never for an attempt that was aborted), and
+        those with the ids in ``changed``, as they were committed."""
+        ...
 
 
 def subscription_id(subscription: Any) -> str:

@@ -63,6 +63,13 @@ class NotificationsSettings(ServiceSettings):
     dispatcher_concurrency: int = Field(
         default=16, ge=1, le=256, description="sends in flight at most at once"
     )
+    dispatcher_max_in_hand: int = Field(
+        default=2000,
+        ge=0,
+        le=100_000,
+        description="deliveries due now the event path hands straight to the dispatcher"
+        " while fewer than this wait to be sent (0: the dispatcher always looks for them)",
+    )
     dispatcher_stop_timeout_seconds: float = Field(
         default=15.0,
         gt=0,

@@ -28,7 +28,7 @@ from services.notifications.documents import Write, update_many
 from services.notifications.domain import Channel, Purpose
 from services.notifications.respect import Preferences, QuietHours
 from services.notifications.rules import Audience
-from shared.mongo import Database, Session
+from shared.mongo import Database, Session, find_in, update_in
 
 _LEDGER_NAMESPACE = uuid.UUID("6a1f6f0e-2b7c-4c55-9b3a-6e6f74696679")
 ERASED = "[erased]"
@@ -168,15 +168,23 @@ class Ledger:
             )  # fmt: skip
         return [delivery_from(document) for document in found]
 
+    async def claimed(self, delivery_ids: Sequence[str], claim: str) -> list[Delivery]:
+        """These deliveries as stored, those still pending under ``claim``."""
+        found = await find_in(
+            self.deliveries, "_id", delivery_ids,
+            {"claim": claim, "status": DeliveryStatus.PENDING.value},
+        )  # fmt: skip
+        return [delivery_from(document) for document in found]
+
     async def release(self, deliveries: Sequence[Delivery], now: datetime) -> None:
         """Hand back claimed deliveries that were not tried (a sender stopping)."""
         if not deliveries:
             return
-        await self.deliveries.update_many(
-            {"_id": {"$in": [d.id for d in deliveries]},
-             "claim": {"$in": sorted({d.claim for d in deliveries if d.claim})}},
+        await update_in(
+            self.deliveries, "_id", [d.id for d in deliveries],
             {"$set": {"claim": None, "claimed_until": None, "due_at": now, "updated_at": now},
              "$inc": {"version": 1}},
+            {"claim": {"$in": sorted({d.claim for d in deliveries if d.claim})}},
         )  # fmt: skip
 
     async def redrive(self, delivery: Delivery, now: datetime) -> bool:

@@ -39,7 +39,7 @@ from shared.events.customers import (
 from shared.events.insights import ChurnRiskChanged
 from shared.events.purchases import PurchaseCompleted
 from shared.kafka import AiokafkaPublisher
-from shared.mongo import Database, MongoClient
+from shared.mongo import IN_CHUNK, Database, MongoClient
 from shared.routing import Routes
 from shared.topics import TopicNames
 from shared.unit_of_work import UnitOfWork
@@ -201,11 +201,20 @@ async def test_a_batch_of_purchases_thanks_each_once_and_reads_each_collection_o
         assert setup.probe.reads == 6  # as below, but the markers
 
     # The markers, then one read per collection and kind of key the handlers need (the
-    # customers, and the profiles merged into them), whatever the size.
-    assert reads[0] == reads[1] == [
+    # customers, and the profiles merged into them), whatever the number of events: only
+    # the keys count, a query per IN_CHUNK of them (200 purchases name 200 event ids and
+    # 200 purchases, but only 20 customers).
+    one_each = [
         "customers", "customers", "deliveries", "preferences", "processed_events", "rules",
         "webhook_subscriptions",
     ]  # fmt: skip
+    assert reads[0] == one_each
+    per_200_keys = -(-200 // IN_CHUNK)
+    assert Counter(reads[1]) == {
+        **Counter(one_each),
+        "deliveries": per_200_keys,
+        "processed_events": per_200_keys,
+    }
     thanks = await setup.deliveries(rule="purchase_thank_you", channel="email")
     assert len(thanks) == 220
     per_purchase = Counter(d["context"]["purchase_id"] for d in thanks)
@@ -268,9 +277,15 @@ async def test_a_mixed_batch_reads_as_much_for_three_times_the_events(setup: Set
     small, large = reads
     # A query per collection and kind of key: customers by id, by what was merged into
     # them and by e-mail; deliveries of these events, of these purchases and the day's
-    # marketing; schedules by id (the complaints') and by customer.
-    # (deliveries: of these events, of these purchases, and the day's marketing)
-    assert small == large == [
+    # marketing; schedules by id (the complaints') and by customer. Past IN_CHUNK keys of
+    # one kind, a query per IN_CHUNK of them: the large day names 9 customers' events.
+    events_large = len(busy_day(tag, customers[3:]))
+    chunks = -(-events_large // IN_CHUNK)
+    assert Counter(large)["processed_events"] == chunks
+    for collection, count in Counter(small).items():
+        assert count <= Counter(large)[collection] <= count * chunks, collection
+    assert set(large) == set(small)
+    assert small == [
         "customers", "customers", "customers", "deliveries", "deliveries", "deliveries",
         "preferences", "processed_events", "rules", "schedules", "schedules",
         "webhook_subscriptions",
@@ -605,6 +620,58 @@ async def test_a_batch_that_records_a_due_delivery_wakes_the_dispatcher(
         await eventually(thanked, timeout=20, message="the dispatcher slept through the batch")
     finally:
         await sleepy.stop()
+
+
+async def test_what_a_batch_records_as_due_now_is_handed_to_the_dispatcher_after_commit(
+    setup: Setup, smtp_sink: SmtpSink
+) -> None:
+    """No look for due deliveries at all (an hour between looks, no wake): the batch
+    writes the dispatcher's claim into what it records as due now and, once committed,
+    hands it over. A delivery the same batch cancelled later (an erasure) is not sent."""
+    tag = uuid.uuid4().hex[:6]
+    customers = people(tag, 5)
+    (erased, erased_email), *kept = customers
+    sleepy = dispatcher(setup, Watched(smtp_sink), poll_interval=3600)
+    await sleepy.start()
+    setup.ctx.hand_off = sleepy
+    try:
+        await asyncio.sleep(0.1)  # its first look found nothing; the next is an hour away
+        events: list[EventPayload] = [registered(c, email) for c, email in customers]
+        events += [bought(c, f"{tag}-{c}") for c, _ in customers]
+        events.append(CustomerErased(customer_id=erased, erased_at=DAYTIME))
+        assert set(await setup.batch(*events)) == {Outcome.PROCESSED}
+        cancelled = await setup.deliveries(customer_id=erased)
+        assert {d["status"] for d in cancelled} == {"cancelled"}  # handed, yet not sendable
+
+        async def all_sent() -> bool:
+            sent = await setup.deliveries(customer_id={"$in": [c for c, _ in kept]}, status="sent")
+            return len(sent) == 2 * len(kept)  # the e-mail and the in-app message each
+
+        await eventually(all_sent, timeout=20, message="the handed deliveries were not sent")
+    finally:
+        await sleepy.stop()
+    mails = mails_to(smtp_sink, {email for _, email in customers})
+    assert sorted(m.envelope_to[0] for m in mails) == sorted(email for _, email in kept)
+    assert erased_email not in {m.envelope_to[0] for m in mails}
+
+
+async def test_with_enough_in_hand_the_batch_leaves_its_deliveries_to_the_next_look(
+    setup: Setup, smtp_sink: SmtpSink
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    [(customer, email)] = people(tag, 1)
+    full = dispatcher(setup, Watched(smtp_sink), poll_interval=3600, max_in_hand=0)
+    await full.start()
+    setup.ctx.hand_off = full
+    try:
+        await setup.batch(registered(customer, email), bought(customer, f"{tag}-1"))
+    finally:
+        await full.stop()
+    deliveries = await setup.deliveries(customer_id=customer)
+    assert [(d["status"], d["claim"]) for d in deliveries] == [("pending", None)] * 2
+    assert all(d["due_at"] <= DAYTIME for d in deliveries)  # due now, for any dispatcher
+    assert await dispatcher(setup, Watched(smtp_sink)).run_once() == 2
+    assert len(mails_to(smtp_sink, {email})) == 1
 
 
 async def test_registered_updated_and_erased_in_one_batch_end_erased_and_get_nothing(
