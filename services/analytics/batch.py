@@ -39,7 +39,7 @@ from services.analytics.store import (
     AnalyticsStore,
     is_identity_key,
 )
-from shared.mongo import Collection, Document
+from shared.mongo import IN_CHUNK, Collection, Document, chunks, find_in
 from shared.observability import current_trace_context
 from shared.unit_of_work import UnitOfWork
 
@@ -115,7 +115,9 @@ class FactTable:
         self._changed.clear()
 
     async def _ask(self, uow: UnitOfWork, values: Mapping[str, Iterable[str]]) -> None:
-        """Read in one query the facts with the values not known or asked about yet."""
+        """Read the facts with the values not known or asked about yet: one query (an
+        ``$or`` of the kinds of key), or one per kind and IN_CHUNK keys past IN_CHUNK keys
+        (see ``shared.mongo.IN_CHUNK``)."""
         ids = [key for key in dict.fromkeys(values.get("_id", ())) if key not in self.documents]
         asking = {
             name: [value for value in dict.fromkeys(values.get(name, ())) if value not in asked]
@@ -125,11 +127,21 @@ class FactTable:
         clauses += [{name: {"$in": new}} for name, new in asking.items() if new]
         if not clauses:
             return
-        uow.reads += 1
-        query = clauses[0] if len(clauses) == 1 else {"$or": clauses}
-        async for document in self.collection.find(query, session=uow.session):
-            if document["_id"] not in self.documents:  # what the batch holds is newer
-                self._set(document)
+        keys = len(ids) + sum(len(new) for new in asking.values())
+        if keys <= IN_CHUNK:
+            queries = [clauses[0] if len(clauses) == 1 else {"$or": clauses}]
+        else:
+            queries = [
+                {name: {"$in": chunk}}
+                for clause in clauses
+                for name, condition in clause.items()
+                for chunk in chunks(condition["$in"])
+            ]
+        for query in queries:
+            uow.reads += 1
+            async for document in self.collection.find(query, session=uow.session):
+                if document["_id"] not in self.documents:  # what the batch holds is newer
+                    self._set(document)
         for key in ids:
             self.documents.setdefault(key, None)
         for name, new in asking.items():
@@ -241,12 +253,13 @@ class Batch:
         if not wanted:
             return
         uow.reads += 1
-        found = self.store.identities.find(
-            {"customer_id": {"$in": wanted}}, {"customer_id": 1}, session=uow.session
-        )
+        found = await find_in(
+            self.store.identities, "customer_id", wanted, projection={"customer_id": 1},
+            session=uow.session,
+        )  # fmt: skip
         for customer_id in wanted:
             self._owned[customer_id] = set()
-        async for document in found:
+        for document in found:
             self._owned[str(document["customer_id"])].add(str(document["_id"]))
 
     # Who a fact belongs to
