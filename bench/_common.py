@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import for_code
@@ -287,3 +288,47 @@ async def wait_stable(bootstrap: list[str], groups: Sequence[str], within: float
             await asyncio.sleep(0.2)
     finally:
         await admin.close()
+
+
+async def create_customers(
+    base: str,
+    token: str,
+    count: int,
+    *,
+    name: str,
+    email: str,
+    locales: Sequence[str] = ("en",),
+    consent_source: str | None = None,
+    tags: Sequence[str] = (),
+) -> list[str]:
+    """``count`` customers created over the profiles API at ``base`` (8 requests at a time):
+    given name ``<name><n>``, the address ``email.format(n=n)``, locales in turn, and with
+    ``consent_source`` the e-mail transactional consent granted. Returns their ids."""
+    limit = asyncio.Semaphore(8)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
+
+        async def one(number: int) -> str:
+            async with limit:
+                created = await client.post(
+                    "/api/v1/customers",
+                    json={
+                        "given_name": f"{name}{number}",
+                        "family_name": "Bench",
+                        "emails": [email.format(n=number)],
+                        "locale": locales[number % len(locales)],
+                        "time_zone": "Europe/Zagreb",
+                        "tags": list(tags),
+                    },
+                )
+                created.raise_for_status()
+                customer_id = str(created.json()["id"])
+                if consent_source is not None:
+                    consent = await client.put(
+                        f"/api/v1/customers/{customer_id}/consents/email/transactional",
+                        json={"granted": True, "source": consent_source},
+                    )
+                    consent.raise_for_status()
+                return customer_id
+
+        return list(await asyncio.gather(*(one(number) for number in range(count))))

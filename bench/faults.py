@@ -71,6 +71,7 @@ from pymongo import AsyncMongoClient
 
 from bench._common import (
     connection_parser,
+    create_customers,
     database_name,
     delete_topics,
     group_lag,
@@ -315,35 +316,6 @@ async def wait_all_ready(run: Run, within: float = READY_WITHIN) -> None:
             if waiting and time.monotonic() > deadline:
                 raise RuntimeError(f"not ready after {within:.0f} s: {', '.join(sorted(waiting))}")
             await asyncio.sleep(0.5)
-
-
-async def create_customers(run: Run) -> list[str]:
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    limit = asyncio.Semaphore(8)
-    async with httpx.AsyncClient(base_url=run.url("profiles"), headers=headers, timeout=30) as http:
-
-        async def one(number: int) -> str:
-            async with limit:
-                created = await http.post(
-                    "/api/v1/customers",
-                    json={
-                        "given_name": f"Faulty{number}",
-                        "family_name": "Shopper",
-                        "emails": [f"faulty{number}.{run.tag}@example.com"],
-                        "locale": "en",
-                        "time_zone": "Europe/Zagreb",
-                    },
-                )
-                created.raise_for_status()
-                customer_id = str(created.json()["id"])
-                consent = await http.put(
-                    f"/api/v1/customers/{customer_id}/consents/email/transactional",
-                    json={"granted": True, "source": "fault run"},
-                )
-                consent.raise_for_status()
-                return customer_id
-
-        return list(await asyncio.gather(*(one(n) for n in range(run.args.customers))))
 
 
 async def total_lag(run: Run) -> dict[str, int]:
@@ -784,7 +756,11 @@ async def drive(run: Run, log_path: Path) -> int:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(run.mongodb_uri)
     try:
         await wait_all_ready(run)
-        customers = await create_customers(run)
+        customers = await create_customers(
+            run.url("profiles"), ADMIN_TOKEN, run.args.customers,
+            name="Faulty", email=f"faulty{{n}}.{run.tag}@example.com",
+            consent_source="fault run",
+        )  # fmt: skip
         await wait_caught_up(run, READY_WITHIN)
         faults = schedule(args.seconds, own)
         report.say(

@@ -66,6 +66,7 @@ from bench._common import (
     Rate,
     commit_ends,
     connection_parser,
+    create_customers,
     database_name,
     delete_topics,
     group_lag,
@@ -622,7 +623,11 @@ class Pipeline:
     async def setup(self, services: Services) -> None:
         services.start(SERVICES)
         await services.ready(SERVICES)
-        ids = await create_customers(services.url("profiles"), self.args.customers)
+        ids = await create_customers(
+            services.url("profiles"), ADMIN_TOKEN, self.args.customers,
+            name="Shopper", email="shopper{n}@example.com", locales=("en", "hr", "cs", "sl"),
+            consent_source="bench checkout form",
+        )  # fmt: skip
         self.purchases = Purchases(ids)
         deadline = time.monotonic() + self.args.stall
         for service in ("notifications", "analytics"):
@@ -797,36 +802,6 @@ class RawConsumer:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
         await self.kafka.stop()
-
-
-async def create_customers(base: str, count: int) -> list[str]:
-    """``count`` customers with an e-mail address and the e-mail transactional consent."""
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    limit = asyncio.Semaphore(8)
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
-
-        async def one(number: int) -> str:
-            async with limit:
-                created = await client.post(
-                    "/api/v1/customers",
-                    json={
-                        "given_name": f"Shopper{number}",
-                        "family_name": "Bench",
-                        "emails": [f"shopper{number}@example.com"],
-                        "locale": ("en", "hr", "cs", "sl")[number % 4],
-                        "time_zone": "Europe/Zagreb",
-                    },
-                )
-                created.raise_for_status()
-                customer_id = str(created.json()["id"])
-                consent = await client.put(
-                    f"/api/v1/customers/{customer_id}/consents/email/transactional",
-                    json={"granted": True, "source": "bench checkout form"},
-                )
-                consent.raise_for_status()
-                return customer_id
-
-        return list(await asyncio.gather(*(one(number) for number in range(count))))
 
 
 # Printing

@@ -24,6 +24,7 @@ from pymongo import AsyncMongoClient
 
 from bench._common import (
     connection_parser,
+    create_customers,
     database_name,
     delete_topics,
     positive,
@@ -123,7 +124,10 @@ async def run(args: argparse.Namespace) -> None:
     profiles_url, bare_url = f"http://127.0.0.1:{profiles_port}", f"http://127.0.0.1:{bare_port}"
     try:
         await wait_ready(f"{profiles_url}/readyz", processes[0])
-        ids = await create_customers(profiles_url, headers, args.customers)
+        ids = await create_customers(
+            profiles_url, ADMIN_TOKEN, args.customers,
+            name="Bench", email="bench{n}@example.com", locales=("hr",), tags=("bench",),
+        )  # fmt: skip
         await wait_ready(f"{bare_url}/customers/{ids[0]}", processes[1])
         print(f"store {redact(args.mongodb_uri)}, {len(ids)} profiles, "
               f"{args.requests} GETs per server, {args.concurrency} in flight")  # fmt: skip
@@ -153,26 +157,6 @@ async def run(args: argparse.Namespace) -> None:
             await delete_topics(
                 servers(args.bootstrap), list(names.all()), [f"{args.prefix}rapport-profiles"]
             )
-
-
-async def create_customers(base: str, headers: dict[str, str], count: int) -> list[str]:
-    async with httpx.AsyncClient(base_url=base, headers=headers) as client:
-        ids = []
-        for number in range(count):
-            response = await client.post(
-                "/api/v1/customers",
-                json={
-                    "given_name": f"Bench{number}",
-                    "family_name": "Reader",
-                    "emails": [f"bench{number}@example.com"],
-                    "locale": "hr",
-                    "time_zone": "Europe/Zagreb",
-                    "tags": ["bench"],
-                },
-            )
-            response.raise_for_status()
-            ids.append(response.json()["id"])
-        return ids
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from pymongo import AsyncMongoClient, monitoring
 
 from shared.consumer import EventConsumer, IncomingMessage, Outcome, RejectEvent
 from shared.events import Event, KafkaRecord, encode
@@ -32,24 +31,8 @@ from shared.topics import PURCHASES, TopicNames
 from shared.unit_of_work import UnitOfWork
 from tests.kafka_reading import read_topic
 from tests.service_harness import eventually
+from tests.support.commands import CommandCounter, counted_client
 from tests.test_consumer import dlq_headers, purchase
-
-
-class FindCounter(monitoring.CommandListener):
-    """Counts the ``find`` commands a client sends (reads that reach the database)."""
-
-    def __init__(self) -> None:
-        self.finds: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "find":
-            self.finds.append(str(event.command["find"]))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        return None
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        return None
 
 
 @dataclass
@@ -87,13 +70,9 @@ async def count_purchase(tally: Tally, event: Event[PurchaseCompleted], uow: Uni
 
 
 @pytest.fixture
-async def counted_client(mongodb_uri: str) -> AsyncIterator[tuple[MongoClient, FindCounter]]:
-    counter = FindCounter()
-    client: MongoClient = AsyncMongoClient(mongodb_uri, tz_aware=True, event_listeners=[counter])
-    try:
-        yield client, counter
-    finally:
-        await client.close()
+async def counted(mongodb_uri: str) -> AsyncIterator[tuple[MongoClient, CommandCounter]]:
+    async with counted_client(mongodb_uri) as counted:
+        yield counted
 
 
 @pytest.fixture
@@ -131,13 +110,13 @@ def messages(topic: str, *records: KafkaRecord, start: int = 0) -> list[Incoming
 
 
 async def test_a_duplicate_inside_a_batch_and_across_batches_has_one_effect(
-    counted_client: tuple[MongoClient, FindCounter],
+    counted: tuple[MongoClient, CommandCounter],
     db: Database,
     publisher: AiokafkaPublisher,
     topics: TopicNames,
     tally: Tally,
 ) -> None:
-    client, _ = counted_client
+    client, _ = counted
     consumer = consumer_of(client, db, publisher, topics, tally)
     first, second, third = purchase("p-1"), purchase("p-2"), purchase("p-3")
     topic = topics(PURCHASES)
@@ -154,24 +133,24 @@ async def test_a_duplicate_inside_a_batch_and_across_batches_has_one_effect(
 
 
 async def test_a_handler_sees_its_batch_s_earlier_changes_with_one_read_per_collection(
-    counted_client: tuple[MongoClient, FindCounter],
+    counted: tuple[MongoClient, CommandCounter],
     db: Database,
     publisher: AiokafkaPublisher,
     topics: TopicNames,
     tally: Tally,
 ) -> None:
-    client, counter = counted_client
+    client, counter = counted
     consumer = consumer_of(client, db, publisher, topics, tally)
     customers = [f"c-{number}" for number in range(5)]
     events = [purchase(f"p-{n}", customer_id=customers[n % 5]) for n in range(200)]
 
-    counter.finds.clear()
+    counter.commands.clear()
     outcomes = await consumer.handle_batch(messages(topics(PURCHASES), *map(encode, events)))
 
     assert outcomes == [Outcome.PROCESSED] * 200
     # A look-up of the markers per IN_CHUNK event ids and one load of the five tallies:
     # the reads follow the keys, not the events.
-    assert Counter(counter.finds) == {"processed_events": -(-200 // IN_CHUNK), "tallies": 1}
+    assert Counter(counter.finds()) == {"processed_events": -(-200 // IN_CHUNK), "tallies": 1}
     tallies = {document["_id"]: document["count"] async for document in tally.tallies.find()}
     assert tallies == dict.fromkeys(customers, 40)
     # Each event saw the tally as the events before it in the batch left it.
@@ -179,14 +158,14 @@ async def test_a_handler_sees_its_batch_s_earlier_changes_with_one_read_per_coll
 
 
 async def test_a_poison_event_in_the_middle_of_a_batch_is_dead_lettered_and_its_neighbours_applied(
-    counted_client: tuple[MongoClient, FindCounter],
+    counted: tuple[MongoClient, CommandCounter],
     db: Database,
     publisher: AiokafkaPublisher,
     topics: TopicNames,
     tally: Tally,
     kafka_bootstrap: str,
 ) -> None:
-    client, _ = counted_client
+    client, _ = counted
     consumer = consumer_of(client, db, publisher, topics, tally)
     before = [purchase(f"p-{n}") for n in range(10)]
     after = [purchase(f"q-{n}") for n in range(10)]

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 from bson import Binary
-from pymongo import AsyncMongoClient, monitoring
 
 from services.analytics import queries
 from services.analytics.domain import Window
@@ -48,41 +47,13 @@ from tests.analytics.conftest import (
     returned,
 )
 from tests.service_harness import DrivenClock
-
-
-class CommandCounter(monitoring.CommandListener):
-    """The commands a client sends (its round trips), with the collection each names."""
-
-    def __init__(self) -> None:
-        self.commands: list[tuple[str, str]] = []
-
-    def finds(self, *leaving_out: str) -> list[str]:
-        """The collections read, sorted."""
-        return sorted(
-            collection
-            for name, collection in self.commands
-            if name == "find" and collection not in leaving_out
-        )
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        target = event.command.get(event.command_name)
-        self.commands.append((event.command_name, target if isinstance(target, str) else ""))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        return None
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        return None
+from tests.support.commands import CommandCounter, counted_client
 
 
 @pytest.fixture
 async def counted(mongodb_uri: str) -> AsyncIterator[tuple[MongoClient, CommandCounter]]:
-    counter = CommandCounter()
-    client: MongoClient = AsyncMongoClient(mongodb_uri, tz_aware=True, event_listeners=[counter])
-    try:
-        yield client, counter
-    finally:
-        await client.close()
+    async with counted_client(mongodb_uri) as counted:
+        yield counted
 
 
 @dataclass

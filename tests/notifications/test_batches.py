@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, monitoring
 
 from devstack.smtp import ReceivedMessage, SmtpSink
 from services.notifications.channels import ChannelSettings, SmtpSender
@@ -45,29 +44,10 @@ from shared.topics import TopicNames
 from shared.unit_of_work import UnitOfWork
 from tests.notifications.harness import core, prepare
 from tests.service_harness import DrivenClock, eventually
+from tests.support.commands import CommandCounter, counted_client
 
 DAYTIME = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # 11:00 in Zagreb: not quiet
 SHOP = "urn:shop:web"
-
-
-class CommandCounter(monitoring.CommandListener):
-    """The commands a client sends (its round trips), with the collection each names."""
-
-    def __init__(self) -> None:
-        self.commands: list[tuple[str, str]] = []
-
-    def finds(self) -> list[str]:
-        return sorted(collection for name, collection in self.commands if name == "find")
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        target = event.command.get(event.command_name)
-        self.commands.append((event.command_name, target if isinstance(target, str) else ""))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        return None
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        return None
 
 
 @dataclass
@@ -110,14 +90,8 @@ class Setup:
 
 @pytest.fixture
 async def counted(mongodb_uri: str) -> AsyncIterator[tuple[MongoClient, CommandCounter]]:
-    counter = CommandCounter()
-    client: MongoClient = AsyncMongoClient(
-        mongodb_uri, tz_aware=True, uuidRepresentation="standard", event_listeners=[counter]
-    )
-    try:
-        yield client, counter
-    finally:
-        await client.close()
+    async with counted_client(mongodb_uri) as counted:
+        yield counted
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, monitoring
 
 from services.profiles import purchases, timeline
 from services.profiles.ledger_store import LedgerStore
@@ -36,41 +35,16 @@ from tests.profiles.test_ledger import (
     new_customer,
     purchase_body,
 )
+from tests.support.commands import CommandCounter, counted_client
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 SHOP = "urn:shop:eshop-hr"
 
 
-class CommandCounter(monitoring.CommandListener):
-    """The commands a client sends (its round trips), with the collection each names."""
-
-    def __init__(self) -> None:
-        self.commands: list[tuple[str, str]] = []
-
-    @property
-    def finds(self) -> list[str]:
-        """The collections read, in order."""
-        return [collection for name, collection in self.commands if name == "find"]
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        target = event.command.get(event.command_name)
-        self.commands.append((event.command_name, target if isinstance(target, str) else ""))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        return None
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        return None
-
-
 @pytest.fixture
 async def counted(mongodb_uri: str) -> AsyncIterator[tuple[MongoClient, CommandCounter]]:
-    counter = CommandCounter()
-    client: MongoClient = AsyncMongoClient(mongodb_uri, tz_aware=True, event_listeners=[counter])
-    try:
-        yield client, counter
-    finally:
-        await client.close()
+    async with counted_client(mongodb_uri) as counted:
+        yield counted
 
 
 @pytest.fixture
@@ -288,7 +262,7 @@ async def test_a_batch_reads_and_writes_each_collection_once_whatever_its_size(
         batch = shop_day(named, mailed, merged, tag)
         outcomes = await consumer.handle_batch(a_batch(topics, *batch))
         assert outcomes == [Outcome.PROCESSED] * len(batch)
-        reads.append(sorted(counter.finds))
+        reads.append(counter.finds())
         round_trips.append(Counter(counter.commands))
 
     small, large = reads
