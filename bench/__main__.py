@@ -10,6 +10,7 @@ pipeline) with its own arguments.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 from contextlib import ExitStack
@@ -36,6 +37,8 @@ def main() -> None:
         if sys.argv[1] not in benchmarks:
             sys.exit(f"usage: python -m bench [{'|'.join(benchmarks)} [ARGS...]]")
         chosen, extra = [sys.argv[1]], sys.argv[2:]
+    # A SIGTERM (a timeout, a CI runner) unwinds like Ctrl-C: the servers started here stop.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with ExitStack() as stack:
         bootstrap = os.environ.get("RAPPORT_KAFKA_BOOTSTRAP")
         mongodb_uri = os.environ.get("RAPPORT_MONGODB_URI")
@@ -49,10 +52,14 @@ def main() -> None:
             )
             mongodb_uri = server.uri
         connection = ["--bootstrap", bootstrap, "--mongodb-uri", mongodb_uri]
+        own = not os.environ.get("RAPPORT_KAFKA_BOOTSTRAP") and not os.environ.get(
+            "RAPPORT_MONGODB_URI"
+        )
         for name in chosen:
             title, run = benchmarks[name]
             print(f"\n== {name}: {title}", flush=True)
-            run([*connection, *extra])
+            throwaway = ["--keep-data"] if own and name == "pipeline" else []
+            run([*connection, *throwaway, *extra])
 
 
 if __name__ == "__main__":

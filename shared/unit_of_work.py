@@ -89,14 +89,18 @@ class UnitOfWork:
     # Writing (queued until commit)
 
     def put(self, collection: Collection, document: Document) -> None:
-        """Store ``document`` whole (insert or replace by ``_id``) at commit."""
+        """Store ``document`` whole (insert or replace by ``_id``) at commit.
+
+        The unit of work keeps ``document`` itself (it is what will be written): the
+        caller hands it over and does not change it afterwards (:meth:`get` a copy)."""
         key = document["_id"]
-        self._map(collection).documents[key] = copy.deepcopy(document)
+        self._map(collection).documents[key] = document
         self._queue(collection, ReplaceOne({"_id": key}, document, upsert=True))
 
     def insert(self, collection: Collection, document: Document) -> None:
-        """Insert ``document`` at commit; a duplicate ``_id`` fails the transaction."""
-        self._map(collection).documents[document["_id"]] = copy.deepcopy(document)
+        """Insert ``document`` at commit; a duplicate ``_id`` fails the transaction. As
+        with :meth:`put`, the document is handed over."""
+        self._map(collection).documents[document["_id"]] = document
         self._queue(collection, InsertOne(document))
 
     def delete(self, collection: Collection, key: Hashable) -> None:
