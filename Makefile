@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= .rapport/data
 # Only folders that hold Python files: mypy refuses an empty folder.
-CODE_DIRS := $(foreach dir,shared services devstack ops tests bench,$(if $(wildcard $(dir)/*.py $(dir)/*/*.py),$(dir)))
+CODE_DIRS := $(foreach dir,shared services devstack ops simulator tests bench,$(if $(wildcard $(dir)/*.py $(dir)/*/*.py),$(dir)))
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
 .PHONY: help install up demo test check lint typecheck fmt schemas bench fuzz replay kafka-jars browser clean clean-data

@@ -89,6 +89,7 @@ from devstack.smtp import ReceivedMessage, SmtpSink
 from services.analytics.replay import differences, live_figures, replay
 from services.analytics.settings import AnalyticsSettings
 from services.notifications.rules import PURCHASE_THANK_YOU
+from shared.mongo import find_in
 from shared.settings import Environment
 from shared.topics import PURCHASES, TopicNames, ensure_topics
 
@@ -521,17 +522,18 @@ def thanked(messages: Sequence[ReceivedMessage]) -> tuple[Counter[str], int]:
 async def count(run: Run, client: AsyncMongoClient[dict[str, Any]]) -> Counts:
     ids = list(run.produced)
     profiles = client[run.database("profiles")]
-    entries = profiles["ledger"].find(
-        {"_id": {"$in": [f"purchase:{pid}" for pid in ids]}}, {"_id": 1}
+    # (by IN_CHUNK keys: one $in of thousands would cost the dev store minutes)
+    entries = await find_in(
+        profiles["ledger"], "_id", [f"purchase:{pid}" for pid in ids], projection=["_id"]
     )
-    ledger = {document["_id"].removeprefix("purchase:") async for document in entries}
+    ledger = {document["_id"].removeprefix("purchase:") for document in entries}
     figures = 0
     async for document in profiles["customer_figures"].find({}, {"purchase_count": 1}):
         figures += int(document.get("purchase_count", 0))
     analytics = client[run.database("analytics")]
     facts = {
         document["_id"]
-        async for document in analytics["purchases"].find({"_id": {"$in": ids}}, {"_id": 1})
+        for document in await find_in(analytics["purchases"], "_id", ids, projection=["_id"])
     }
     mails, same = thanked(run.sink.messages)
     pending = await client[run.database("notifications")]["deliveries"].count_documents(

@@ -30,9 +30,9 @@ from typing import IO
 from rich.console import Console as RichConsole
 
 from devstack.lockfile import LockHeldError, PidLock
-from devstack.simulator.cli import run_with_display, summary_line
-from devstack.simulator.runner import Simulator, SimulatorConfig
 from devstack.up import Console, Stack, StackError, UpConfig, banner
+from simulator.cli import run_with_display, summary_line
+from simulator.runner import Simulator, SimulatorConfig
 
 _SCREEN_SOURCES = frozenset({"up", "topics", "demo"})
 _SIMULATOR_STOP_TIMEOUT = 30.0

@@ -30,16 +30,16 @@ from pymongo import MongoClient as SyncMongoClient
 
 from devstack.demo import DemoConsole, DemoOptions, parse_options
 from devstack.ports import free_ports
-from devstack.simulator import Plan, PlanSettings, Simulator, SimulatorConfig
-from devstack.simulator.cli import config_from_args
-from devstack.simulator.plan import ComplaintStep, Purchase
-from devstack.simulator.runner import PurchasesVia
 from services.complaints.bootstrap import create_app as create_complaints
 from services.complaints.settings import ComplaintsSettings
 from services.profiles.bootstrap import create_app as create_profiles
 from services.profiles.settings import ProfilesSettings
 from shared.mongo import Database, MongoClient
 from shared.topics import COMPLAINTS, PURCHASES, TopicNames
+from simulator import Plan, PlanSettings, Simulator, SimulatorConfig
+from simulator.cli import config_from_args
+from simulator.plan import ComplaintStep, Purchase
+from simulator.runner import PurchasesVia
 from tests.kafka_reading import read_topic
 from tests.service_harness import eventually
 

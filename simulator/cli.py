@@ -1,4 +1,4 @@
-"""``python -m devstack.simulator``: feed a running Rapport realistic synthetic traffic.
+"""``python -m simulator``: feed a running Rapport realistic synthetic traffic.
 
 Defaults come from the same environment as ``make up`` (``RAPPORT_ADMIN_TOKEN``,
 ``RAPPORT_KAFKA_BOOTSTRAP``, ``RAPPORT_TOPIC_PREFIX``, ``RAPPORT_<SERVICE>_HTTP_PORT``), so
@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from rich.console import Console
 from rich.live import Live
 
-from devstack.simulator.display import render
-from devstack.simulator.runner import Simulator, SimulatorConfig, SimulatorError, Stats
+from simulator.display import render
+from simulator.runner import Simulator, SimulatorConfig, SimulatorError, Stats
 
 
 def _positive_rate(text: str) -> float:
@@ -47,7 +47,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         return f"http://127.0.0.1:{env.get(f'RAPPORT_{service.upper()}_HTTP_PORT') or default}"
 
     parser = argparse.ArgumentParser(
-        prog="python -m devstack.simulator",
+        prog="python -m simulator",
         description="Feed a running Rapport synthetic customers, purchases, returns, "
         "complaints and feedback through its public APIs and Kafka.",
     )

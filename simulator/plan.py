@@ -18,7 +18,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from devstack.simulator.catalogue import (
+from simulator.catalogue import (
     BY_SKU,
     CONTRACT_PRODUCTS,
     TASTE_FREQUENCY,
@@ -26,7 +26,7 @@ from devstack.simulator.catalogue import (
     Product,
     price_in,
 )
-from devstack.simulator.people import REGIONS, Person, person
+from simulator.people import REGIONS, Person, person
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from devstack.simulator.runner import Stats, revenue_text
+from simulator.runner import Stats, revenue_text
 
 _STATES = (
     "open",

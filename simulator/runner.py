@@ -21,7 +21,12 @@ from typing import Any, Literal
 
 import httpx
 
-from devstack.simulator.plan import (
+from shared.events import new_event
+from shared.events.envelope import KafkaRecord, encode
+from shared.events.purchases import PurchaseCompleted, PurchaseItem, PurchaseReturned, ReturnedItem
+from shared.kafka import AiokafkaPublisher
+from shared.topics import PURCHASES, TopicNames
+from simulator.plan import (
     Action,
     ComplaintStep,
     Customer,
@@ -35,11 +40,6 @@ from devstack.simulator.plan import (
     SetConsent,
     Step,
 )
-from shared.events import new_event
-from shared.events.envelope import KafkaRecord, encode
-from shared.events.purchases import PurchaseCompleted, PurchaseItem, PurchaseReturned, ReturnedItem
-from shared.kafka import AiokafkaPublisher
-from shared.topics import PURCHASES, TopicNames
 
 PurchasesVia = Literal["kafka", "http"]
 _HISTORY_BATCH = 200

@@ -1,7 +1,7 @@
 """A traffic simulator: synthetic customers, purchases, returns, complaints and feedback,
 fed to a running Rapport through its public HTTP APIs and Kafka (``make demo``)."""
 
-from devstack.simulator.plan import Plan, PlanSettings
-from devstack.simulator.runner import Simulator, SimulatorConfig, Stats
+from simulator.plan import Plan, PlanSettings
+from simulator.runner import Simulator, SimulatorConfig, Stats
 
 __all__ = ["Plan", "PlanSettings", "Simulator", "SimulatorConfig", "Stats"]
