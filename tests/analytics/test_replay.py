@@ -78,26 +78,36 @@ async def test_replay_into_a_fresh_database_equals_the_live_figures(
         assert replayed_api == live_api
         assert normalised(await live_figures(analytics_settings, NOW)) == normalised(live)
 
-        # The command does the same and says so.
-        command = await asyncio.to_thread(
-            subprocess.run,
-            [
-                *(sys.executable, "-m", "services.analytics.replay"),
-                *("--database", database, "--now", NOW.isoformat(), "--compare"),
-            ],
-            env={
-                **os.environ,
-                "RAPPORT_KAFKA_BOOTSTRAP": analytics_settings.kafka_bootstrap,
-                "RAPPORT_MONGODB_URI": analytics_settings.mongodb_uri,
-                "RAPPORT_TOPIC_PREFIX": analytics_settings.topic_prefix,
-                "RAPPORT_ANALYTICS_MONGODB_DATABASE": analytics_settings.mongodb_database,
-            },
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        # `rapport replay` does the same and says so: exit 0 when equal, 1 when not.
+        async def rapport_replay() -> subprocess.CompletedProcess[str]:
+            return await asyncio.to_thread(
+                subprocess.run,
+                [
+                    *(sys.executable, "-m", "ops.cli", "replay"),
+                    *("--database", database, "--now", NOW.isoformat(), "--compare"),
+                ],
+                env={
+                    **os.environ,
+                    "RAPPORT_KAFKA_BOOTSTRAP": analytics_settings.kafka_bootstrap,
+                    "RAPPORT_MONGODB_URI": analytics_settings.mongodb_uri,
+                    "RAPPORT_TOPIC_PREFIX": analytics_settings.topic_prefix,
+                    "RAPPORT_ANALYTICS_MONGODB_DATABASE": analytics_settings.mongodb_database,
+                },
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+
+        command = await rapport_replay()
         assert command.returncode == 0, command.stdout + command.stderr
         assert "the replayed figures equal the live figures" in command.stdout
+        # Live loses a customer's figures (as a bug would): the replay no longer agrees.
+        live_db = mongo_client[analytics_settings.mongodb_database]
+        assert (await live_db["customers"].delete_one({"_id": "c-ana"})).deleted_count == 1
+        command = await rapport_replay()
+        assert command.returncode == 1, command.stdout + command.stderr
+        assert "differences from the live figures" in command.stdout
+        assert "c-ana" in command.stdout
     finally:
         await mongo_client.drop_database(database)
