@@ -6,7 +6,15 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from services.notifications import api, inbox, templates_api, webhooks, worker
+from services.notifications import (
+    api,
+    inbox,
+    inbox_api,
+    templates_api,
+    webhooks,
+    webhooks_api,
+    worker,
+)
 from services.notifications.channels import ChannelSettings, InAppSender, SmsSender, SmtpSender
 from services.notifications.directory import Directory
 from services.notifications.dispatcher import Dispatcher
@@ -94,7 +102,7 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
     # flight, and only then are the channels' clients closed.
     runtime.shutdown += [webhook_delivery.close, sms.close, dispatcher.stop, scheduler.stop]
     return runtime.http_app(
-        [ops.router, api.router, templates_api.router, inbox.router, webhooks.router],
+        [ops.router, api.router, templates_api.router, inbox_api.router, webhooks_api.router],
         inbox=inbox_store,
         templates=renderer,
         webhooks=webhook_delivery,

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from services.notifications import inbox, templates_api, webhooks
+from services.notifications import inbox_api, templates_api, webhooks_api
 from services.notifications.channels import ChannelSettings
 from services.notifications.inbox import InboxStore
 from services.notifications.templating import JinjaTemplateRenderer, TemplateStore
@@ -54,7 +54,7 @@ async def delivery_api(db: Database, **settings: Any) -> AsyncIterator[DeliveryA
         service="notifications",
         lifespan=_no_lifespan,
         readiness=_ready,
-        routers=[templates_api.router, inbox.router, webhooks.router],
+        routers=[templates_api.router, inbox_api.router, webhooks_api.router],
         state={"tokens": tokens, "templates": renderer, "inbox": inbox_store, "webhooks": delivery},
     )
     async with in_process(app, "notifications") as http:
