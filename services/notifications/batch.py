@@ -39,8 +39,8 @@ from services.notifications.schedules import Schedule, ScheduleStore, schedule_f
 from services.notifications.store import (
     CustomerPreferences,
     Delivery,
+    DeliveryLedger,
     DeliveryStatus,
-    Ledger,
     PreferenceStore,
     RuleStore,
     combine,
@@ -109,7 +109,7 @@ class Batch:
         *,
         directory: Directory,
         preferences: PreferenceStore,
-        ledger: Ledger,
+        ledger: DeliveryLedger,
         schedules: ScheduleStore,
         rule_store: RuleStore,
         webhooks: WebhookPort | None,

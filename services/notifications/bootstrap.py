@@ -20,10 +20,10 @@ from services.notifications.directory import Directory
 from services.notifications.dispatcher import Dispatcher
 from services.notifications.domain import Channel, Sender
 from services.notifications.handlers import Notifications, Scheduler, routes
-from services.notifications.respect import QuietHours
+from services.notifications.policy import QuietHours
 from services.notifications.schedules import ScheduleStore
 from services.notifications.settings import NotificationsSettings
-from services.notifications.store import Ledger, PreferenceStore, RuleStore
+from services.notifications.store import DeliveryLedger, PreferenceStore, RuleStore
 from services.notifications.templating import JinjaTemplateRenderer, TemplateStore
 from shared import ops
 from shared.runtime import ServiceRuntime
@@ -32,7 +32,7 @@ from shared.runtime import ServiceRuntime
 def create_app(settings: NotificationsSettings) -> FastAPI:
     runtime = ServiceRuntime.build(settings, subscriptions=worker.SUBSCRIPTIONS)
     db = runtime.db
-    ledger, directory, schedules = Ledger(db), Directory(db), ScheduleStore(db)
+    ledger, directory, schedules = DeliveryLedger(db), Directory(db), ScheduleStore(db)
     notifications = Notifications(
         client=runtime.client,
         ledger=ledger,

@@ -70,8 +70,8 @@ from services.notifications.handlers import (
     owner_address,
     suppressed_event,
 )
+from services.notifications.policy import Situation, Suppress, decide, quiet_hours_deferral
 from services.notifications.ports import Lease, subscription_id
-from services.notifications.respect import Situation, Suppress, decide, quiet_hours_deferral
 from services.notifications.rules import Audience
 from services.notifications.store import WAITING_FOR_CUSTOMER, Delivery, DeliveryStatus, finish
 from services.notifications.webhooks import cloudevent
@@ -417,7 +417,7 @@ class Dispatcher:
     async def _situation(
         self, delivery: Delivery, customer: Customer | None, reader: Batch, now: datetime
     ) -> Situation | None:
-        """What respect needs to know now about a message for a customer (None for staff)."""
+        """What the policy needs to know now about a message for a customer (None for staff)."""
         if delivery.audience is not Audience.CUSTOMER:
             return None
         preferences = await reader.preferences_of(delivery.customer_id)

@@ -50,8 +50,7 @@ from services.notifications.directory import (
     snapshot_write,
 )
 from services.notifications.domain import Channel, Purpose
-from services.notifications.ports import HandOff, InboxPort, WebhookPort, subscription_id
-from services.notifications.respect import (
+from services.notifications.policy import (
     QUIET_HOURS_APPLY_TO,
     Preferences,
     QuietHours,
@@ -61,6 +60,7 @@ from services.notifications.respect import (
     local_day,
     zone,
 )
+from services.notifications.ports import HandOff, InboxPort, WebhookPort, subscription_id
 from services.notifications.rules import Audience, RuleConfig, configured, definition
 from services.notifications.schedules import (
     Schedule,
@@ -86,8 +86,8 @@ from services.notifications.schedules import (
 from services.notifications.store import (
     CustomerPreferences,
     Delivery,
+    DeliveryLedger,
     DeliveryStatus,
-    Ledger,
     PreferenceStore,
     RuleStore,
     anonymise,
@@ -143,7 +143,7 @@ class Notifications:
     """What the notifications use cases need: stores, outbox, ports, settings and clock."""
 
     client: MongoClient
-    ledger: Ledger
+    ledger: DeliveryLedger
     directory: Directory
     preferences: PreferenceStore
     rule_store: RuleStore
@@ -397,7 +397,7 @@ async def _decide(
     if isinstance(decision, Send) and _awaits_profile(customer, config, address, subscription):
         # Not decided blind: the quiet hours, zone, locale and address are the profile's,
         # which may be on its way. The dispatcher waits for it (bounded by the unknown
-        # customer grace, then a suppression), the registration releases it, and respect
+        # customer grace, then a suppression), the registration releases it, and the policy
         # is judged again then (see ``dispatcher.attempt``).
         due_at, deferred = now, None
     delivery = Delivery(

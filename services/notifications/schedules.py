@@ -22,7 +22,7 @@ from typing import Any
 from pymongo import ASCENDING
 
 from services.notifications.documents import Write, update_many, update_one
-from services.notifications.respect import zone
+from services.notifications.policy import zone
 from services.notifications.rules import (
     BIRTHDAY_GREETING,
     COMPLAINT_DAILY_STATUS,

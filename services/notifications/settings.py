@@ -13,7 +13,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from services.notifications.domain import Channel, Purpose
-from services.notifications.respect import QUIET_HOURS_APPLY_TO, channel_purpose_pairs
+from services.notifications.policy import QUIET_HOURS_APPLY_TO, channel_purpose_pairs
 from services.notifications.rules import configured
 from shared.errors import RapportError
 from shared.settings import ServiceSettings
@@ -172,7 +172,7 @@ class NotificationsSettings(ServiceSettings):
 
     @property
     def quiet_hours_pairs(self) -> frozenset[tuple[Channel, Purpose]]:
-        """What quiet hours hold back, as the respect decision takes it."""
+        """What quiet hours hold back, as the policy decision takes it."""
         return channel_purpose_pairs(self.quiet_hours_apply_to)
 
     @model_validator(mode="after")

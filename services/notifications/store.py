@@ -26,7 +26,7 @@ from pymongo import ASCENDING, DESCENDING, UpdateOne
 
 from services.notifications.documents import Write, update_many
 from services.notifications.domain import Channel, Purpose
-from services.notifications.respect import Preferences, QuietHours
+from services.notifications.policy import Preferences, QuietHours
 from services.notifications.rules import Audience
 from shared.mongo import Database, Session, find_in, update_in
 
@@ -112,7 +112,7 @@ def delivery_from(document: Mapping[str, Any]) -> Delivery:
     return Delivery.model_validate({**document, "id": document["_id"]})
 
 
-class Ledger:
+class DeliveryLedger:
     def __init__(self, db: Database) -> None:
         self.deliveries = db["deliveries"]
 

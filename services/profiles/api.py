@@ -28,8 +28,8 @@ from services.profiles.domain import (
     TimeZone,
 )
 from services.profiles.handlers import CustomerMoved, Profiles
+from services.profiles.import_export import CsvError, header_for, read_rows, to_row, write_csv
 from services.profiles.merging import Merger
-from services.profiles.transfer import CsvError, header_for, read_rows, to_row, write_csv
 from shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from shared.errors import Forbidden, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from shared.events.customers import PostalAddress

@@ -25,9 +25,9 @@ from services.profiles.domain import (
     register,
 )
 from services.profiles.identity import Duplicate, assess
+from services.profiles.import_export import Row, RowError
 from services.profiles.store import CustomerStore
 from services.profiles.timeline import EntryKind, TimelineStore
-from services.profiles.transfer import Row, RowError
 from shared.clock import Clock, utc_now
 from shared.errors import (
     Conflict,

@@ -17,10 +17,10 @@ from confluent_kafka import Producer
 from services.notifications.bootstrap import create_app
 from services.notifications.directory import Directory
 from services.notifications.handlers import Notifications, routes
-from services.notifications.respect import QuietHours
+from services.notifications.policy import QuietHours
 from services.notifications.schedules import ScheduleStore
 from services.notifications.settings import NotificationsSettings
-from services.notifications.store import Ledger, PreferenceStore, RuleStore
+from services.notifications.store import DeliveryLedger, PreferenceStore, RuleStore
 from shared.auth import Role, TokenService
 from shared.events import Event, KafkaRecord, decode, encode, new_event
 from shared.events.base import EventPayload
@@ -45,7 +45,7 @@ def core(client: MongoClient, db: Database, clock: DrivenClock) -> Notifications
     """A fresh notifications core on ``db``: what a (re)started process would build."""
     return Notifications(
         client=client,
-        ledger=Ledger(db),
+        ledger=DeliveryLedger(db),
         directory=Directory(db),
         preferences=PreferenceStore(db),
         rule_store=RuleStore(db),

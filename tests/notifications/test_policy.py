@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.notifications.domain import Channel, Purpose
-from services.notifications.respect import (
+from services.notifications.policy import (
     QUIET_HOURS_APPLY_TO,
     Preferences,
     QuietHours,
