@@ -83,7 +83,7 @@ from devstack.paths import REPO_ROOT
 from devstack.ports import free_port
 from devstack.smtp import SmtpSink
 from services.notifications.domain import Channel
-from services.notifications.handlers import purchase_subject
+from services.notifications.planning import purchase_subject
 from services.notifications.rules import PURCHASE_THANK_YOU
 from services.notifications.store import delivery_id
 from services.profiles.ledger import purchase_entry_id

@@ -11,9 +11,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from services.notifications import handlers
 from services.notifications import rules as r
-from services.notifications.handlers import Notifications
+from services.notifications import scheduling
+from services.notifications.planning import Notifications
 from services.notifications.rules import Audience, RuleConfig, RuleUpdate
 from services.notifications.store import (
     CustomerPreferences,
@@ -170,5 +170,5 @@ async def put_rule(
     if override:
         await ctx.rule_store.put(name, override)
         if name in (r.BIRTHDAY_GREETING, r.RENEWAL_REMINDER) and "parameters" in override:
-            await handlers.resync_schedules(ctx)
+            await scheduling.resync_schedules(ctx)
     return await ctx.rule(name)

@@ -19,9 +19,11 @@ from services.notifications.channels import ChannelSettings, InAppSender, SmsSen
 from services.notifications.directory import Directory
 from services.notifications.dispatcher import Dispatcher
 from services.notifications.domain import Channel, Sender
-from services.notifications.handlers import Notifications, Scheduler, routes
+from services.notifications.handlers import routes
+from services.notifications.planning import Notifications
 from services.notifications.policy import QuietHours
 from services.notifications.schedules import ScheduleStore
+from services.notifications.scheduling import Scheduler
 from services.notifications.settings import NotificationsSettings
 from services.notifications.store import DeliveryLedger, PreferenceStore, RuleStore
 from services.notifications.templating import JinjaTemplateRenderer, TemplateStore

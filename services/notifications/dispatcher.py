@@ -64,7 +64,7 @@ from services.notifications.domain import (
     Sender,
     TemplateRenderer,
 )
-from services.notifications.handlers import (
+from services.notifications.planning import (
     SCHEDULE_EVENT_TYPE,
     Notifications,
     owner_address,

@@ -24,23 +24,20 @@ unknown after ``unknown_customer_grace_seconds``, suppresses it with reason
 ``unknown customer``. A purchase naming only an e-mail address that no customer has is
 sent to that address in the default locale. A purchase naming only an external id that
 no customer has is rejected (DLQ with the reason): nobody could ever receive it.
+
+This module holds the routes (each event type's load step and handler); what a trigger
+decides is ``planning.py``, and the birthday, renewal and daily-report schedules are
+``scheduling.py``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
-from weakref import WeakKeyDictionary
 
 from services.notifications import rules as r
 from services.notifications.batch import Batch
 from services.notifications.directory import (
-    Customer,
-    Directory,
     complaint_ended_write,
     complaint_opened_write,
     consent_write,
@@ -49,58 +46,37 @@ from services.notifications.directory import (
     merge_writes,
     snapshot_write,
 )
-from services.notifications.domain import Channel, Purpose
-from services.notifications.policy import (
-    QUIET_HOURS_APPLY_TO,
-    Preferences,
-    QuietHours,
-    Send,
-    Situation,
-    decide,
-    local_day,
-    zone,
+from services.notifications.planning import (
+    Notifications,
+    Trigger,
+    iso,
+    plan,
+    purchase_context,
+    purchase_subject,
+    reply_subject,
+    return_context,
+    return_subject,
 )
-from services.notifications.ports import HandOff, InboxPort, WebhookPort, subscription_id
-from services.notifications.rules import Audience, RuleConfig, configured, definition
 from services.notifications.schedules import (
-    Schedule,
-    ScheduleStatus,
-    ScheduleStore,
-    StaleSchedule,
-    birthday_id,
     cancel_write,
     daily_id,
-    following_birthday,
     forget_write,
     move_write,
-    next_birthday,
     next_daily,
     put_write,
     reactivate_write,
     remember_comment,
     remember_status,
-    renewal_due,
-    renewal_id,
-    wanted_renewals,
 )
+from services.notifications.scheduling import sync_schedules
 from services.notifications.store import (
-    CustomerPreferences,
-    Delivery,
-    DeliveryLedger,
-    DeliveryStatus,
-    PreferenceStore,
-    RuleStore,
     anonymise,
     cancel_pending,
-    delivery_id,
     move_pending,
     release_waiting,
 )
-from shared.background import Periodic
-from shared.clock import Clock, utc_now
 from shared.consumer import RejectEvent
-from shared.events import Event, encode, new_event
-from shared.events.base import EventPayload
+from shared.events import Event
 from shared.events.complaints import (
     ComplaintClosed,
     ComplaintEvent,
@@ -120,367 +96,9 @@ from shared.events.customers import (
     CustomerUpdated,
 )
 from shared.events.insights import ChurnRiskChanged
-from shared.events.notifications import NotificationSuppressed
 from shared.events.purchases import PurchaseCompleted, PurchaseReturned
-from shared.mongo import MongoClient, Session
-from shared.outbox import Outbox, OutboxRelay
 from shared.routing import Routes
-from shared.unit_of_work import UnitOfWork, UnitsOfWork
-
-log = logging.getLogger(__name__)
-
-SOURCE = "/rapport/notifications"
-SCHEDULE_EVENT_TYPE = "rapport.notifications.schedule"
-RESYNC_CHUNK = 200  # customers whose schedules one unit of work works out again
-
-
-def _nobody() -> None:
-    return None
-
-
-@dataclass
-class Notifications:
-    """What the notifications use cases need: stores, outbox, ports, settings and clock."""
-
-    client: MongoClient
-    ledger: DeliveryLedger
-    directory: Directory
-    preferences: PreferenceStore
-    rule_store: RuleStore
-    schedules: ScheduleStore
-    outbox: Outbox
-    relay: OutboxRelay
-    webhooks: WebhookPort | None = None
-    inbox: InboxPort | None = None
-    rule_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    default_time_zone: str = "UTC"
-    default_locale: str = "en"
-    default_quiet_hours: QuietHours | None = None
-    quiet_hours_apply_to: frozenset[tuple[Channel, Purpose]] = QUIET_HOURS_APPLY_TO
-    marketing_cap: int = 2
-    escalation_address: str = "escalations@rapport.local"
-    team_addresses: Mapping[str, str] = field(default_factory=dict)
-    owner_fallback_address: str = "account-owners@rapport.local"
-    portal_url: str = "http://127.0.0.1:8003"
-    clock: Clock = utc_now
-    # Called when a batch recorded a delivery due at once (bootstrap: the dispatcher's wake).
-    wake_dispatcher: Callable[[], None] = _nobody
-    # Takes what a batch records as due now, once it committed (bootstrap: the dispatcher).
-    hand_off: HandOff | None = None
-    _batches: WeakKeyDictionary[UnitOfWork, Batch] = field(
-        default_factory=WeakKeyDictionary, repr=False
-    )
-
-    def now(self) -> datetime:
-        """The clock's time at the store's precision (milliseconds)."""
-        moment = self.clock().astimezone(UTC)
-        return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
-
-    def batch(self, uow: UnitOfWork) -> Batch:
-        """What ``uow`` (a batch of events, a schedule firing) knows and changes."""
-        found = self._batches.get(uow)
-        if found is None:
-            found = self._batches[uow] = self.reader(uow)
-        return found
-
-    def reader(self, uow: UnitOfWork | None = None) -> Batch:
-        """A fresh view of the state; without a unit of work it only reads."""
-        return Batch(
-            directory=self.directory,
-            preferences=self.preferences,
-            ledger=self.ledger,
-            schedules=self.schedules,
-            rule_store=self.rule_store,
-            webhooks=self.webhooks,
-            rule_settings=self.rule_settings,
-            clock=self.now,
-            uow=uow,
-            hand_off=self.hand_off if uow is not None else None,
-        )
-
-    def units(self) -> UnitsOfWork:
-        return UnitsOfWork(self.client, self.outbox, self.relay)
-
-    async def rule(self, name: str, session: Session | None = None) -> RuleConfig:
-        stored = await self.rule_store.overrides(session)
-        return configured(name, self.rule_settings.get(name, {}), stored.get(name, {}))
-
-    async def all_rules(self) -> list[RuleConfig]:
-        stored = await self.rule_store.overrides()
-        return [
-            configured(name, self.rule_settings.get(name, {}), stored.get(name, {}))
-            for name in r.RULE_NAMES
-        ]
-
-    async def preferences_of(
-        self, customer_id: str, session: Session | None = None
-    ) -> CustomerPreferences:
-        """The customer's preferences, with the opt-outs of profiles merged into theirs."""
-        merged = await self.directory.merged_from(customer_id, session)
-        return await self.preferences.combined([customer_id, *merged], session)
-
-    def time_zone_of(self, customer: Customer | None) -> str:
-        return (customer.time_zone if customer else None) or self.default_time_zone
-
-
-@dataclass(frozen=True)
-class Trigger:
-    """A rule firing for one customer because of one event (or one schedule occurrence)."""
-
-    rule: str
-    source_event_id: str
-    source_event_type: str
-    customer_id: str
-    context: Mapping[str, Any] = field(default_factory=dict)
-    fallback_email: str | None = None
-    team: str | None = None
-    # The business object the message is about (``purchase_subject``, ...); None: the event.
-    subject: str | None = None
-    # The triggering event, which a webhook delivers as it is; None for a schedule.
-    event: Event[Any] | None = None
-
-
-def purchase_subject(purchase_id: str) -> str:
-    return f"purchase:{purchase_id}"
-
-
-def return_subject(return_id: str) -> str:
-    return f"return:{return_id}"
-
-
-def reply_subject(comment_id: str) -> str:
-    return f"complaint-reply:{comment_id}"
-
-
-def _event(payload: EventPayload, now: datetime) -> Event[Any]:
-    return new_event(payload, source=SOURCE, time=now)
-
-
-def suppressed_event(delivery: Delivery, now: datetime) -> Event[Any]:
-    return _event(
-        NotificationSuppressed(
-            notification_id=delivery.id,
-            customer_id=delivery.customer_id,
-            channel=delivery.channel,
-            rule=delivery.rule,
-            source_event_id=delivery.source_event_id,
-            locale=delivery.locale,
-            reason=delivery.reason or "suppressed",
-            suppressed_at=now,
-        ),
-        now,
-    )
-
-
-def owner_address(ctx: Notifications, customer: Customer | None) -> str:
-    owner = customer.account_owner if customer else None
-    return owner if owner and "@" in owner else ctx.owner_fallback_address
-
-
-def _staff_address(ctx: Notifications, trigger: Trigger, customer: Customer | None) -> str | None:
-    if trigger.rule == r.CHURN_ALERT_OWNER:
-        # Resolved when sent: the profile naming the owner may still be on its way.
-        return None
-    if trigger.team and trigger.team in ctx.team_addresses:
-        return ctx.team_addresses[trigger.team]
-    return ctx.escalation_address
-
-
-async def plan(ctx: Notifications, batch: Batch, trigger: Trigger, now: datetime) -> list[Delivery]:
-    """Decide, per channel of the rule, whether and when the message goes; record it."""
-    config = await batch.rule(trigger.rule)
-    if not config.enabled:
-        return []
-    rule = definition(trigger.rule)
-    customer = await batch.customer(trigger.customer_id)
-    customer_id = customer.id if customer is not None else trigger.customer_id
-    known = customer is not None and customer.registered
-    # The same for every channel of this trigger: looked up once.
-    preferences = (await batch.preferences_of(customer_id)).to_domain()
-    marketing_today = 0
-    if config.purpose is Purpose.MARKETING:
-        start, end = local_day(now, ctx.time_zone_of(customer))
-        marketing_today = await batch.marketing_between(
-            customer_id, start, end, excluding=(trigger.source_event_id, trigger.rule)
-        )
-    recorded: list[Delivery] = []
-    for channel in config.channels:
-        targets = await _targets(ctx, batch, trigger, rule.audience, channel, customer, known=known)
-        for address, subscription in targets:
-            delivery = await _decide(
-                ctx, batch, trigger, config, customer, customer_id, preferences,
-                marketing_today, channel, address, subscription, now,
-            )  # fmt: skip
-            if delivery is not None:
-                recorded.append(delivery)
-    return recorded
-
-
-async def _targets(
-    ctx: Notifications,
-    batch: Batch,
-    trigger: Trigger,
-    audience: Audience,
-    channel: Channel,
-    customer: Customer | None,
-    *,
-    known: bool,
-) -> list[tuple[str | None, str | None]]:
-    """Where a trigger's message goes on one channel: (address, webhook subscription)."""
-    if channel is Channel.WEBHOOK:
-        subscriptions = await batch.subscriptions(trigger.source_event_type)
-        return [(None, subscription_id(s)) for s in subscriptions]
-    if audience is Audience.STAFF:
-        return [(_staff_address(ctx, trigger, customer), None)] if channel is Channel.EMAIL else []
-    if known:
-        assert customer is not None
-        # Resolved when sent: the newest address wins.
-        return [(None, None)] if customer.address(channel) is not None else []
-    if channel is Channel.EMAIL:
-        return [(trigger.fallback_email, None)]
-    if channel is Channel.IN_APP and trigger.fallback_email is None:
-        return [(None, None)]
-    return []
-
-
-def _awaits_profile(
-    customer: Customer | None, config: RuleConfig, address: str | None, subscription: str | None
-) -> bool:
-    """A customer message for a customer not registered yet, to an address only the profile
-    will give (not a buyer's fallback e-mail, not a webhook subscription)."""
-    return (
-        config.audience is Audience.CUSTOMER
-        and not (customer is not None and customer.registered)
-        and address is None
-        and subscription is None
-    )
-
-
-def _offer(config: RuleConfig) -> dict[str, Any]:
-    """A marketing rule's configured offer goes into its messages."""
-    return {k: v for k, v in config.parameters.items() if k in ("offer", "offer_code")}
-
-
-async def _decide(
-    ctx: Notifications,
-    batch: Batch,
-    trigger: Trigger,
-    config: RuleConfig,
-    customer: Customer | None,
-    customer_id: str,
-    preferences: Preferences,
-    marketing_today: int,
-    channel: Channel,
-    address: str | None,
-    subscription: str | None,
-    now: datetime,
-) -> Delivery | None:
-    decision = decide(
-        Situation(
-            channel=channel,
-            purpose=config.purpose,
-            audience=config.audience,
-            now=now,
-            time_zone=ctx.time_zone_of(customer),
-            consents=customer.consents if customer else {},
-            preferences=preferences,
-            default_quiet_hours=ctx.default_quiet_hours,
-            quiet_hours_apply_to=ctx.quiet_hours_apply_to,
-            open_complaints=len(customer.open_complaints) if customer else 0,
-            marketing_today=marketing_today,
-            marketing_cap=ctx.marketing_cap,
-            erased=bool(customer and customer.erased),
-        )
-    )
-    due_at = decision.at if isinstance(decision, Send) else now
-    deferred = decision.deferred_because if isinstance(decision, Send) else None
-    if isinstance(decision, Send) and _awaits_profile(customer, config, address, subscription):
-        # Not decided blind: the quiet hours, zone, locale and address are the profile's,
-        # which may be on its way. The dispatcher waits for it (bounded by the unknown
-        # customer grace, then a suppression), the registration releases it, and the policy
-        # is judged again then (see ``dispatcher.attempt``).
-        due_at, deferred = now, None
-    delivery = Delivery(
-        id=delivery_id(
-            trigger.subject or trigger.source_event_id, trigger.rule, channel, subscription
-        ),
-        source_event_id=trigger.source_event_id,
-        source_event_type=trigger.source_event_type,
-        subject=trigger.subject,
-        rule=trigger.rule,
-        channel=channel,
-        subscription_id=subscription,
-        customer_id=customer_id,
-        purpose=config.purpose,
-        audience=config.audience,
-        status=DeliveryStatus.PENDING if isinstance(decision, Send) else DeliveryStatus.SUPPRESSED,
-        address=address,
-        locale=(customer.locale if customer else None) or None,
-        context={**_offer(config), **trigger.context},
-        cloudevent=_cloudevent(trigger) if channel is Channel.WEBHOOK else None,
-        due_at=due_at,
-        deferred_because=deferred,
-        reason=None if isinstance(decision, Send) else decision.reason,
-        created_at=now,
-        updated_at=now,
-    )
-    if not await batch.record(delivery):
-        return None  # decided before: the ledger keeps the first decision
-    if delivery.status is DeliveryStatus.SUPPRESSED:
-        batch.emit([suppressed_event(delivery, now)])
-    return delivery
-
-
-def _cloudevent(trigger: Trigger) -> str | None:
-    """A webhook's body: the triggering event in structured JSON, as Rapport publishes it."""
-    return encode(trigger.event).value.decode() if trigger.event is not None else None
-
-
-# -- what the templates get (flat fields, as ``catalog.py`` lists them per trigger) ---------
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
-
-
-def purchase_context(purchase: PurchaseCompleted) -> dict[str, Any]:
-    return {
-        "purchase_id": purchase.purchase_id,
-        "items": [
-            {
-                "sku": item.sku,
-                "name": item.name,
-                "category": item.category,
-                "quantity": item.quantity,
-                "unit_price": format(item.unit_price, "f"),
-            }
-            for item in purchase.items
-        ],
-        "total_amount": format(purchase.total_amount, "f"),
-        "currency": purchase.currency,
-        "channel": purchase.channel,
-        "purchased_at": _iso(purchase.purchased_at),
-    }
-
-
-def return_context(returned: PurchaseReturned) -> dict[str, Any]:
-    return {
-        "return_id": returned.return_id,
-        "purchase_id": returned.purchase_id,
-        "items": [
-            {
-                "sku": item.sku,
-                "quantity": item.quantity,
-                "unit_price": format(item.unit_price, "f") if item.unit_price else None,
-            }
-            for item in returned.items
-        ],
-        "refund_amount": format(returned.refund_amount, "f"),
-        "currency": returned.currency,
-        "reason": returned.reason,
-        "returned_at": _iso(returned.returned_at),
-    }
-
+from shared.unit_of_work import UnitOfWork
 
 # -- what a batch's events need (each route's load step) -----------------------------------
 
@@ -655,9 +273,9 @@ async def complaint_opened(
         "subject": opened.subject,
         "category": opened.category,
         "priority": opened.priority.value,
-        "first_response_due_at": _iso(opened.first_response_due_at),
-        "resolution_due_at": _iso(opened.resolution_due_at),
-        "opened_at": _iso(opened.opened_at),
+        "first_response_due_at": iso(opened.first_response_due_at),
+        "resolution_due_at": iso(opened.resolution_due_at),
+        "opened_at": iso(opened.opened_at),
     }
     await _complaint_opened(batch, opened.customer_id, opened.complaint_id)
     trigger = _trigger(event, r.COMPLAINT_ACKNOWLEDGEMENT, opened.customer_id, context=complaint)
@@ -709,7 +327,7 @@ async def complaint_status_changed(
         "from_status": changed.from_status.value,
         "to_status": changed.to_status.value,
         "public_comment": changed.public_comment,
-        "changed_at": _iso(changed.changed_at),
+        "changed_at": iso(changed.changed_at),
     }
     trigger = _trigger(event, r.COMPLAINT_PROGRESS, changed.customer_id, context=context)
     await plan(ctx, batch, trigger, ctx.now())
@@ -734,7 +352,7 @@ async def complaint_replied(
         "from_status": status,
         "to_status": status,  # a reply alone leaves the status as it was (None: not known)
         "public_comment": replied.public_comment,
-        "changed_at": _iso(replied.replied_at),
+        "changed_at": iso(replied.replied_at),
     }
     for rule in r.triggered_by(event.type, replied.model_dump(mode="json")):
         trigger = _trigger(
@@ -763,7 +381,7 @@ async def complaint_resolved(
         ),
         "currency": resolved.currency,
         "purchase_id": resolved.purchase_id,
-        "resolved_at": _iso(resolved.resolved_at),
+        "resolved_at": iso(resolved.resolved_at),
         "feedback_url": feedback_url,
     }
     trigger = _trigger(event, r.COMPLAINT_RESOLVED, resolved.customer_id, context=context)
@@ -807,8 +425,8 @@ async def sla_breached(
         "subject": facts.get("subject"),
         "clock": breach.clock.value,
         "severity": breach.severity.value,
-        "due_at": _iso(breach.due_at),
-        "detected_at": _iso(breach.detected_at),
+        "due_at": iso(breach.due_at),
+        "detected_at": iso(breach.detected_at),
         "priority": breach.priority.value,
         "escalated_to": breach.escalated_to,
     }
@@ -830,7 +448,7 @@ async def churn_risk_changed(
         "previous_level": churn.previous_level.value if churn.previous_level else None,
         "score": churn.score,
         "reasons": list(churn.reasons),
-        "changed_at": _iso(churn.changed_at),
+        "changed_at": iso(churn.changed_at),
     }
     for rule in r.triggered_by(event.type, churn.model_dump(mode="json")):
         trigger = _trigger(event, rule, churn.customer_id, context=context)
@@ -931,219 +549,3 @@ async def _wake_the_dispatcher(
     """What the batch recorded as due now goes out without waiting for the next poll."""
     if ctx.batch(uow).due_now:
         ctx.wake_dispatcher()
-
-
-# -- schedules -----------------------------------------------------------------------------
-
-
-async def sync_schedules(
-    ctx: Notifications, batch: Batch, customer: Customer, now: datetime
-) -> None:
-    """Birthday and renewal schedules as the customer's profile now says."""
-    time_zone = ctx.time_zone_of(customer)
-    birthday_rule = await batch.rule(r.BIRTHDAY_GREETING)
-    at = r.local_time(birthday_rule)
-    schedule_id = birthday_id(customer.id)
-    existing = await batch.schedule_of(customer.id, schedule_id)
-    if customer.birthday is None:
-        if existing is not None:
-            batch.change_schedules(cancel_write({"_id": schedule_id}, "no birthday", now))
-    else:
-        params = {
-            "birthday": customer.birthday.isoformat(),
-            "time_zone": time_zone,
-            "local_time": at.strftime("%H:%M"),
-        }
-        if (
-            existing is None
-            or existing.params != params
-            or existing.status is not (ScheduleStatus.ACTIVE)
-        ):
-            fired = existing.fired if existing else None
-            due, year = next_birthday(customer.birthday, at, time_zone, now, fired)
-            batch.change_schedules(
-                put_write(
-                    schedule_id, rule=r.BIRTHDAY_GREETING, customer_id=customer.id,
-                    due_at=due, occurrence=year, params=params, now=now,
-                )
-            )  # fmt: skip
-    await _sync_renewals(batch, customer, time_zone, now)
-
-
-async def _sync_renewals(batch: Batch, customer: Customer, time_zone: str, now: datetime) -> None:
-    config = await batch.rule(r.RENEWAL_REMINDER)
-    at = r.local_time(config)
-    wanted = wanted_renewals(
-        ((c.contract_id, c.product, c.ends_on, c.active) for c in customer.contracts),
-        r.days_before(config),
-    )
-    existing = {s.id: s for s in await batch.schedules_of(customer.id, r.RENEWAL_REMINDER)}
-    auto_renew = {c.contract_id: c.auto_renew for c in customer.contracts}
-    keep: set[str] = set()
-    for (contract_id, offset), (product, ends_on) in wanted.items():
-        schedule_id = renewal_id(customer.id, contract_id, offset)
-        keep.add(schedule_id)
-        params = {
-            "contract": {
-                "contract_id": contract_id,
-                "product": product,
-                "ends_on": ends_on.isoformat(),
-                "days_before": offset,
-                "auto_renew": auto_renew.get(contract_id, False),
-            },
-            "time_zone": time_zone,
-            "local_time": at.strftime("%H:%M"),
-        }
-        current = existing.get(schedule_id)
-        occurrence = ends_on.isoformat()
-        unchanged = current is not None and current.params == params
-        if unchanged and current is not None and current.status is not ScheduleStatus.CANCELLED:
-            continue
-        if current is not None and current.fired == occurrence:
-            continue  # this reminder for this date went out already
-        due = renewal_due(ends_on, offset, at, time_zone)
-        if due < now:
-            if current is not None and current.status is ScheduleStatus.ACTIVE:
-                batch.change_schedules(cancel_write({"_id": schedule_id}, "date moved", now))
-            continue  # already past when we learned of it: too late to remind
-        await batch.schedule_of(customer.id, schedule_id)  # known: new or as read
-        batch.change_schedules(
-            put_write(
-                schedule_id, rule=r.RENEWAL_REMINDER, customer_id=customer.id,
-                due_at=due, occurrence=occurrence, params=params, now=now,
-            )
-        )  # fmt: skip
-    for schedule_id in sorted(existing.keys() - keep):
-        batch.change_schedules(cancel_write({"_id": schedule_id}, "contract ended", now))
-
-
-async def resync_schedules(ctx: Notifications) -> int:
-    """Birthday and renewal schedules worked out again for every known customer (after
-    their rule's time or days changed), a chunk of customers per unit of work; returns
-    how many customers were looked at."""
-    cursor = ctx.directory.customers.find(
-        {"version": {"$gte": 1}, "erased": {"$ne": True}, "merged_into": None}, {"_id": 1}
-    )
-    ids = [document["_id"] async for document in cursor]
-    for start in range(0, len(ids), RESYNC_CHUNK):
-        chunk = ids[start : start + RESYNC_CHUNK]
-
-        async def work(uow: UnitOfWork, chunk: list[str] = chunk) -> None:
-            batch = ctx.batch(uow)
-            batch.want(customers=chunk, schedules_of=chunk)
-            for customer_id in chunk:
-                customer = await batch.customer(customer_id)
-                if customer is not None and customer.id == customer_id and not customer.erased:
-                    await sync_schedules(ctx, batch, customer, ctx.now())
-
-        await ctx.units().run(work)
-    return len(ids)
-
-
-def _schedule_trigger(schedule: Schedule, now: datetime) -> Trigger:
-    context: dict[str, Any] = {}
-    if schedule.rule == r.RENEWAL_REMINDER:
-        contract = schedule.params.get("contract") or {}
-        due_date = date.fromisoformat(str(contract.get("ends_on")))
-        local_today = now.astimezone(zone(str(schedule.params.get("time_zone") or "UTC")))
-        context = {
-            "contract_id": contract.get("contract_id"),
-            "product": contract.get("product"),
-            "due_date": due_date.isoformat(),
-            "days_left": max((due_date - local_today.date()).days, 0),
-            "auto_renew": bool(contract.get("auto_renew")),
-        }
-    elif schedule.rule == r.COMPLAINT_DAILY_STATUS:
-        complaint = dict(schedule.params.get("complaint") or {})
-        opened = complaint.get("opened_at")
-        days_open = (now - datetime.fromisoformat(opened)).days if opened else None
-        context = {
-            key: complaint.get(key)
-            for key in ("complaint_id", "subject", "status", "opened_at", "resolution_due_at",
-                        "last_public_comment")
-        } | {"days_open": days_open}  # fmt: skip
-    return Trigger(
-        rule=schedule.rule,
-        source_event_id=f"schedule:{schedule.id}:{schedule.occurrence}",
-        source_event_type=f"{SCHEDULE_EVENT_TYPE}.{schedule.rule}",
-        customer_id=schedule.customer_id,
-        context=context,
-    )
-
-
-def _following(schedule: Schedule, now: datetime) -> tuple[datetime | None, str | None]:
-    params = schedule.params
-    at = time.fromisoformat(str(params.get("local_time", "09:00")))
-    time_zone = str(params.get("time_zone") or "UTC")
-    if schedule.rule == r.BIRTHDAY_GREETING:
-        birthday = date.fromisoformat(str(params["birthday"]))
-        return following_birthday(birthday, at, time_zone, schedule.occurrence)
-    if schedule.rule == r.COMPLAINT_DAILY_STATUS:
-        return next_daily(at, time_zone, max(now, schedule.due_at))
-    return None, None  # a renewal reminder fires once per date
-
-
-async def fire_due(ctx: Notifications, now: datetime | None = None) -> int:
-    """Fire every schedule due by ``now``; returns how many occurrences this call fired."""
-    moment = (now or ctx.now()).astimezone(UTC)
-    fired = 0
-    for schedule in await ctx.schedules.due(moment):
-        fired += await fire_one(ctx, schedule, moment)
-    if fired:
-        ctx.wake_dispatcher()
-    return fired
-
-
-async def fire_one(ctx: Notifications, schedule: Schedule, now: datetime) -> int:
-    async def work(uow: UnitOfWork) -> int:
-        current = await ctx.schedules.get(schedule.id, uow.session)
-        if (
-            current is None
-            or current.version != schedule.version
-            or current.status is not ScheduleStatus.ACTIVE
-            or current.due_at > now
-        ):
-            return 0
-        trigger = _schedule_trigger(current, now)
-        batch = ctx.batch(uow)
-        marketing = definition(current.rule).purpose is Purpose.MARKETING
-        batch.want(
-            customers=[current.customer_id],
-            events=[trigger.source_event_id],
-            marketing_of=[current.customer_id] if marketing else [],
-        )
-        if current.rule == r.COMPLAINT_DAILY_STATUS:
-            # The schedule carries its own time zone; the customer's may have changed.
-            customer = await batch.customer(current.customer_id)
-            config = await batch.rule(r.COMPLAINT_DAILY_STATUS)
-            params = {
-                **current.params,
-                "time_zone": ctx.time_zone_of(customer),
-                "local_time": r.local_time(config).strftime("%H:%M"),
-            }
-            current = dataclasses.replace(current, params=params)
-        await plan(ctx, batch, trigger, now)
-        next_due, next_occurrence = _following(current, now)
-        # The schedules are not changed through the batch here: written at once, guarded.
-        await ctx.schedules.advance(
-            uow.session, current, fired=current.occurrence, next_due=next_due,
-            next_occurrence=next_occurrence, now=now,
-        )  # fmt: skip
-        return 1
-
-    try:
-        return await ctx.units().run(work)
-    except StaleSchedule:
-        return 0  # another scheduler fired it
-
-
-class Scheduler(Periodic):
-    """Runs :func:`fire_due` every ``interval`` seconds in the background."""
-
-    def __init__(self, ctx: Notifications, interval: float) -> None:
-        super().__init__("notifications-scheduler", interval, self._round)
-        self.ctx = ctx
-
-    async def _round(self) -> bool:
-        await fire_due(self.ctx)
-        return False

@@ -16,7 +16,8 @@ from confluent_kafka import Producer
 
 from services.notifications.bootstrap import create_app
 from services.notifications.directory import Directory
-from services.notifications.handlers import Notifications, routes
+from services.notifications.handlers import routes
+from services.notifications.planning import Notifications
 from services.notifications.policy import QuietHours
 from services.notifications.schedules import ScheduleStore
 from services.notifications.settings import NotificationsSettings

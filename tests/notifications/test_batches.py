@@ -22,7 +22,8 @@ from devstack.smtp import ReceivedMessage, SmtpSink
 from services.notifications.channels import ChannelSettings, SmtpSender
 from services.notifications.dispatcher import Dispatcher
 from services.notifications.domain import Channel, OutgoingMessage, Purpose, Sender
-from services.notifications.handlers import Notifications, routes
+from services.notifications.handlers import routes
+from services.notifications.planning import Notifications
 from services.notifications.store import CustomerPreferences, OptOut
 from services.notifications.templating import JinjaTemplateRenderer, TemplateStore
 from services.notifications.webhooks import WebhookDelivery, WebhookStore

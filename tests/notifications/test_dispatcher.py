@@ -19,7 +19,7 @@ from services.notifications.domain import (
     Sender,
     TransientDeliveryError,
 )
-from services.notifications.handlers import Notifications
+from services.notifications.planning import Notifications
 from services.notifications.store import CustomerPreferences
 from services.notifications.templating import JinjaTemplateRenderer, TemplateStore
 from shared.events.complaints import ComplaintOpened

@@ -30,7 +30,8 @@ from services.notifications.domain import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from services.notifications.handlers import Notifications, fire_due
+from services.notifications.planning import Notifications
+from services.notifications.scheduling import fire_due
 from services.notifications.templating import JinjaTemplateRenderer, TemplateStore
 from services.notifications.webhooks import (
     Subscription,

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from services.notifications.handlers import Notifications, fire_due
+from services.notifications.planning import Notifications
+from services.notifications.scheduling import fire_due
 from services.notifications.settings import NotificationsSettings
 from services.notifications.store import CustomerPreferences
 from shared.auth import Role
