@@ -26,7 +26,8 @@ from services.notifications.schedules import ScheduleStore
 from services.notifications.scheduling import Scheduler
 from services.notifications.settings import NotificationsSettings
 from services.notifications.store import DeliveryLedger, PreferenceStore, RuleStore
-from services.notifications.templating import JinjaTemplateRenderer, TemplateStore
+from services.notifications.template_store import TemplateStore
+from services.notifications.templating import JinjaTemplateRenderer
 from shared import ops
 from shared.runtime import ServiceRuntime
 

@@ -14,13 +14,13 @@ from pydantic import BaseModel, Field
 
 from services.notifications import catalog
 from services.notifications.domain import Channel, RenderedMessage, TextDirection
-from services.notifications.templating import (
-    JinjaTemplateRenderer,
+from services.notifications.template_store import (
     Source,
     StoredTemplate,
     TemplateBody,
     normalize_locale,
 )
+from services.notifications.templating import JinjaTemplateRenderer
 from shared.auth import Principal, Role, require_roles
 
 StaffPrincipal = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AGENT))]

@@ -25,7 +25,8 @@ from services.notifications.domain import Channel, OutgoingMessage, Purpose, Sen
 from services.notifications.handlers import routes
 from services.notifications.planning import Notifications
 from services.notifications.store import CustomerPreferences, OptOut
-from services.notifications.templating import JinjaTemplateRenderer, TemplateStore
+from services.notifications.template_store import TemplateStore
+from services.notifications.templating import JinjaTemplateRenderer
 from services.notifications.webhooks import WebhookDelivery, WebhookStore
 from shared.consumer import EventConsumer, IncomingMessage, Outcome
 from shared.events import Event, EventPayload, encode, new_event

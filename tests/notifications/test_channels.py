@@ -29,7 +29,8 @@ from services.notifications.domain import (
 )
 from services.notifications.inbox import InboxStore
 from services.notifications.settings import NotificationsSettings
-from services.notifications.templating import JinjaTemplateRenderer, TemplateStore
+from services.notifications.template_store import TemplateStore
+from services.notifications.templating import JinjaTemplateRenderer
 from shared.mongo import Database
 from shared.settings import Environment
 

@@ -21,7 +21,8 @@ from services.notifications.domain import (
 )
 from services.notifications.planning import Notifications
 from services.notifications.store import CustomerPreferences
-from services.notifications.templating import JinjaTemplateRenderer, TemplateStore
+from services.notifications.template_store import TemplateStore
+from services.notifications.templating import JinjaTemplateRenderer
 from shared.events.complaints import ComplaintOpened
 from shared.events.customers import ConsentChanged, CustomerRegistered
 from shared.events.insights import ChurnRiskChanged

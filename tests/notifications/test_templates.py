@@ -17,17 +17,16 @@ from services.notifications.formatting import (
     format_money,
     gregorian_to_jalali,
 )
-from services.notifications.templating import (
-    JinjaTemplateRenderer,
+from services.notifications.template_store import (
     ShippedTemplates,
     Source,
     StoredTemplate,
     TemplateBody,
     TemplateStore,
     fallback_chain,
-    html_from_text,
     normalize_locale,
 )
+from services.notifications.templating import JinjaTemplateRenderer, html_from_text
 from shared.errors import InvalidInput, NotFound
 from shared.mongo import Database
 

@@ -32,7 +32,8 @@ from services.notifications.domain import (
 )
 from services.notifications.planning import Notifications
 from services.notifications.scheduling import fire_due
-from services.notifications.templating import JinjaTemplateRenderer, TemplateStore
+from services.notifications.template_store import TemplateStore
+from services.notifications.templating import JinjaTemplateRenderer
 from services.notifications.webhooks import (
     Subscription,
     WebhookDelivery,
