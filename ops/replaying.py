@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from services.analytics.replay import differences, live_figures, replay
 from services.analytics.settings import AnalyticsSettings
+from shared.clock import to_millisecond
 
 
 def run(database: str | None, now: datetime | None, *, compare: bool, as_json: bool) -> int:
@@ -24,8 +25,7 @@ def run(database: str | None, now: datetime | None, *, compare: bool, as_json: b
         console.print("the replay must not rebuild into the live database")
         return 2
     logging.basicConfig(level=logging.WARNING)
-    moment = (now or datetime.now(UTC)).astimezone(UTC)
-    moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    moment = to_millisecond(now or datetime.now(UTC))
     columns = (TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("replay", total=None)

@@ -23,7 +23,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -33,7 +33,7 @@ from services.analytics import domain
 from services.analytics.batch import Batch
 from services.analytics.domain import Insight, Population, Summary
 from services.analytics.store import ANONYMOUS_PREFIX, FACTS, AnalyticsStore, stored_time
-from shared.clock import Clock, utc_now
+from shared.clock import Clock, to_millisecond, utc_now
 from shared.consumer import RejectEvent
 from shared.events import Event, new_event
 from shared.events.base import EventPayload
@@ -103,8 +103,7 @@ class Analytics:
     )
 
     def now(self) -> datetime:
-        moment = self.clock().astimezone(UTC)
-        return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+        return to_millisecond(self.clock())
 
     def batch(self, uow: UnitOfWork) -> Batch:
         """The batch ``uow`` applies, as analytics holds it (the load steps fill it)."""

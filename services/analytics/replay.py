@@ -30,6 +30,7 @@ from services.analytics import queries, worker
 from services.analytics.handlers import Analytics, recompute, routes
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.store import AnalyticsStore
+from shared.clock import to_millisecond
 from shared.consumer import EventConsumer, IncomingMessage, Outcome
 from shared.events.envelope import KafkaRecord
 from shared.mongo import MongoClient, create_client
@@ -222,8 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.database == settings.mongodb_database:
         parser.error("the replay must not rebuild into the live database")
     logging.basicConfig(level=logging.WARNING)
-    now = (args.now or datetime.now(UTC)).astimezone(UTC)
-    now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+    now = to_millisecond(args.now or datetime.now(UTC))
     result = asyncio.run(replay(settings, database=args.database, now=now))
     figures = result.figures
     print(f"replayed {result.events} events into {result.database} (group {result.group})")

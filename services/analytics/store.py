@@ -12,7 +12,7 @@ side.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +25,7 @@ from services.analytics.domain import (
     PurchaseFact,
     ReturnFact,
 )
+from shared.clock import to_millisecond
 from shared.mongo import Collection, Database, Document, Session
 
 FACTS = ("purchases", "returns", "complaints", "feedback", "notifications")
@@ -35,8 +36,7 @@ ANONYMOUS_PREFIX = "anonymous-"  # what an erased customer's facts count for
 def stored_time(moment: datetime) -> datetime:
     """``moment`` as the store keeps it (BSON dates): UTC, to the millisecond. What a batch
     holds in memory must equal what a later batch reads back."""
-    moment = moment.astimezone(UTC)
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    return to_millisecond(moment)
 
 
 def is_identity_key(named: str) -> bool:

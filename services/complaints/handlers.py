@@ -27,7 +27,7 @@ from services.complaints.store import (
     SlaConfigStore,
 )
 from shared.background import Periodic
-from shared.clock import Clock, utc_now
+from shared.clock import Clock, to_millisecond, utc_now
 from shared.errors import Forbidden, Gone, InvalidInput, NotFound
 from shared.events import Event, new_event
 from shared.events.base import EventPayload
@@ -64,8 +64,7 @@ class Complaints:
 
     def now(self) -> datetime:
         """The clock's time at the store's precision (milliseconds)."""
-        moment = self.clock().astimezone(UTC)
-        return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+        return to_millisecond(self.clock())
 
     async def rules(self, session: Session | None = None) -> SlaRules:
         return SlaRules(

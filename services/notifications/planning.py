@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -40,7 +40,7 @@ from services.notifications.store import (
     RuleStore,
     delivery_id,
 )
-from shared.clock import Clock, utc_now
+from shared.clock import Clock, to_millisecond, utc_now
 from shared.events import Event, encode, new_event
 from shared.events.base import EventPayload
 from shared.events.notifications import NotificationSuppressed
@@ -93,8 +93,7 @@ class Notifications:
 
     def now(self) -> datetime:
         """The clock's time at the store's precision (milliseconds)."""
-        moment = self.clock().astimezone(UTC)
-        return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+        return to_millisecond(self.clock())
 
     def batch(self, uow: UnitOfWork) -> Batch:
         """What ``uow`` (a batch of events, a schedule firing) knows and changes."""

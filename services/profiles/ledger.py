@@ -10,7 +10,7 @@ the entry that changes them, and recomputed from the ledger with the same code.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from typing import Any
@@ -35,11 +35,6 @@ class Origin(StrEnum):
     HTTP = "http"
     KAFKA = "kafka"
     COMPLAINT = "complaint"
-
-
-def to_millisecond(moment: datetime) -> datetime:
-    """In UTC, to the millisecond MongoDB keeps, so stored and given times compare equal."""
-    return moment.astimezone(UTC).replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def _scale(amount: Decimal) -> int:

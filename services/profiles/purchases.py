@@ -43,13 +43,12 @@ from services.profiles.ledger import (
     complaint_return_id,
     describe,
     purchase_entry_id,
-    to_millisecond,
 )
 from services.profiles.ledger_store import LedgerStore
 from services.profiles.store import DUPLICATE_KEY, MAX_MERGE_HOPS, CustomerStore
 from services.profiles.timeline import EntryKind as TimelineKind
 from services.profiles.timeline import Happening, TimelineStore
-from shared.clock import utc_now
+from shared.clock import to_millisecond, utc_now
 from shared.consumer import RejectEvent
 from shared.errors import Conflict, InvalidInput, NotFound, RapportError
 from shared.events import Event, new_event
