@@ -33,12 +33,12 @@ from pymongo.errors import ConnectionFailure, DuplicateKeyError
 from shared.events.envelope import Event, InvalidEvent, KafkaRecord, decode
 from shared.events.registry import DEFAULT_REGISTRY, EventRegistry
 from shared.kafka import EventPublisher
-from shared.mongo import Database, MongoClient, Session, find_in
+from shared.mongo import Database, MongoClient, find_in
 from shared.observability import BATCH_SIZE, EVENTS_CONSUMED, span_from
 from shared.outbox import Outbox, OutboxRelay
 from shared.routing import BoundRoutes
 from shared.topics import TopicNames
-from shared.unit_of_work import UnitOfWork
+from shared.unit_of_work import UnitOfWork, UnitsOfWork
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class EventConsumer:
         self.routes = routes
         self.topics = topics
         self.outbox = outbox
-        self.relay = relay
+        self.units = UnitsOfWork(client, outbox, relay)
         self.registry = registry
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
@@ -266,25 +266,16 @@ class EventConsumer:
         ]
         events = [item.event for item in items]
 
-        attempts: list[UnitOfWork] = []
-
-        async def work(session: Session) -> None:
-            uow = UnitOfWork(session, self.outbox)
-            attempts.append(uow)
-            await self.processed.insert_many(markers, ordered=False, session=session)
+        async def work(uow: UnitOfWork) -> None:
+            await self.processed.insert_many(markers, ordered=False, session=uow.session)
             await self.routes.load(events, uow)
             for event in events:
                 with span_from(event.extensions, f"{self.service} consume {event.type}"):
                     await self.routes.apply(event, uow)
             await self.routes.finish(events, uow)
-            await uow.flush()
 
-        async with self.client.start_session() as session:
-            await session.with_transaction(work)
+        await self.units.run(work)
         self._outage_delay = self.retry_delay
-        if self.relay is not None:
-            self.relay.wake()
-        attempts[-1].committed()
 
     async def dead_letter(
         self, message: IncomingMessage, reason: str, error_type: str, attempts: int

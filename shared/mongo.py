@@ -66,6 +66,19 @@ def chunks(keys: Iterable[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
         yield unique[start : start + size]
 
 
+def in_chunks(query: Mapping[str, Any], field: str | None = None) -> list[dict[str, Any]]:
+    """``query`` as queries of at most :data:`IN_CHUNK` keys in the ``$in`` of ``field``
+    (by default the first condition with an ``$in`` list); as it is when it has none."""
+    for name, condition in query.items():
+        if field not in (None, name):
+            continue
+        if isinstance(condition, Mapping) and isinstance(condition.get("$in"), list):
+            return [
+                {**query, name: {**condition, "$in": chunk}} for chunk in chunks(condition["$in"])
+            ]
+    return [dict(query)]
+
+
 async def find_in(
     collection: Collection,
     field: str,
@@ -78,11 +91,8 @@ async def find_in(
     """The documents whose ``field`` is one of ``keys`` (and that match ``query``): one
     ``$in`` query per :data:`IN_CHUNK` keys."""
     found: dict[Any, Document] = {}  # (an array field can match in two chunks)
-    for chunk in chunks(keys):
-        cursor = collection.find(
-            {**(query or {}), field: {"$in": chunk}}, projection, session=session
-        )
-        async for document in cursor:
+    for chunked in in_chunks({**(query or {}), field: {"$in": list(keys)}}, field):
+        async for document in collection.find(chunked, projection, session=session):
             found.setdefault(document["_id"], document)
     return list(found.values())
 
@@ -99,10 +109,8 @@ async def update_in(
     """``update_many`` of the documents whose ``field`` is one of ``keys`` (and that match
     ``query``), :data:`IN_CHUNK` keys per command; returns how many were modified."""
     modified = 0
-    for chunk in chunks(keys):
-        result = await collection.update_many(
-            {**(query or {}), field: {"$in": chunk}}, update, session=session
-        )
+    for chunked in in_chunks({**(query or {}), field: {"$in": list(keys)}}, field):
+        result = await collection.update_many(chunked, update, session=session)
         modified += result.modified_count
     return modified
 

@@ -39,7 +39,7 @@ from services.analytics.store import (
     AnalyticsStore,
     is_identity_key,
 )
-from shared.mongo import IN_CHUNK, Collection, Document, chunks, find_in
+from shared.mongo import IN_CHUNK, Collection, Document, find_in, in_chunks
 from shared.observability import current_trace_context
 from shared.unit_of_work import UnitOfWork
 
@@ -131,12 +131,7 @@ class FactTable:
         if keys <= IN_CHUNK:
             queries = [clauses[0] if len(clauses) == 1 else {"$or": clauses}]
         else:
-            queries = [
-                {name: {"$in": chunk}}
-                for clause in clauses
-                for name, condition in clause.items()
-                for chunk in chunks(condition["$in"])
-            ]
+            queries = [query for clause in clauses for query in in_chunks(clause)]
         for query in queries:
             uow.reads += 1
             async for document in self.collection.find(query, session=uow.session):

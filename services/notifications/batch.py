@@ -48,7 +48,7 @@ from services.notifications.store import (
     marketing_window,
 )
 from shared.events import Event
-from shared.mongo import Collection, Session, chunks
+from shared.mongo import Collection, Session, in_chunks
 from shared.unit_of_work import UnitOfWork
 
 # Marketing messages are counted per local day; a day anywhere is within this of now.
@@ -88,17 +88,6 @@ class _Read:
     marketing_of: set[str] = field(default_factory=set)
     schedules_of: set[str] = field(default_factory=set)
     moved_from: set[str] = field(default_factory=set)
-
-
-def _in_chunks(clause: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """``clause`` as queries of at most ``IN_CHUNK`` keys in its ``$in`` (see
-    ``shared.mongo.IN_CHUNK``)."""
-    for name, condition in clause.items():
-        if isinstance(condition, Mapping) and isinstance(condition.get("$in"), list):
-            return [
-                {**clause, name: {**condition, "$in": chunk}} for chunk in chunks(condition["$in"])
-            ]
-    return [dict(clause)]
 
 
 class Batch:
@@ -208,7 +197,7 @@ class Batch:
             self.reads += 1
             if self.uow is not None:
                 self.uow.reads += 1
-            for query in _in_chunks(clause):
+            for query in in_chunks(clause):
                 cursor = collection.find(query, session=self.session, **options)
                 async for document in cursor:
                     found.setdefault(document["_id"], document)

@@ -196,11 +196,7 @@ class Dispatcher:
                 handed += await self.ctx.ledger.claimed(changed, lease.claim)
             except Exception:  # their claim expires: they are sent after the lease
                 log.exception("could not read %d deliveries handed over", len(changed))
-        reader = self.ctx.reader()
-        reader.want(customers=[delivery.customer_id for delivery in handed])
-        with contextlib.suppress(Exception):  # read again, per delivery, when sending
-            await reader.ready()
-        self._spawn(handed, reader)
+        self._spawn(handed, await self._reader_for(handed))
 
     async def stop(self) -> None:
         """Stop claiming, let the sends in flight finish (at most ``stop_timeout``) and
@@ -278,12 +274,16 @@ class Dispatcher:
         now = self.ctx.now()
         claim = f"{self._owner}:{next(self._claims)}"
         claimed = await self.ctx.ledger.claim_due(now, limit, claim, now + self.lease)
+        return claimed, await self._reader_for(claimed)
+
+    async def _reader_for(self, deliveries: Sequence[Delivery]) -> Batch:
+        """What sending ``deliveries`` needs of their customers, read together."""
         reader = self.ctx.reader()
-        if claimed:
-            reader.want(customers=[delivery.customer_id for delivery in claimed])
+        if deliveries:
+            reader.want(customers=[delivery.customer_id for delivery in deliveries])
             with contextlib.suppress(Exception):  # read again, per delivery, when sending
                 await reader.ready()
-        return claimed, reader
+        return reader
 
     async def _claim_and_send(self, limit: int) -> int:
         claimed, reader = await self._claim(limit)
