@@ -4,11 +4,13 @@ The event path and the HTTP path use it alike. Whoever runs it (the consumer for
 of events, a use case for a request) first *loads* what the work touches with one query
 per collection (``$in`` on the keys); handlers then read and change those documents in
 memory, each seeing what earlier ones changed, and collect outgoing events. At commit,
-every collection gets one ``bulk_write`` (in the order the changes were made) and the
-outbox one ``insert_many``, all in one transaction, which is run again on a transient
-transaction error. After the commit the outbox relay is woken, so an event announced by a
-consumer goes out at once rather than at the relay's next poll, and what was registered
-with :meth:`UnitOfWork.after_commit` runs (only for the attempt that committed).
+every collection gets one ``bulk_write`` (in the order the changes were made; a document
+stored whole several times, by :meth:`UnitOfWork.insert` or :meth:`UnitOfWork.put`, is
+written once, as it ended up) and the outbox one ``insert_many``, all in one transaction,
+which is run again on a transient transaction error. After the commit the outbox relay
+is woken, so an event announced by a consumer goes out at once rather than at the relay's
+next poll, and what was registered with :meth:`UnitOfWork.after_commit` runs (only for
+the attempt that committed).
 
 A collection a handler changes through the unit of work must not also be written by that
 handler through ``session`` directly: queued writes reach the database only at commit.
@@ -52,6 +54,9 @@ class UnitOfWork:
         self._maps: dict[str, _Loaded] = {}
         self._collections: dict[str, Collection] = {}
         self._writes: dict[str, list[WriteOperation]] = {}
+        # Where a queued insert or whole-document put of a key sits in its collection's
+        # writes, while nothing else queued since touches that key: a later put replaces it.
+        self._whole: dict[tuple[str, Hashable], int] = {}
         self._after_commit: list[Callable[[], None]] = []
         # Round trips made, for tests and benchmarks.
         self.reads = 0
@@ -95,16 +100,30 @@ class UnitOfWork:
         caller hands it over and does not change it afterwards (:meth:`get` a copy)."""
         key = document["_id"]
         self._map(collection).documents[key] = document
-        self._queue(collection, ReplaceOne({"_id": key}, document, upsert=True))
+        at = self._whole.get((collection.full_name, key))
+        if at is None:
+            self._queue(collection, ReplaceOne({"_id": key}, document, upsert=True), whole=key)
+            return
+        # Written once, as it ended up: an insert stays an insert (a duplicate still fails).
+        operations = self._writes[collection.full_name]
+        queued = operations[at]
+        operations[at] = (
+            InsertOne(document)
+            if isinstance(queued, InsertOne)
+            else ReplaceOne({"_id": key}, document, upsert=True)
+        )
 
     def insert(self, collection: Collection, document: Document) -> None:
         """Insert ``document`` at commit; a duplicate ``_id`` fails the transaction. As
         with :meth:`put`, the document is handed over."""
-        self._map(collection).documents[document["_id"]] = document
-        self._queue(collection, InsertOne(document))
+        key = document["_id"]
+        self._map(collection).documents[key] = document
+        self._whole.pop((collection.full_name, key), None)  # a second insert fails, as it should
+        self._queue(collection, InsertOne(document), whole=key)
 
     def delete(self, collection: Collection, key: Hashable) -> None:
         self._map(collection).documents[key] = None
+        self._whole.pop((collection.full_name, key), None)
         self._queue(collection, DeleteOne({"_id": key}))
 
     def write(
@@ -119,8 +138,10 @@ class UnitOfWork:
         documents = self._map(collection).documents
         if key is None:
             documents.clear()
+            self._forget_whole(collection.full_name)
         else:
             documents.pop(key, None)
+            self._whole.pop((collection.full_name, key), None)
 
     def emit(self, events: Sequence[Event[Any]]) -> None:
         """Announce ``events`` through the outbox, in this unit's transaction, each with
@@ -164,6 +185,7 @@ class UnitOfWork:
 
     async def _flush_collection(self, name: str) -> None:
         operations = self._writes.pop(name, [])
+        self._forget_whole(name)
         if operations:
             self.writes += 1
             await self._collections[name].bulk_write(operations, ordered=True, session=self.session)
@@ -173,9 +195,19 @@ class UnitOfWork:
         self._collections.setdefault(name, collection)
         return self._maps.setdefault(name, _Loaded())
 
-    def _queue(self, collection: Collection, operation: WriteOperation) -> None:
-        self._collections.setdefault(collection.full_name, collection)
-        self._writes.setdefault(collection.full_name, []).append(operation)
+    def _queue(
+        self, collection: Collection, operation: WriteOperation, *, whole: Hashable = None
+    ) -> None:
+        name = collection.full_name
+        self._collections.setdefault(name, collection)
+        operations = self._writes.setdefault(name, [])
+        if whole is not None:
+            self._whole[(name, whole)] = len(operations)
+        operations.append(operation)
+
+    def _forget_whole(self, name: str) -> None:
+        for entry in [entry for entry in self._whole if entry[0] == name]:
+            del self._whole[entry]
 
 
 @dataclass

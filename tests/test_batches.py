@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from pymongo.errors import BulkWriteError
 
 from shared.consumer import EventConsumer, IncomingMessage, Outcome, RejectEvent
 from shared.events import Event, KafkaRecord, encode
@@ -28,7 +29,7 @@ from shared.mongo import IN_CHUNK, Collection, Database, MongoClient
 from shared.outbox import Outbox
 from shared.routing import Routes
 from shared.topics import PURCHASES, TopicNames
-from shared.unit_of_work import UnitOfWork
+from shared.unit_of_work import UnitOfWork, UnitsOfWork
 from tests.kafka_reading import read_topic
 from tests.service_harness import eventually
 from tests.support.commands import CommandCounter, counted_client
@@ -144,10 +145,13 @@ async def test_a_handler_sees_its_batch_s_earlier_changes_with_one_read_per_coll
     customers = [f"c-{number}" for number in range(5)]
     events = [purchase(f"p-{n}", customer_id=customers[n % 5]) for n in range(200)]
 
-    counter.commands.clear()
+    counter.clear()
     outcomes = await consumer.handle_batch(messages(topics(PURCHASES), *map(encode, events)))
 
     assert outcomes == [Outcome.PROCESSED] * 200
+    # Each tally was put 40 times and is written once, as it ended up; the effects in one go.
+    assert counter.written("tallies") == [("update", 5)]
+    assert counter.written("effects") == [("insert", 200)]
     # A look-up of the markers per IN_CHUNK event ids and one load of the five tallies:
     # the reads follow the keys, not the events.
     assert Counter(counter.finds()) == {"processed_events": -(-200 // IN_CHUNK), "tallies": 1}
@@ -319,3 +323,35 @@ async def test_a_stop_that_cannot_finish_its_batch_acknowledges_nothing_of_it(
     finally:
         restarted.send_signal(signal.SIGTERM)
         assert await restarted.wait() == 0
+
+
+async def test_a_document_inserted_then_put_is_written_once_as_an_insert(
+    counted: tuple[MongoClient, CommandCounter], db: Database, topics: TopicNames
+) -> None:
+    client, counter = counted
+    units = UnitsOfWork(client, Outbox(client[db.name], topics))
+    tallies = client[db.name]["tallies"]
+    await tallies.insert_one({"_id": "taken", "count": 0})
+
+    async def work(uow: UnitOfWork) -> None:
+        uow.insert(tallies, {"_id": "new", "count": 1})
+        uow.put(tallies, {"_id": "new", "count": 2})
+        uow.put(tallies, {"_id": "other", "count": 1})
+        uow.put(tallies, {"_id": "other", "count": 5})
+
+    counter.clear()
+    await units.run(work)
+    assert counter.written("tallies") == [("insert", 1), ("update", 1)]
+    assert {d["_id"]: d["count"] async for d in tallies.find()} == {
+        "taken": 0,
+        "new": 2,
+        "other": 5,
+    }
+
+    async def duplicate(uow: UnitOfWork) -> None:
+        uow.insert(tallies, {"_id": "taken", "count": 1})
+        uow.put(tallies, {"_id": "taken", "count": 9})  # still an insert: the duplicate fails
+
+    with pytest.raises(BulkWriteError):
+        await units.run(duplicate)
+    assert await tallies.find_one({"_id": "taken"}) == {"_id": "taken", "count": 0}

@@ -15,6 +15,8 @@ class CommandCounter(monitoring.CommandListener):
 
     def __init__(self) -> None:
         self.commands: list[tuple[str, str]] = []
+        # The write commands: (command, collection, how many documents it carried).
+        self.writes: list[tuple[str, str, int]] = []
 
     def finds(self, *leaving_out: str) -> list[str]:
         """The collections read, sorted (``leaving_out`` these)."""
@@ -27,9 +29,22 @@ class CommandCounter(monitoring.CommandListener):
             if name == "find" and collection not in leaving_out
         ]
 
+    def written(self, collection: str) -> list[tuple[str, int]]:
+        """The write commands sent to ``collection``: (command, documents it carried)."""
+        return [(name, size) for name, target, size in self.writes if target == collection]
+
+    def clear(self) -> None:
+        self.commands.clear()
+        self.writes.clear()
+
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        target = event.command.get(event.command_name)
-        self.commands.append((event.command_name, target if isinstance(target, str) else ""))
+        command = event.command
+        target = command.get(event.command_name)
+        collection = target if isinstance(target, str) else ""
+        self.commands.append((event.command_name, collection))
+        if event.command_name in ("insert", "update", "delete"):
+            size = sum(len(command.get(part, ())) for part in ("documents", "updates", "deletes"))
+            self.writes.append((event.command_name, collection, size))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         return None
