@@ -4,7 +4,7 @@ With ``RAPPORT_KAFKA_BOOTSTRAP`` and ``RAPPORT_MONGODB_URI`` set it measures aga
 servers; otherwise it starts a genuine Kafka broker and a SecantusDB on free ports for the
 run (as the test suite does) and stops them afterwards. ``python -m bench NAME [ARGS]``
 runs one benchmark (produce, consume, profiles, ledger, notifications, analytics,
-pipeline) with its own arguments.
+pipeline, store) with its own arguments.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench import analytics, consume, ledger, notifications, pipeline, produce, profiles
+from bench import analytics, consume, ledger, notifications, pipeline, produce, profiles, store
 from devstack.kafka import KafkaBroker
 from devstack.mongo import IN_MEMORY, SecantusServer
 from devstack.ports import free_port, free_ports
@@ -31,6 +31,7 @@ def main() -> None:
         "notifications": ("publish -> SMTP receipt latency at a fixed rate", notifications.main),
         "analytics": ("raw consumption against the analytics worker and replay", analytics.main),
         "pipeline": ("a foreign producer's purchases through the four services", pipeline.main),
+        "store": ("what the baseline's and a thank-you's writes cost the store", store.main),
     }
     chosen, extra = list(benchmarks), []
     if len(sys.argv) > 1:
