@@ -9,8 +9,6 @@ replicas of a service, a lease lets one relay publish at a time, preserving orde
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import logging
 import uuid
@@ -21,6 +19,7 @@ from typing import Any
 from bson import Binary, ObjectId
 from pymongo import ASCENDING
 
+from shared.background import Periodic
 from shared.events.base import EventPayload
 from shared.events.envelope import Event, InvalidEvent, KafkaRecord, decode, encode
 from shared.kafka import EventPublisher
@@ -134,7 +133,9 @@ def _scrubbed(
 
 
 class OutboxRelay:
-    """Publishes pending outbox events, oldest first, while it holds the relay lease."""
+    """Publishes pending outbox events, oldest first, while it holds the relay lease: a
+    batch a round, every ``poll_interval`` seconds and at once when woken (a commit added
+    events), without a pause while full batches keep coming."""
 
     def __init__(
         self,
@@ -148,45 +149,31 @@ class OutboxRelay:
         self.collection = db["outbox"]
         self.publisher = publisher
         self.service = service
-        self.poll_interval = poll_interval
         self.batch_size = batch_size
         self.lease_ttl = lease_ttl
         self.owner = f"{service}-{uuid.uuid4()}"
         self.lease = Lease(db["outbox_lease"], "relay", self.owner, lease_ttl, lazy_renewal=True)
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic(
+            f"{service}-outbox-relay",
+            poll_interval,
+            self._round,
+            lease=self.lease,
+            retry_after=1.0,
+        )
 
     def wake(self) -> None:
         """Publish now rather than at the next poll (call after a commit)."""
-        self._wake.set()
+        self._loop.wake()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"{self.service}-outbox-relay")
+        await self._loop.start()
 
     async def stop(self) -> None:
         """Stop publishing and hand the lease over at once rather than at its expiry."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.lease.release()
+        await self._loop.stop()
 
-    async def _run(self) -> None:
-        while True:
-            published = 0
-            try:
-                if await self.acquire_lease():
-                    published = await self.publish_pending()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay failed; retrying")
-                await asyncio.sleep(1.0)
-            if published < self.batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-                self._wake.clear()
+    async def _round(self) -> bool:
+        return await self.publish_pending() >= self.batch_size
 
     async def acquire_lease(self) -> bool:
         """Take or renew the relay lease; renewal writes only once half its term has passed."""
