@@ -10,24 +10,22 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.complaints import handlers
 from services.complaints.calendar import BusinessCalendar
-from services.complaints.domain import (
+from services.complaints.domain.lifecycle import OpenComplaint, Resolve
+from services.complaints.domain.model import (
     Actor,
     Comment,
     Complaint,
-    ComplaintQuery,
     Feedback,
     HistoryEntry,
     LongText,
-    OpenComplaint,
-    Reclassify,
-    RecordFeedback,
     Resolution,
-    Resolve,
-    SlaFilter,
     Visibility,
 )
+from services.complaints.domain.query import ComplaintQuery, SlaFilter
+from services.complaints.domain.satisfaction import RecordFeedback
+from services.complaints.domain.sla import DEFAULT_POLICIES, SlaPolicy
+from services.complaints.domain.triage import Reclassify
 from services.complaints.handlers import Complaints
-from services.complaints.sla import DEFAULT_POLICIES, SlaPolicy
 from shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from shared.events.complaints import (
     ComplaintStatus,

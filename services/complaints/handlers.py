@@ -16,10 +16,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.complaints import domain
 from services.complaints.calendar import DEFAULT_CALENDAR, BusinessCalendar
-from services.complaints.domain import Actor, Change, Complaint
-from services.complaints.sla import SlaPolicy, SlaRules
+from services.complaints.domain import (
+    conversation,
+    deadlines,
+    erasure,
+    lifecycle,
+    satisfaction,
+    triage,
+)
+from services.complaints.domain.lifecycle import OpenComplaint, Resolve
+from services.complaints.domain.model import Actor, Change, Complaint, Visibility
+from services.complaints.domain.query import ComplaintQuery
+from services.complaints.domain.satisfaction import RecordFeedback
+from services.complaints.domain.sla import SlaPolicy, SlaRules
+from services.complaints.domain.triage import Reclassify
 from services.complaints.store import (
     ComplaintStore,
     CustomerDirectory,
@@ -118,7 +129,7 @@ def ensure_may_access(actor: Actor, complaint: Complaint) -> None:
         raise Forbidden("a customer token may only access its own customer's complaints")
 
 
-async def open_complaint(ctx: Complaints, command: domain.OpenComplaint, actor: Actor) -> Complaint:
+async def open_complaint(ctx: Complaints, command: OpenComplaint, actor: Actor) -> Complaint:
     filed_under, erased = await ctx.directory.current_id(command.customer_id)
     if erased:
         raise Gone(f"customer {command.customer_id} was erased")
@@ -126,7 +137,7 @@ async def open_complaint(ctx: Complaints, command: domain.OpenComplaint, actor: 
         # The customer was merged: new complaints go where the old ones went.
         command = command.model_copy(update={"customer_id": filed_under})
     now = ctx.now()
-    complaint, payloads = domain.open_complaint(command, actor, await ctx.rules(), now)
+    complaint, payloads = lifecycle.open_complaint(command, actor, await ctx.rules(), now)
 
     async def store(session: Session) -> None:
         await ctx.store.insert(complaint, session)
@@ -139,7 +150,7 @@ async def open_complaint(ctx: Complaints, command: domain.OpenComplaint, actor: 
 
 async def list_complaints(
     ctx: Complaints,
-    query: domain.ComplaintQuery,
+    query: ComplaintQuery,
     actor: Actor,
     after: tuple[datetime, str] | None,
     limit: int,
@@ -160,7 +171,7 @@ async def get_complaint(ctx: Complaints, complaint_id: str, actor: Actor) -> Com
 
 async def acknowledge(ctx: Complaints, complaint_id: str, actor: Actor) -> Complaint:
     return await _change(
-        ctx, complaint_id, lambda c, rules, now: domain.acknowledge(c, actor, rules, now), actor
+        ctx, complaint_id, lambda c, rules, now: lifecycle.acknowledge(c, actor, rules, now), actor
     )
 
 
@@ -174,31 +185,32 @@ async def change_status(
     return await _change(
         ctx,
         complaint_id,
-        lambda c, rules, now: domain.change_status(c, to, actor, rules, now, public_comment),
+        lambda c, rules, now: lifecycle.change_status(c, to, actor, rules, now, public_comment),
         actor,
     )
 
 
-async def resolve(
-    ctx: Complaints, complaint_id: str, command: domain.Resolve, actor: Actor
-) -> Complaint:
+async def resolve(ctx: Complaints, complaint_id: str, command: Resolve, actor: Actor) -> Complaint:
     return await _change(
         ctx,
         complaint_id,
-        lambda c, rules, now: domain.resolve(c, command, actor, rules, now),
+        lambda c, rules, now: lifecycle.resolve(c, command, actor, rules, now),
         actor,
     )
 
 
 async def reopen(ctx: Complaints, complaint_id: str, actor: Actor, reason: str | None) -> Complaint:
     return await _change(
-        ctx, complaint_id, lambda c, rules, now: domain.reopen(c, actor, rules, now, reason), actor
+        ctx,
+        complaint_id,
+        lambda c, rules, now: lifecycle.reopen(c, actor, rules, now, reason),
+        actor,
     )
 
 
 async def close(ctx: Complaints, complaint_id: str, actor: Actor) -> Complaint:
     return await _change(
-        ctx, complaint_id, lambda c, _rules, now: domain.close(c, actor, now), actor
+        ctx, complaint_id, lambda c, _rules, now: lifecycle.close(c, actor, now), actor
     )
 
 
@@ -206,13 +218,13 @@ async def comment(
     ctx: Complaints,
     complaint_id: str,
     actor: Actor,
-    visibility: domain.Visibility,
+    visibility: Visibility,
     text: str,
 ) -> Complaint:
     return await _change(
         ctx,
         complaint_id,
-        lambda c, rules, now: domain.comment(c, actor, visibility, text, rules, now),
+        lambda c, rules, now: conversation.comment(c, actor, visibility, text, rules, now),
         actor,
     )
 
@@ -221,28 +233,28 @@ async def assign(
     ctx: Complaints, complaint_id: str, actor: Actor, agent: str | None, team: str | None
 ) -> Complaint:
     return await _change(
-        ctx, complaint_id, lambda c, _rules, now: domain.assign(c, actor, now, agent, team), actor
+        ctx, complaint_id, lambda c, _rules, now: triage.assign(c, actor, now, agent, team), actor
     )
 
 
 async def reclassify(
-    ctx: Complaints, complaint_id: str, command: domain.Reclassify, actor: Actor
+    ctx: Complaints, complaint_id: str, command: Reclassify, actor: Actor
 ) -> Complaint:
     return await _change(
         ctx,
         complaint_id,
-        lambda c, rules, now: domain.reclassify(c, command, actor, rules, now),
+        lambda c, rules, now: triage.reclassify(c, command, actor, rules, now),
         actor,
     )
 
 
 async def record_feedback(
-    ctx: Complaints, complaint_id: str, command: domain.RecordFeedback, actor: Actor
+    ctx: Complaints, complaint_id: str, command: RecordFeedback, actor: Actor
 ) -> Complaint:
     return await _change(
         ctx,
         complaint_id,
-        lambda c, _rules, now: domain.record_feedback(c, command, actor, now),
+        lambda c, _rules, now: satisfaction.record_feedback(c, command, actor, now),
         actor,
     )
 
@@ -254,7 +266,7 @@ async def check_deadlines(ctx: Complaints, now: datetime) -> int:
     announced: dict[str, int] = {}
 
     def decide(complaint: Complaint, rules: SlaRules, moment: datetime) -> Change:
-        after, payloads = domain.fire_alerts(complaint, rules, moment)
+        after, payloads = deadlines.fire_alerts(complaint, rules, moment)
         announced[complaint.id] = len(payloads)  # the decision that won counts
         return after, payloads
 
@@ -273,7 +285,7 @@ async def put_calendar(ctx: Complaints, name: str, calendar: BusinessCalendar) -
         await _change(
             ctx,
             complaint_id,
-            lambda c, rules, _now: (domain.recompute_deadlines(c, rules), []),
+            lambda c, rules, _now: (deadlines.recompute_deadlines(c, rules), []),
         )
     return len(ids)
 
@@ -334,6 +346,6 @@ async def customer_erased(ctx: Complaints, event: Event[CustomerErased], uow: Un
         before = await ctx.store.get(complaint_id, session)
         if before is None or before.erased:
             continue
-        if not await ctx.store.replace(before, domain.anonymise(before, now), session):
+        if not await ctx.store.replace(before, erasure.anonymise(before, now), session):
             raise StaleComplaint(complaint_id)  # the consumer retries the event
     await OutboxScrubber(ctx.outbox).erase(session, erased.customer_id)

@@ -14,14 +14,10 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 
 from services.complaints.calendar import BusinessCalendar
-from services.complaints.domain import (
-    ACTIVE,
-    ERASED_TEXT,
-    Complaint,
-    ComplaintQuery,
-    SlaFilter,
-)
-from services.complaints.sla import SlaPolicy
+from services.complaints.domain.erasure import ERASED_TEXT
+from services.complaints.domain.model import ACTIVE, Complaint
+from services.complaints.domain.query import ComplaintQuery, SlaFilter
+from services.complaints.domain.sla import SlaPolicy
 from shared.events.base import EventPayload
 from shared.events.complaints import SlaClock
 from shared.mongo import Database, Session
