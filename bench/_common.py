@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import for_code
 from aiokafka.protocol.admin import DeleteGroupsRequest
 
+from ops.kafka import uncommitted
 from shared.events.envelope import Event, new_event
 from shared.events.purchases import PurchaseCompleted
 
@@ -253,20 +254,10 @@ async def commit_ends(bootstrap: list[str], group: str, topics: Mapping[str, int
 
 
 async def group_lag(bootstrap: list[str], group: str, topics: Mapping[str, int]) -> int:
-    """Records of ``topics`` that ``group`` has not committed yet."""
-    partitions = partitions_of(topics)
-    consumer: Any = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    admin: Any = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="rapport-bench")
-    await consumer.start()
-    await admin.start()
-    try:
-        ends = await consumer.end_offsets(partitions)
-        committed = await admin.list_consumer_group_offsets(group)
-    finally:
-        await consumer.stop()
-        await admin.close()
-    done = {partition: found.offset for partition, found in committed.items()}
-    return sum(max(0, end - max(done.get(partition, 0), 0)) for partition, end in ends.items())
+    """Records of ``topics`` that ``group`` has not committed yet (all of them for a group
+    that never committed)."""
+    lag, _ = await uncommitted(bootstrap, group, list(topics))
+    return sum(lag.values())
 
 
 async def wait_stable(bootstrap: list[str], groups: Sequence[str], within: float = 120.0) -> None:

@@ -35,6 +35,15 @@ async def group_lag(
     """Records of ``topics`` the consumer group has not committed yet, per topic (a
     partition with no committed offset counts from its beginning); None if the group has
     never committed anything."""
+    lag, ever = await uncommitted(bootstrap, group, topics)
+    return lag if ever else None
+
+
+async def uncommitted(
+    bootstrap: list[str], group: str, topics: Sequence[str]
+) -> tuple[dict[str, int], bool]:
+    """Records of ``topics`` the group has not committed, per topic (a partition with no
+    committed offset counts from its beginning), and whether it ever committed any."""
     partitions = [
         TopicPartition(topic, number)
         for topic, numbers in (await partitions_of(bootstrap, topics)).items()
@@ -47,8 +56,6 @@ async def group_lag(
     finally:
         await admin.close()
     known = {tp: meta.offset for tp, meta in committed.items() if meta.offset >= 0}
-    if not known:
-        return None
     consumer: Any = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id="rapport-cli")
     await consumer.start()
     try:
@@ -59,7 +66,7 @@ async def group_lag(
     lag: dict[str, int] = dict.fromkeys(sorted({tp.topic for tp in partitions}), 0)
     for tp in partitions:
         lag[tp.topic] += max(0, ends[tp] - known.get(tp, starts[tp]))
-    return lag
+    return lag, bool(known)
 
 
 async def group_members(bootstrap: list[str], group: str) -> dict[str, set[tuple[str, int]]]:
