@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from services.analytics import queries
-from services.analytics.domain import Bucket, Metric, Window
-from services.analytics.handlers import Analytics
+from services.analytics.domain.figures import Bucket, Metric, Window
+from services.analytics.handlers.context import Analytics
 from shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from shared.events.insights import RiskLevel
 

@@ -29,8 +29,7 @@ from typing import Any
 
 from pymongo import InsertOne, ReplaceOne
 
-from services.analytics import domain
-from services.analytics.domain import Summary
+from services.analytics.domain.summaries import FACT_KINDS, Summary, resummarise, with_new_facts
 from services.analytics.store import (
     ANONYMOUS_PREFIX,
     FACT_OF,
@@ -389,7 +388,7 @@ class Batch:
         kind, for one with no stored summary or touched whole) are read, for all such
         customers at once."""
         started: dict[str, Summary] = {}
-        rebuild: dict[str, dict[str, None]] = {kind: {} for kind in domain.FACT_KINDS}
+        rebuild: dict[str, dict[str, None]] = {kind: {} for kind in FACT_KINDS}
         live = [key for key in self.touched if _live(customers.get(key))]
         for customer_id in live:
             touched, document = self.touched[customer_id], customers.get(customer_id)
@@ -397,12 +396,12 @@ class Batch:
             # with its customer's summary. One with a document but no summary is rebuilt.
             stored = {} if document is None else document.get("summary")
             if touched.whole or stored is None:
-                for kind in domain.FACT_KINDS:
+                for kind in FACT_KINDS:
                     rebuild[kind][customer_id] = None
                 continue
             summary = Summary.from_document(stored)
             for kind, ids in touched.added.items():
-                updated = domain.with_new_facts(summary, kind, self._added(kind, ids, customer_id))
+                updated = with_new_facts(summary, kind, self._added(kind, ids, customer_id))
                 if updated is None:
                     rebuild[kind][customer_id] = None
                 else:
@@ -412,9 +411,9 @@ class Batch:
         summaries: dict[str, Summary] = {}
         for customer_id in live:
             summary = started.get(customer_id) or Summary()
-            for kind in domain.FACT_KINDS:
+            for kind in FACT_KINDS:
                 if customer_id in rebuild[kind]:
-                    summary = domain.resummarise(summary, kind, facts[kind][customer_id])
+                    summary = resummarise(summary, kind, facts[kind][customer_id])
             summaries[customer_id] = summary
         return summaries
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.analytics import api, dashboard, worker
-from services.analytics.handlers import Analytics, Recomputer, routes
+from services.analytics.handlers.context import Analytics
+from services.analytics.handlers.recompute import Recomputer
+from services.analytics.handlers.routing import routes
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.store import AnalyticsStore
 from shared import ops

@@ -10,9 +10,15 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from services.analytics import domain
-from services.analytics.domain import Bucket, Metric, Population, Segment, Summary, Window
-from services.analytics.handlers import Analytics, judge_population
+from services.analytics.domain.figures import MAX_SERIES_POINTS, Bucket, Metric, Window, money
+from services.analytics.domain.insights import RECENT_DAYS, evaluate, rhythm
+from services.analytics.domain.kpis import fill_series, series_buckets
+from services.analytics.domain.kpis import kpis as window_kpis
+from services.analytics.domain.offers import next_best_offers
+from services.analytics.domain.segments import Population, Segment
+from services.analytics.domain.summaries import Summary
+from services.analytics.handlers.context import Analytics
+from services.analytics.handlers.recompute import judge_population
 from services.analytics.store import AnalyticsStore
 from shared.errors import Gone, InvalidInput, NotFound
 from shared.events.insights import RiskLevel
@@ -23,7 +29,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 async def kpis(store: AnalyticsStore, window: Window, now: datetime) -> dict[str, Any]:
     start, end = window.bounds(now)
-    return domain.kpis(await store.kpi_facts(start, end), window, now)
+    return window_kpis(await store.kpi_facts(start, end), window, now)
 
 
 async def series(
@@ -35,12 +41,12 @@ async def series(
     now: datetime,
 ) -> dict[str, Any]:
     chosen = bucket or Bucket.default_for(window)
-    buckets = domain.series_buckets(window, chosen, now)
-    if len(buckets) > domain.MAX_SERIES_POINTS:
+    buckets = series_buckets(window, chosen, now)
+    if len(buckets) > MAX_SERIES_POINTS:
         raise InvalidInput(
             f"{len(buckets)} {chosen.value} buckets in {window.value} is more than"
-            f" {domain.MAX_SERIES_POINTS}; choose a coarser bucket",
-            max_points=domain.MAX_SERIES_POINTS,
+            f" {MAX_SERIES_POINTS}; choose a coarser bucket",
+            max_points=MAX_SERIES_POINTS,
         )
     start, end = window.bounds(now)
     if metric is Metric.REVENUE and currency is None:
@@ -51,7 +57,7 @@ async def series(
         "window": window.value,
         "bucket": chosen.value,
         "currency": currency if metric is Metric.REVENUE else None,
-        "points": domain.fill_series(buckets, chosen, values, as_money=metric is Metric.REVENUE),
+        "points": fill_series(buckets, chosen, values, as_money=metric is Metric.REVENUE),
     }
 
 
@@ -166,9 +172,7 @@ async def _offers(store: AnalyticsStore, customer_id: str, summary: Summary) -> 
         },
         {"summary": 1},
     )
-    return domain.next_best_offers(
-        summary, [Summary.from_document(d.get("summary")) async for d in peers]
-    )
+    return next_best_offers(summary, [Summary.from_document(d.get("summary")) async for d in peers])
 
 
 async def next_best_offer(store: AnalyticsStore, customer_id: str) -> dict[str, Any]:
@@ -188,12 +192,12 @@ async def insights(
     document = await _live_customer(store, customer_id)
     summary = Summary.from_document(document.get("summary"))
     population = population or await store.population()
-    insight = domain.evaluate(summary, population, document.get("registered_at"), now)
+    insight = evaluate(summary, population, document.get("registered_at"), now)
     stored = document.get("insight") or {}
     recent = [
         c
         for c in summary.complaints
-        if c.opened_at is not None and (now - c.opened_at).days < domain.RECENT_DAYS
+        if c.opened_at is not None and (now - c.opened_at).days < RECENT_DAYS
     ]
     feedback = summary.feedback
     scored = [f.nps for f in feedback if f.nps is not None]
@@ -212,13 +216,13 @@ async def insights(
         },
         "purchases": {
             "count": summary.purchases,
-            "spend": {cur: domain.money(v) for cur, v in summary.spend.items()},
-            "refunds": {cur: domain.money(v) for cur, v in summary.refunds.items()},
-            "net": {cur: domain.money(v) for cur, v in summary.net.items()},
+            "spend": {cur: money(v) for cur, v in summary.spend.items()},
+            "refunds": {cur: money(v) for cur, v in summary.refunds.items()},
+            "net": {cur: money(v) for cur, v in summary.net.items()},
             "returns": len(summary.returns),
             "categories": list(summary.categories),
         },
-        "rhythm": domain.rhythm(summary, now),
+        "rhythm": rhythm(summary, now),
         "complaints": {
             "total": len(summary.complaints),
             "open": sum(c.is_open for c in summary.complaints),

@@ -27,7 +27,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.analytics import queries, worker
-from services.analytics.handlers import Analytics, recompute, routes
+from services.analytics.handlers.context import Analytics
+from services.analytics.handlers.recompute import recompute
+from services.analytics.handlers.routing import routes
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.store import AnalyticsStore
 from shared.clock import to_millisecond

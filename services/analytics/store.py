@@ -18,13 +18,11 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 
-from services.analytics import domain
-from services.analytics.domain import (
-    FeedbackFact,
-    NotificationFact,
-    PurchaseFact,
-    ReturnFact,
-)
+from services.analytics.domain.facts import FeedbackFact, NotificationFact, PurchaseFact, ReturnFact
+from services.analytics.domain.figures import Metric
+from services.analytics.domain.kpis import KpiFacts
+from services.analytics.domain.segments import Population
+from services.analytics.domain.summaries import complaint_from_document
 from shared.clock import to_millisecond
 from shared.mongo import Collection, Database, Document, Session
 
@@ -72,7 +70,7 @@ def feedback_fact(document: Mapping[str, Any]) -> FeedbackFact:
 FACT_OF: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "purchases": purchase_fact,
     "returns": return_fact,
-    "complaints": domain.complaint_from_document,
+    "complaints": complaint_from_document,
     "feedback": feedback_fact,
 }
 
@@ -120,11 +118,11 @@ class AnalyticsStore:
     async def customer(self, customer_id: str, session: Session | None = None) -> Document | None:
         return await self.customers.find_one({"_id": customer_id}, session=session)
 
-    async def population(self, session: Session | None = None) -> domain.Population:
+    async def population(self, session: Session | None = None) -> Population:
         document = await self.state.find_one({"_id": "population"}, session=session)
-        return domain.Population.from_document(document)
+        return Population.from_document(document)
 
-    async def save_population(self, population: domain.Population, now: datetime) -> None:
+    async def save_population(self, population: Population, now: datetime) -> None:
         await self.state.replace_one(
             {"_id": "population"},
             {"_id": "population", **population.to_document(), "computed_at": now},
@@ -142,7 +140,7 @@ class AnalyticsStore:
 
     # Window queries for KPIs
 
-    async def kpi_facts(self, start: datetime, end: datetime) -> domain.KpiFacts:
+    async def kpi_facts(self, start: datetime, end: datetime) -> KpiFacts:
         span = {"$gt": start, "$lte": end}
         purchases = [
             purchase_fact(d)
@@ -150,7 +148,7 @@ class AnalyticsStore:
         ]
         returns = [return_fact(d) async for d in self.returns.find({"at": span})]
         complaints = [
-            domain.complaint_from_document(d)
+            complaint_from_document(d)
             async for d in self.complaints.find(
                 {
                     "$or": [
@@ -172,7 +170,7 @@ class AnalyticsStore:
         ]
         feedback = [feedback_fact(d) async for d in self.feedback.find({"at": span})]
         new_customers = await self.customers.count_documents({"registered_at": span})
-        return domain.KpiFacts(
+        return KpiFacts(
             purchases=purchases,
             returns=returns,
             new_customers=new_customers,
@@ -182,32 +180,32 @@ class AnalyticsStore:
         )
 
     async def series_values(
-        self, metric: domain.Metric, start: datetime, end: datetime, currency: str | None
+        self, metric: Metric, start: datetime, end: datetime, currency: str | None
     ) -> list[tuple[datetime, Decimal]]:
         span = {"$gt": start, "$lte": end}
         one = Decimal(1)
-        if metric is domain.Metric.PURCHASES:
+        if metric is Metric.PURCHASES:
             return [(d["at"], one) async for d in self.purchases.find({"at": span}, {"at": 1})]
-        if metric is domain.Metric.REVENUE:
+        if metric is Metric.REVENUE:
             return [
                 (d["at"], Decimal(d["total"]))
                 async for d in self.purchases.find(
                     {"at": span, "currency": currency}, {"at": 1, "total": 1}
                 )
             ]
-        if metric is domain.Metric.RETURNS:
+        if metric is Metric.RETURNS:
             return [(d["at"], one) async for d in self.returns.find({"at": span}, {"at": 1})]
-        if metric is domain.Metric.NEW_CUSTOMERS:
+        if metric is Metric.NEW_CUSTOMERS:
             return [
                 (d["registered_at"], one)
                 async for d in self.customers.find({"registered_at": span}, {"registered_at": 1})
             ]
-        if metric is domain.Metric.COMPLAINTS_OPENED:
+        if metric is Metric.COMPLAINTS_OPENED:
             return [
                 (d["opened_at"], one)
                 async for d in self.complaints.find({"opened_at": span}, {"opened_at": 1})
             ]
-        if metric is domain.Metric.COMPLAINTS_RESOLVED:
+        if metric is Metric.COMPLAINTS_RESOLVED:
             return [
                 (d["first_resolved_at"], one)
                 async for d in self.complaints.find(

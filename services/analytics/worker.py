@@ -2,7 +2,7 @@
 
 The shared consumer (``shared.consumer``) takes a batch per poll, applies each event once
 (by event id, in one unit of work with the effect) and dead-letters what cannot be
-applied; the routes (``handlers.routes``) keep the read models. Its own ``crm.insights``
+applied; the routes (``handlers.routing``) keep the read models. Its own ``crm.insights``
 events are read and acknowledged without effect, so figures never feed on themselves.
 """
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from services.analytics.bootstrap import create_app
-from services.analytics.handlers import Analytics
+from services.analytics.handlers.context import Analytics
 from services.analytics.settings import AnalyticsSettings
 from shared.auth import TokenService
 from shared.events import Event, new_event

@@ -21,8 +21,10 @@ import pytest
 from bson import Binary
 
 from services.analytics import queries
-from services.analytics.domain import Window
-from services.analytics.handlers import Analytics, recompute, routes
+from services.analytics.domain.figures import Window
+from services.analytics.handlers.context import Analytics
+from services.analytics.handlers.recompute import recompute
+from services.analytics.handlers.routing import routes
 from services.analytics.store import AnalyticsStore
 from shared.consumer import EventConsumer, IncomingMessage, Outcome
 from shared.errors import Gone, NotFound

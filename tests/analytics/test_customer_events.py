@@ -7,7 +7,7 @@ import json
 
 from bson import Binary
 
-from services.analytics.handlers import Recomputer, recompute
+from services.analytics.handlers.recompute import Recomputer, recompute
 from shared.events import new_event
 from shared.events.customers import CustomerErased, CustomerMerged
 from shared.events.envelope import KafkaRecord, encode

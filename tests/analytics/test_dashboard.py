@@ -32,7 +32,7 @@ from devstack.up import Console, Stack, UpConfig, banner
 from services.analytics import dashboard
 from services.analytics.bootstrap import create_app
 from services.analytics.dashboard import STATIC, Pulse
-from services.analytics.handlers import Analytics
+from services.analytics.handlers.context import Analytics
 from services.analytics.settings import AnalyticsSettings
 from shared.auth import Role, TokenService
 from shared.kafka import AiokafkaPublisher

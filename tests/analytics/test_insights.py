@@ -7,7 +7,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from services.analytics.handlers import judge_population, recompute
+from services.analytics.handlers.recompute import judge_population, recompute
 from shared.topics import INSIGHTS
 from tests.analytics.conftest import (
     NOW,

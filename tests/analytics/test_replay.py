@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 from services.analytics import queries
-from services.analytics.handlers import recompute
+from services.analytics.handlers.recompute import recompute
 from services.analytics.replay import differences, live_figures, replay
 from services.analytics.settings import AnalyticsSettings
 from shared.events.customers import CustomerErased, CustomerMerged

@@ -1,0 +1,193 @@
+"""Judging everyone: every live customer judged against the current population, and
+the periodic :class:`Recomputer` that stores and announces what changed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo import UpdateOne
+
+from services.analytics.domain.insights import Insight, evaluate
+from services.analytics.domain.segments import Population
+from services.analytics.domain.summaries import Summary
+from services.analytics.handlers.context import Analytics
+from services.analytics.handlers.judging import _changes, _same
+from services.analytics.store import AnalyticsStore
+from shared.events.base import EventPayload
+from shared.lease import Lease
+from shared.mongo import Document
+from shared.unit_of_work import UnitOfWork, UnitsOfWork
+
+log = logging.getLogger(__name__)
+
+RECOMPUTE_CHUNK = 500  # customers whose new judgement one transaction stores
+
+
+@dataclass(frozen=True)
+class Judged:
+    customer_id: str
+    name: str | None
+    summary: Summary
+    insight: Insight
+    document: Document  # as read: its stored insight and version
+
+
+async def judge_population(store: AnalyticsStore, now: datetime) -> tuple[Population, list[Judged]]:
+    """Every live customer judged against the current population at ``now``; reads only."""
+    documents = [
+        document
+        async for document in store.customers.find(
+            store.live_customers(),
+            {"summary": 1, "registered_at": 1, "name": 1, "insight": 1, "version": 1},
+        ).sort("_id", 1)
+    ]
+    summaries = [Summary.from_document(d.get("summary")) for d in documents]
+    population = Population.of(summaries)
+    judged = [
+        Judged(
+            customer_id=document["_id"],
+            name=document.get("name"),
+            summary=summary,
+            insight=evaluate(summary, population, document.get("registered_at"), now),
+            document=document,
+        )
+        for document, summary in zip(documents, summaries, strict=True)
+    ]
+    return population, judged
+
+
+@dataclass(frozen=True)
+class _Judgement:
+    customer_id: str
+    version: Any  # as judged: stored only if the customer is still at it
+    stored: Document
+    payloads: list[EventPayload]
+
+
+async def recompute(
+    ctx: Analytics, now: datetime | None = None, chunk: int = RECOMPUTE_CHUNK
+) -> int:
+    """Judge every customer again at ``now``; store and announce what changed, ``chunk``
+    customers a transaction (one bulk write). Returns how many customers changed. Safe
+    beside a second instance: a customer written by someone else meanwhile (its version
+    moved) is left to them, judged by that writer."""
+    moment = now or ctx.now()
+    ctx.new_buyers = 0
+    population, judged = await judge_population(ctx.store, moment)
+    await ctx.store.save_population(population, moment)
+    ctx.judged(population)
+    changes = []
+    for item in judged:
+        stored, payloads = _changes(item.customer_id, item.document, item.insight, moment)
+        if not _same(item.document, stored):  # the usual case: nothing to store
+            changes.append(
+                _Judgement(item.customer_id, item.document.get("version"), stored, payloads)
+            )
+    units = UnitsOfWork(ctx.client, ctx.outbox, ctx.relay)
+    changed = 0
+    for start in range(0, len(changes), chunk):
+        part = changes[start : start + chunk]
+        changed += await units.run(functools.partial(_store_judgements, ctx, part, moment))
+    return changed
+
+
+async def _store_judgements(
+    ctx: Analytics, judgements: Sequence[_Judgement], now: datetime, uow: UnitOfWork
+) -> int:
+    """Store the judgements of customers still as they were judged (their version read in
+    one query), with one bulk write, and announce them; returns how many were stored."""
+    customers = ctx.store.customers
+    live = ctx.store.live_customers()
+    uow.reads += 1
+    found = customers.find(
+        {**live, "_id": {"$in": [j.customer_id for j in judgements]}},
+        {"version": 1},
+        session=uow.session,
+    )
+    versions = {document["_id"]: document.get("version") async for document in found}
+    stored = 0
+    for judgement in judgements:
+        key = judgement.customer_id
+        if key not in versions or versions[key] != judgement.version:
+            continue  # changed since judged: its writer judged it
+        uow.write(
+            customers,
+            UpdateOne(
+                {**live, "_id": key, "version": judgement.version},
+                {"$set": {"insight": judgement.stored}, "$inc": {"version": 1}},
+            ),
+            key=key,
+        )
+        uow.emit(ctx.announcements(judgement.payloads, now))
+        stored += 1
+    return stored
+
+
+@dataclass
+class Recomputer:
+    """Runs :func:`recompute` every ``interval`` seconds while it holds the lease, so two
+    instances do not judge everyone twice; sooner when woken (the population grew), once
+    ``settle`` seconds have let the rest of a burst arrive."""
+
+    ctx: Analytics
+    interval: float
+    settle: float = 5.0
+    lease_ttl: timedelta = timedelta(minutes=2)
+    owner: str = field(default_factory=lambda: f"analytics-{uuid.uuid4()}")
+    _task: asyncio.Task[None] | None = None
+    _woken: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.lease = Lease(self.ctx.store.state, "recompute_lease", self.owner, self.lease_ttl)
+
+    def wake(self) -> None:
+        """Judge everyone again soon rather than at the next interval."""
+        self._woken.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="analytics-recompute")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.lease.release()
+
+    async def claim(self) -> bool:
+        return await self.lease.acquire()
+
+    async def _behind(self) -> bool:
+        """Whether more customers have bought than the population last judged holds."""
+        store = self.ctx.store
+        return await store.buyer_count() > (await store.population()).size
+
+    async def _run(self) -> None:
+        woken = again = False
+        while True:
+            try:
+                if await self.claim():
+                    await recompute(self.ctx)
+                    # A buyer that woke us may have committed only as we read: once more.
+                    again = woken and not again and await self._behind()
+                    if again:
+                        self._woken.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("recomputing insights failed; trying again at the next interval")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), timeout=self.interval)
+            woken = self._woken.is_set()
+            if woken:
+                await asyncio.sleep(min(self.settle, self.interval))
+                self._woken.clear()
