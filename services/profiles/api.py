@@ -37,6 +37,16 @@ from shared.http import problem
 from shared.pagination import decode_cursor, encode_cursor
 
 StaffOrService = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AGENT, Role.SERVICE))]
+# Paging and the answers of a customer's sub-resources, shared by the routers of the
+# interactions, timeline, consents and data rights (interactions_api, timeline_api, ...).
+Cursor = Annotated[
+    str | None, Query(description="`next_cursor` of the previous page", max_length=500)
+]
+Limit = Annotated[int, Query(ge=1, le=200)]
+ERASED_OR_MOVED: dict[int | str, dict[str, Any]] = {
+    308: {"description": "merged into another customer: the same URL of the survivor"},
+    410: {"description": "the customer was erased (problem+json)"},
+}
 # What a customer may change on its own profile (self-service); the rest is staff's.
 SELF_SERVICE_FIELDS = frozenset(
     {

@@ -1,0 +1,53 @@
+"""HTTP API of a customer's timeline: everything that happened to the customer.
+
+Staff and services read every customer's; a customer token reads only its own
+(self-service). An erased customer's URL answers 410 Gone (problem+json); a merged one's
+redirects to the survivor (308).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from services.profiles import handlers
+from services.profiles.api import ERASED_OR_MOVED, Cursor, Limit, ProfilesDep
+from services.profiles.timeline import EntryKind, TimelineEntry
+from shared.auth import CurrentPrincipal
+from shared.pagination import decode_cursor, encode_cursor
+
+
+class TimelinePage(BaseModel):
+    items: list[TimelineEntry]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null at end")
+
+
+router = APIRouter(prefix="/api/v1")
+
+
+@router.get("/customers/{customer_id}/timeline", tags=["timeline"], responses=ERASED_OR_MOVED)
+async def read_timeline(
+    customer_id: str,
+    profiles: ProfilesDep,
+    principal: CurrentPrincipal,
+    kind: Annotated[
+        list[EntryKind] | None, Query(description="only these kinds (repeatable)")
+    ] = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> TimelinePage:
+    """Everything that happened to the customer, newest first."""
+    principal.ensure_may_access_customer(customer_id)
+    customer = await handlers.get_customer(profiles, customer_id)
+    entries = await profiles.timeline.page(
+        customer.id, kinds=kind or (), after=decode_cursor(cursor), limit=limit + 1
+    )
+    more = len(entries) > limit
+    entries = entries[:limit]
+    last = entries[-1] if more else None
+    return TimelinePage(
+        items=entries,
+        next_cursor=None if last is None else encode_cursor(last.occurred_at, last.id),
+    )
