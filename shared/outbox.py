@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +20,6 @@ from bson import Binary, ObjectId
 from pymongo import ASCENDING
 
 from shared.background import Periodic
-from shared.events.base import EventPayload
 from shared.events.envelope import Event, InvalidEvent, KafkaRecord, decode, encode
 from shared.kafka import EventPublisher
 from shared.lease import Lease
@@ -90,14 +89,14 @@ class Outbox:
             "published_at": None,
         }
 
-    async def forget(
+    async def erase(
         self,
         session: Session,
         customer_ids: Sequence[str],
-        scrub: Callable[[EventPayload], EventPayload],
     ) -> None:
         """Erasure in the outbox: the customers' published events (kept for inspection)
-        go; pending ones are still published, in order, but with ``scrub``'s data."""
+        go; pending ones are still published, in order, but with their personal fields
+        blanked (:meth:`~shared.events.base.EventPayload.scrubbed`)."""
         keys = [Binary(customer_id.encode()) for customer_id in customer_ids]
         await self.collection.delete_many(
             {"key": {"$in": keys}, "published_at": {"$ne": None}}, session=session
@@ -106,23 +105,21 @@ class Outbox:
             {"key": {"$in": keys}, "published_at": None}, session=session
         )
         async for document in pending:
-            rewritten = _scrubbed(document, scrub)
+            rewritten = _scrubbed(document)
             if rewritten is not None:
                 await self.collection.update_one(
                     {"_id": document["_id"]}, {"$set": rewritten}, session=session
                 )
 
 
-def _scrubbed(
-    document: dict[str, Any], scrub: Callable[[EventPayload], EventPayload]
-) -> dict[str, Any] | None:
+def _scrubbed(document: dict[str, Any]) -> dict[str, Any] | None:
     headers = [(name, bytes(value)) for name, value in document["headers"]]
     try:
         event = decode(bytes(document["value"]), headers)
     except InvalidEvent:
         log.warning("outbox event %s cannot be read; it is left as it is", document["_id"])
         return None
-    payload = scrub(event.payload)
+    payload = event.payload.scrubbed()
     if payload == event.payload:
         return None
     record = encode(dataclasses.replace(event, payload=payload))

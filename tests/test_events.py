@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from shared.events import CONTRACT_EVENTS, DEFAULT_REGISTRY, InvalidEvent, decode, encode, new_event
-from shared.events.base import EventPayload, Identifier
+from shared.events.base import ERASED_TEXT, EventPayload, Identifier
 from shared.events.complaints import ComplaintResolved, ResolutionType
+from shared.events.customers import CustomerErased, CustomerRegistered, InteractionLogged
 from shared.events.purchases import PurchaseCompleted
 from shared.events.registry import EventRegistry
 from shared.events.schemas import DEFAULT_FOLDER, stale_files
@@ -212,3 +213,52 @@ def test_schema_check_fails_on_a_stale_folder(tmp_path: Path) -> None:
     document = json.loads((tmp_path / "crm.complaint.opened.v1.json").read_text())
     assert document["properties"]["type"] == {"const": "crm.complaint.opened"}
     assert "complaint_id" in document["properties"]["data"]["required"]
+
+
+# Field names that describe or reach a person: a payload carrying one declares it PERSONAL.
+PERSONAL_NAMES = {
+    "given_name", "family_name", "preferred_name", "emails", "phones", "address", "birthday",
+    "customer_email", "customer_external_id", "subject", "description", "summary",
+    "comment", "public_comment",
+}  # fmt: skip
+
+
+def test_fields_that_name_a_person_are_declared_personal_on_every_contract_event() -> None:
+    undeclared = {
+        f"{payload.__name__}.{name}"
+        for payload in CONTRACT_EVENTS
+        for name in payload.model_fields
+        if name in PERSONAL_NAMES and name not in payload.personal_fields()
+    }
+    assert undeclared == set()
+    assert CustomerRegistered.personal_fields()[:3] == (
+        "given_name",
+        "family_name",
+        "preferred_name",
+    )
+
+
+def test_a_scrubbed_payload_keeps_its_shape_and_loses_what_identifies_the_person() -> None:
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    registered = CustomerRegistered(
+        customer_id="c-1", given_name="Ana", emails=["ana@example.com"], phones=["+38591111222"],
+        birthday="1990-05-01", tags=["vip"], external_ids={"shop": "42"}, locale="hr",
+        created_at=now, updated_at=now, version=1,
+    )  # fmt: skip
+    scrubbed = registered.scrubbed()
+    assert scrubbed.model_dump(include={"given_name", "emails", "phones", "birthday", "tags",
+                                        "external_ids"}) == {
+        "given_name": None, "emails": [], "phones": [], "birthday": None, "tags": [],
+        "external_ids": {},
+    }  # fmt: skip
+    assert (scrubbed.customer_id, scrubbed.locale, scrubbed.version) == ("c-1", "hr", 1)
+    # A text the contract requires becomes "[erased]"; one it allows to be absent, None.
+    logged = InteractionLogged(
+        interaction_id="i-1", customer_id="c-1", kind="call", direction="inbound",
+        channel="phone", summary="Ana called about her divorce", occurred_at=now,
+    ).scrubbed()  # fmt: skip
+    assert (logged.summary, logged.channel, logged.kind) == (ERASED_TEXT, None, "call")
+    # Still valid against its own schema, and unchanged when nothing personal is in it.
+    InteractionLogged.model_validate(logged.model_dump(mode="json"))
+    erased = CustomerErased(customer_id="c-1", erased_at=now)
+    assert erased.scrubbed() is erased

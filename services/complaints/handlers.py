@@ -34,7 +34,6 @@ from services.complaints.domain.triage import Reclassify
 from services.complaints.store import (
     ComplaintStore,
     CustomerDirectory,
-    OutboxScrubber,
     SlaConfigStore,
 )
 from shared.background import Periodic
@@ -348,4 +347,4 @@ async def customer_erased(ctx: Complaints, event: Event[CustomerErased], uow: Un
             continue
         if not await ctx.store.replace(before, erasure.anonymise(before, now), session):
             raise StaleComplaint(complaint_id)  # the consumer retries the event
-    await OutboxScrubber(ctx.outbox).erase(session, erased.customer_id)
+    await ctx.outbox.erase(session, [erased.customer_id])

@@ -14,14 +14,11 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 
 from services.complaints.calendar import BusinessCalendar
-from services.complaints.domain.erasure import ERASED_TEXT
 from services.complaints.domain.model import ACTIVE, Complaint
 from services.complaints.domain.query import ComplaintQuery, SlaFilter
 from services.complaints.domain.sla import SlaPolicy
-from shared.events.base import EventPayload
 from shared.events.complaints import SlaClock
 from shared.mongo import Database, Session
-from shared.outbox import Outbox
 
 # Lists leave out what only a single complaint's page shows.
 SUMMARY_PROJECTION = {"comments": 0, "history": 0}
@@ -255,28 +252,3 @@ def _document(complaint: Complaint) -> dict[str, Any]:
 
 def _complaint(document: dict[str, Any]) -> Complaint:
     return Complaint.model_validate({**document, "id": document["_id"]})
-
-
-# Fields of complaint events that may carry what a person wrote about themselves.
-PERSONAL_TEXT = ("subject", "description", "summary", "comment", "public_comment", "reason")
-
-
-class OutboxScrubber:
-    """Erasure reaches the outbox too: published copies go, pending ones are blanked."""
-
-    def __init__(self, outbox: Outbox) -> None:
-        self.outbox = outbox
-
-    async def erase(self, session: Session, customer_id: str) -> None:
-        await self.outbox.forget(session, [customer_id], scrub_payload)
-
-
-def scrub_payload(payload: EventPayload) -> EventPayload:
-    """A complaint event without what the person wrote."""
-    fields = type(payload).model_fields
-    changes = {
-        name: (None if fields[name].default is None else ERASED_TEXT)
-        for name in PERSONAL_TEXT
-        if name in fields and getattr(payload, name) is not None
-    }
-    return payload.model_copy(update=changes) if changes else payload

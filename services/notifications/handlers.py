@@ -537,7 +537,7 @@ async def customer_erased(
     )
     batch.change_schedules(forget_write(customer_id, now))
     batch.forget_preferences(customer_id)
-    await ctx.outbox.forget(uow.session, [customer_id], lambda payload: payload)
+    await ctx.outbox.erase(uow.session, [customer_id])
     if ctx.inbox is not None:
         await ctx.inbox.erase_customer(customer_id, session=uow.session)
 

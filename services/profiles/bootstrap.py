@@ -5,10 +5,20 @@ from __future__ import annotations
 from fastapi import FastAPI
 from jsonschema import Draft202012Validator
 
-from services.profiles import activity_api, api, contracts_api, purchases, purchases_api, worker
+from services.profiles import (
+    api,
+    consents_api,
+    contracts_api,
+    gdpr_api,
+    interactions_api,
+    purchases,
+    purchases_api,
+    timeline_api,
+    worker,
+)
 from services.profiles.consents import Consents, ConsentStore
 from services.profiles.contracts import ContractBook, ContractStore
-from services.profiles.gdpr import CollectionSection, FieldEraser, Gdpr, OutboxScrubber
+from services.profiles.gdpr import CollectionSection, FieldEraser, Gdpr
 from services.profiles.handlers import CustomerMoved, Profiles
 from services.profiles.interactions import Interactions, InteractionStore
 from services.profiles.ledger_store import LedgerStore
@@ -53,7 +63,16 @@ def create_app(settings: ProfilesSettings) -> FastAPI:
     merger = Merger.of(profiles, runtime.db)
     runtime.startup.append(merger.ensure_indexes)
     return runtime.http_app(
-        [ops.router, api.router, purchases_api.router, contracts_api.router, activity_api.router],
+        [
+            ops.router,
+            api.router,
+            purchases_api.router,
+            contracts_api.router,
+            interactions_api.router,
+            timeline_api.router,
+            consents_api.router,
+            gdpr_api.router,
+        ],
         exception_handlers={CustomerMoved: api.redirect_moved},
         larger_bodies={"/api/v1/customers/import": api.MAX_IMPORT_BYTES},
         profiles=profiles,
@@ -85,7 +104,7 @@ def _activity(runtime: ServiceRuntime, profiles: Profiles) -> tuple[Interactions
             consent_store,
             interaction_store,
             profiles.timeline,
-            OutboxScrubber(runtime.outbox),
+            runtime.outbox,
             # The ledger keeps amounts and items; the free text of a return's reason goes.
             FieldEraser(db["ledger"], ["reason"]),
             FieldEraser(db["contracts"], ["external_reference"]),

@@ -44,10 +44,9 @@ from services.profiles.handlers import SOURCE, Profiles, get_customer
 from services.profiles.store import MAX_MERGE_HOPS, CustomerStore
 from services.profiles.timeline import ERASED
 from shared.errors import Conflict, Gone
-from shared.events import Event, EventPayload, new_event
-from shared.events.customers import ConsentChanged, CustomerErased, InteractionLogged
+from shared.events import Event, new_event
+from shared.events.customers import CustomerErased
 from shared.mongo import Session
-from shared.outbox import Outbox
 
 
 class Exporter(Protocol):
@@ -162,41 +161,6 @@ async def erase_customer(gdpr: Gdpr, customer_id: str) -> list[str]:
 
     await profiles.commit(erase)
     return erased
-
-
-class OutboxScrubber:
-    """Erasure in the outbox: drop published events, blank the pending ones."""
-
-    def __init__(self, outbox: Outbox) -> None:
-        self.outbox = outbox
-
-    async def erase(self, session: Session, customer_ids: Sequence[str]) -> None:
-        await self.outbox.forget(session, customer_ids, scrub_payload)
-
-
-def scrub_payload(payload: EventPayload) -> EventPayload:
-    """The event's data with every field that could identify the person blanked."""
-    blank: dict[str, Any] = {
-        "given_name": None,
-        "family_name": None,
-        "preferred_name": None,
-        "emails": [],
-        "phones": [],
-        "address": None,
-        "birthday": None,
-        "tags": [],
-        "external_ids": {},
-        "attributes": {},
-        "customer_email": None,
-        "customer_external_id": None,
-    }
-    fields = type(payload).model_fields
-    changes = {name: value for name, value in blank.items() if name in fields}
-    if isinstance(payload, InteractionLogged):
-        changes |= {"summary": ERASED, "channel": None}
-    if isinstance(payload, ConsentChanged):
-        changes["source"] = ERASED
-    return payload.model_copy(update=changes) if changes else payload
 
 
 class CollectionSection:

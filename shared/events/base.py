@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, ClassVar
+from functools import cache
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import (
     AfterValidator,
@@ -48,6 +49,22 @@ ShortText = Annotated[str, StringConstraints(max_length=500)]
 LongText = Annotated[str, StringConstraints(max_length=20_000)]
 
 
+class Personal:
+    """Marks a payload field that could identify the person (``Annotated[T, PERSONAL]``):
+    an erasure blanks it in the events not yet published (:meth:`EventPayload.scrubbed`).
+    It changes neither validation nor the JSON Schema."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "PERSONAL"
+
+
+PERSONAL = Personal()
+# What a personal text that cannot be empty says once erased.
+ERASED_TEXT = "[erased]"
+
+
 class Record(BaseModel):
     """An immutable value inside an event; unknown fields are ignored (tolerant reader)."""
 
@@ -74,5 +91,38 @@ class EventPayload(Record):
         return customer_id
 
     @classmethod
+    def personal_fields(cls) -> tuple[str, ...]:
+        """The fields declared :data:`PERSONAL`, in their order."""
+        return _personal_fields(cls)
+
+    def scrubbed(self) -> Self:
+        """This payload with its personal fields blanked: ``None`` where the field may be
+        absent, an empty list or map for a list or map, else :data:`ERASED_TEXT`."""
+        fields = type(self).model_fields
+        changes: dict[str, Any] = {}
+        for name in self.personal_fields():
+            value = getattr(self, name)
+            if value is None or value in ([], {}):
+                continue
+            if fields[name].default is None:
+                changes[name] = None
+            elif isinstance(value, list):
+                changes[name] = []
+            elif isinstance(value, dict):
+                changes[name] = {}
+            else:
+                changes[name] = ERASED_TEXT
+        return self.model_copy(update=changes) if changes else self
+
+    @classmethod
     def dataschema(cls) -> str:
         return f"urn:rapport:schema:{cls.event_type}:v{cls.schema_version}"
+
+
+@cache
+def _personal_fields(payload: type[EventPayload]) -> tuple[str, ...]:
+    return tuple(
+        name
+        for name, info in payload.model_fields.items()
+        if any(isinstance(marker, Personal) for marker in info.metadata)
+    )

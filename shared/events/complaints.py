@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Self
+from typing import Annotated, Self
 
 from pydantic import Field, model_validator
 
 from shared.events.base import (
+    PERSONAL,
     CurrencyCode,
     EventPayload,
     Identifier,
@@ -75,8 +76,8 @@ class ComplaintOpened(ComplaintEvent):
 
     channel: ContactChannel
     category: ShortText
-    subject: ShortText
-    description: LongText
+    subject: Annotated[ShortText, PERSONAL]
+    description: Annotated[LongText, PERSONAL]
     priority: Priority
     related_purchase_id: Identifier | None = None
     first_response_due_at: Timestamp | None = None
@@ -97,7 +98,7 @@ class ComplaintStatusChanged(ComplaintEvent):
     from_status: ComplaintStatus
     to_status: ComplaintStatus
     changed_at: Timestamp
-    public_comment: LongText | None = None
+    public_comment: Annotated[LongText | None, PERSONAL] = None
 
 
 class ComplaintReplied(ComplaintEvent):
@@ -108,7 +109,7 @@ class ComplaintReplied(ComplaintEvent):
 
     comment_id: Identifier
     agent_id: Identifier
-    public_comment: LongText
+    public_comment: Annotated[LongText, PERSONAL]
     replied_at: Timestamp
 
 
@@ -119,7 +120,7 @@ class ComplaintResolved(ComplaintEvent):
     event_type = "crm.complaint.resolved"
 
     resolution_type: ResolutionType
-    summary: LongText
+    summary: Annotated[LongText, PERSONAL]
     refund_amount: NonNegativeAmount | None = None
     currency: CurrencyCode | None = None
     purchase_id: Identifier | None = None
@@ -135,7 +136,7 @@ class ComplaintResolved(ComplaintEvent):
 class ComplaintReopened(ComplaintEvent):
     event_type = "crm.complaint.reopened"
 
-    reason: LongText | None = None
+    reason: Annotated[LongText | None, PERSONAL] = None
     reopened_at: Timestamp
 
 
@@ -163,5 +164,5 @@ class ComplaintFeedbackReceived(ComplaintEvent):
 
     csat: int = Field(ge=1, le=5)
     nps: int | None = Field(default=None, ge=0, le=10)
-    comment: LongText | None = None
+    comment: Annotated[LongText | None, PERSONAL] = None
     received_at: Timestamp

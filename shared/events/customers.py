@@ -8,7 +8,15 @@ from typing import Annotated
 
 from pydantic import EmailStr, Field, StringConstraints
 
-from shared.events.base import EventPayload, Identifier, LongText, Record, ShortText, Timestamp
+from shared.events.base import (
+    PERSONAL,
+    EventPayload,
+    Identifier,
+    LongText,
+    Record,
+    ShortText,
+    Timestamp,
+)
 from shared.topics import CUSTOMERS
 
 PhoneE164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9]\d{6,14}$")]
@@ -59,18 +67,20 @@ class CustomerSnapshot(EventPayload):
     topic = CUSTOMERS
 
     customer_id: Identifier
-    given_name: ShortText | None = None
-    family_name: ShortText | None = None
-    preferred_name: ShortText | None = None
-    emails: list[EmailStr] = Field(default_factory=list)
-    phones: list[PhoneE164] = Field(default_factory=list)
-    address: PostalAddress | None = None
+    given_name: Annotated[ShortText | None, PERSONAL] = None
+    family_name: Annotated[ShortText | None, PERSONAL] = None
+    preferred_name: Annotated[ShortText | None, PERSONAL] = None
+    emails: Annotated[list[EmailStr], PERSONAL] = Field(default_factory=list)
+    phones: Annotated[list[PhoneE164], PERSONAL] = Field(default_factory=list)
+    address: Annotated[PostalAddress | None, PERSONAL] = None
     locale: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] = "en"
     time_zone: ShortText = "UTC"
-    birthday: date | None = None
-    tags: list[ShortText] = Field(default_factory=list)
-    external_ids: dict[str, ShortText] = Field(default_factory=dict)
-    attributes: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    birthday: Annotated[date | None, PERSONAL] = None
+    tags: Annotated[list[ShortText], PERSONAL] = Field(default_factory=list)
+    external_ids: Annotated[dict[str, ShortText], PERSONAL] = Field(default_factory=dict)
+    attributes: Annotated[dict[str, str | int | float | bool | None], PERSONAL] = Field(
+        default_factory=dict
+    )
     contracts: list[ContractSummary] | None = Field(
         default=None,
         description=(
@@ -121,7 +131,7 @@ class ConsentChanged(EventPayload):
     channel: Channel
     purpose: Purpose
     granted: bool
-    source: ShortText
+    source: Annotated[ShortText, PERSONAL]
     changed_at: Timestamp
 
 
@@ -147,7 +157,7 @@ class InteractionLogged(EventPayload):
     customer_id: Identifier
     kind: InteractionKind
     direction: Direction
-    channel: ShortText | None = None
-    summary: LongText
+    channel: Annotated[ShortText | None, PERSONAL] = None
+    summary: Annotated[LongText, PERSONAL]
     agent_id: Identifier | None = None
     occurred_at: Timestamp

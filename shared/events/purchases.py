@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Annotated, Self
 
 from pydantic import EmailStr, Field, model_validator
 
 from shared.events.base import (
+    PERSONAL,
     CurrencyCode,
     EventPayload,
     Identifier,
@@ -39,8 +40,8 @@ class PurchaseCompleted(EventPayload):
 
     purchase_id: Identifier
     customer_id: Identifier | None = None
-    customer_email: EmailStr | None = None
-    customer_external_id: ShortText | None = None
+    customer_email: Annotated[EmailStr | None, PERSONAL] = None
+    customer_external_id: Annotated[ShortText | None, PERSONAL] = None
     items: list[PurchaseItem] = Field(min_length=1)
     total_amount: NonNegativeAmount
     currency: CurrencyCode
