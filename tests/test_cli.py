@@ -209,7 +209,10 @@ async def test_status_tells_readiness_and_lag(
         await publisher.stop()
     # The profiles group has committed one of the five: four behind.
     group = f"{topics.prefix}rapport-profiles"
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group)
+    # (no auto-commit: stopping would commit the consumer's position, the end, over it)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(topics(PURCHASES), p) for p in range(6)]
@@ -236,7 +239,7 @@ async def test_status_tells_readiness_and_lag(
     assert found["complaints"]["ready"] is False
     assert "no answer" in found["complaints"]["detail"]
     assert found["profiles"]["group"] == group
-    assert found["profiles"]["lag"][topics(PURCHASES)] == 4
+    assert found["profiles"]["lag"][topics(PURCHASES)] == 4, result.output
     assert found["analytics"]["lag"] is None  # never committed
     assert found["profiles"]["members"] == 0  # no worker is running
 
