@@ -18,6 +18,7 @@ from services.complaints.domain.model import ACTIVE, Complaint
 from services.complaints.domain.query import ComplaintQuery, SlaFilter
 from services.complaints.domain.sla import SlaPolicy
 from shared.events.complaints import SlaClock
+from shared.identity import End, Link, follow, link_of
 from shared.mongo import Database, Session
 
 # Lists leave out what only a single complaint's page shows.
@@ -158,17 +159,12 @@ class CustomerDirectory:
 
     async def current_id(self, customer_id: str) -> tuple[str, bool]:
         """The id complaints of ``customer_id`` are filed under, and whether it was erased."""
-        current = customer_id
-        for _ in range(10):  # merges chain rarely; a loop would be a bug upstream
-            entry = await self.entries.find_one({"_id": current})
-            if entry is None:
-                return current, False
-            if entry.get("erased_at") is not None:
-                return current, True
-            if not entry.get("merged_into"):
-                return current, False
-            current = entry["merged_into"]
-        return current, False
+
+        async def link(key: str) -> Link | None:
+            return link_of(await self.entries.find_one({"_id": key}), erased="erased_at")
+
+        reached = await follow(customer_id, link)
+        return reached.customer_id, reached.end is End.ERASED
 
 
 class SlaConfigStore:
