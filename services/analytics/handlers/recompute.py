@@ -3,13 +3,11 @@ the periodic :class:`Recomputer` that stores and announces what changed."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +19,7 @@ from services.analytics.domain.summaries import Summary
 from services.analytics.handlers.context import Analytics
 from services.analytics.handlers.judging import _changes, _same
 from services.analytics.store import AnalyticsStore
+from shared.background import Periodic
 from shared.events.base import EventPayload
 from shared.lease import Lease
 from shared.mongo import Document
@@ -131,63 +130,36 @@ async def _store_judgements(
     return stored
 
 
-@dataclass
-class Recomputer:
+class Recomputer(Periodic):
     """Runs :func:`recompute` every ``interval`` seconds while it holds the lease, so two
     instances do not judge everyone twice; sooner when woken (the population grew), once
     ``settle`` seconds have let the rest of a burst arrive."""
 
-    ctx: Analytics
-    interval: float
-    settle: float = 5.0
-    lease_ttl: timedelta = timedelta(minutes=2)
-    owner: str = field(default_factory=lambda: f"analytics-{uuid.uuid4()}")
-    _task: asyncio.Task[None] | None = None
-    _woken: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def __post_init__(self) -> None:
-        self.lease = Lease(self.ctx.store.state, "recompute_lease", self.owner, self.lease_ttl)
-
-    def wake(self) -> None:
-        """Judge everyone again soon rather than at the next interval."""
-        self._woken.set()
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="analytics-recompute")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.lease.release()
+    def __init__(
+        self,
+        ctx: Analytics,
+        interval: float,
+        settle: float = 5.0,
+        lease_ttl: timedelta = timedelta(minutes=2),
+    ) -> None:
+        self.ctx = ctx
+        self.owner = f"analytics-{uuid.uuid4()}"
+        lease = Lease(ctx.store.state, "recompute_lease", self.owner, lease_ttl)
+        super().__init__("analytics-recompute", interval, self._round, lease=lease, settle=settle)
+        self._again = False
 
     async def claim(self) -> bool:
-        return await self.lease.acquire()
+        return await self.holds_lease()
 
     async def _behind(self) -> bool:
         """Whether more customers have bought than the population last judged holds."""
         store = self.ctx.store
         return await store.buyer_count() > (await store.population()).size
 
-    async def _run(self) -> None:
-        woken = again = False
-        while True:
-            try:
-                if await self.claim():
-                    await recompute(self.ctx)
-                    # A buyer that woke us may have committed only as we read: once more.
-                    again = woken and not again and await self._behind()
-                    if again:
-                        self._woken.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("recomputing insights failed; trying again at the next interval")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._woken.wait(), timeout=self.interval)
-            woken = self._woken.is_set()
-            if woken:
-                await asyncio.sleep(min(self.settle, self.interval))
-                self._woken.clear()
+    async def _round(self) -> bool:
+        await recompute(self.ctx)
+        # A buyer that woke us may have committed only as we read: once more.
+        self._again = self.woken and not self._again and await self._behind()
+        if self._again:
+            self.wake()
+        return False
