@@ -17,6 +17,7 @@ from services.analytics.domain.figures import Bucket, Metric, Window
 from services.analytics.handlers.context import Analytics
 from shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from shared.events.insights import RiskLevel
+from shared.pagination import Page
 
 ReaderPrincipal = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AGENT, Role.SERVICE))]
 CustomerId = Annotated[str, Path(min_length=1, max_length=200)]
@@ -117,9 +118,8 @@ class SegmentMember(BaseModel):
     rfm: RfmPublic | None
 
 
-class SegmentPage(BaseModel):
-    items: list[SegmentMember]
-    next_cursor: str | None
+class SegmentPage(Page[SegmentMember]):
+    next_cursor: str | None  # published without a description (the OpenAPI document is kept)
 
 
 class ChurnRisk(BaseModel):
@@ -131,9 +131,8 @@ class ChurnRisk(BaseModel):
     changed_at: datetime | None
 
 
-class ChurnPage(BaseModel):
-    items: list[ChurnRisk]
-    next_cursor: str | None
+class ChurnPage(Page[ChurnRisk]):
+    next_cursor: str | None  # published without a description (the OpenAPI document is kept)
 
 
 class RecentNotification(BaseModel):

@@ -22,7 +22,7 @@ from services.analytics.handlers.recompute import judge_population
 from services.analytics.store import AnalyticsStore
 from shared.errors import Gone, InvalidInput, NotFound
 from shared.events.insights import RiskLevel
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import Position, decode_cursor, page_of
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -94,12 +94,7 @@ async def segment_members(
     if position is not None:
         query["_id"] = {"$gt": position[1]}
     found = await store.customers.find(query).sort("_id", 1).limit(limit + 1).to_list()
-    page = found[:limit]
-    next_cursor = (
-        encode_cursor(EPOCH, page[-1]["_id"], scope=f"segment:{segment}")
-        if len(found) > limit
-        else None
-    )
+    page, next_cursor = page_of(found, limit, lambda d: (EPOCH, d["_id"]), f"segment:{segment}")
     return {"items": [_member(d) for d in page], "next_cursor": next_cursor}
 
 
@@ -125,12 +120,7 @@ async def churn_risks(
         .limit(limit + 1)
         .to_list()
     )
-    page = found[:limit]
-    next_cursor = None
-    if len(found) > limit:
-        last = page[-1]
-        points = round(last["insight"]["churn_score"] * 100)
-        next_cursor = encode_cursor(EPOCH, f"{points:03d}|{last['_id']}", scope=scope)
+    page, next_cursor = page_of(found, limit, _churn_position, scope)
     return {
         "items": [
             {
@@ -145,6 +135,12 @@ async def churn_risks(
         ],
         "next_cursor": next_cursor,
     }
+
+
+def _churn_position(document: dict[str, Any]) -> Position:
+    """Highest score first, then by id: the score in whole points and the id."""
+    points = round(document["insight"]["churn_score"] * 100)
+    return EPOCH, f"{points:03d}|{document['_id']}"
 
 
 async def _live_customer(store: AnalyticsStore, customer_id: str) -> dict[str, Any]:

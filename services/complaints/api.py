@@ -33,7 +33,7 @@ from shared.events.complaints import (
     Priority,
     SlaClock,
 )
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import Page, cursor_after, decode_cursor
 
 StaffPrincipal = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AGENT))]
 AdminPrincipal = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
@@ -120,11 +120,8 @@ class ComplaintPublic(BaseModel):
         )
 
 
-class ComplaintPage(BaseModel):
-    items: list[ComplaintPublic]
-    next_cursor: str | None = Field(
-        description="pass as `cursor` to get the next page; null on the last page"
-    )
+class ComplaintPage(Page[ComplaintPublic]):
+    pass
 
 
 class StatusChange(BaseModel):
@@ -214,7 +211,7 @@ async def list_complaints(
     page, more = await handlers.list_complaints(
         ctx, query, actor_of(principal), decode_cursor(cursor), limit
     )
-    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more else None
+    next_cursor = cursor_after(page, more, lambda c: (c.created_at, c.id))
     return ComplaintPage(items=[ComplaintPublic.of(c) for c in page], next_cursor=next_cursor)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, Field
 
 from services.notifications import rules as r
 from services.notifications import scheduling
@@ -23,7 +22,7 @@ from services.notifications.store import (
 )
 from shared.auth import AdminPrincipal, CurrentPrincipal, Principal, Role, require_roles
 from shared.errors import Conflict, InvalidInput, NotFound
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import Page, decode_cursor, page_of
 
 StaffPrincipal = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AGENT))]
 CustomerId = Annotated[str, Path(min_length=1, max_length=200)]
@@ -39,11 +38,8 @@ def get_notifications(request: Request) -> Notifications:
 NotificationsDep = Annotated[Notifications, Depends(get_notifications)]
 
 
-class DeliveryPage(BaseModel):
-    items: list[Delivery]
-    next_cursor: str | None = Field(
-        description="pass as `cursor` to get the next page; null on the last page"
-    )
+class DeliveryPage(Page[Delivery]):
+    pass
 
 
 router = APIRouter(prefix="/api/v1", tags=["notifications"])
@@ -75,12 +71,7 @@ async def list_deliveries(
     if customer:
         filters["audience"] = Audience.CUSTOMER.value
     found = await ctx.ledger.page(filters, decode_cursor(cursor, "deliveries"), limit + 1)
-    page = found[:limit]
-    next_cursor = (
-        encode_cursor(page[-1].created_at, page[-1].id, "deliveries")
-        if len(found) > limit
-        else None
-    )
+    page, next_cursor = page_of(found, limit, lambda d: (d.created_at, d.id), "deliveries")
     return DeliveryPage(items=page, next_cursor=next_cursor)
 
 

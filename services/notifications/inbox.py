@@ -25,6 +25,7 @@ from services.notifications.domain import OutgoingMessage, TextDirection
 from shared.clock import Clock, utc_now
 from shared.errors import NotFound
 from shared.mongo import Database, Session
+from shared.pagination import NEXT_CURSOR
 
 CURSOR_SCOPE = "inbox"
 
@@ -45,12 +46,12 @@ class InboxMessage(BaseModel):
         return self.read_at is not None
 
 
+# Not a ``Page[InboxMessage]``: a subclass would put ``unread_count`` after ``next_cursor``
+# (pydantic orders inherited fields first), changing the published schema and answers.
 class InboxPage(BaseModel):
     items: list[InboxMessage]
     unread_count: int = Field(description="unread messages in the whole inbox")
-    next_cursor: str | None = Field(
-        description="pass as `cursor` to get the next page; null on the last page"
-    )
+    next_cursor: str | None = Field(description=NEXT_CURSOR)
 
 
 class InboxStore:

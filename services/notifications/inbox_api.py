@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from services.notifications.inbox import CURSOR_SCOPE, InboxMessage, InboxPage, InboxStore
 from shared.auth import CurrentPrincipal
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import decode_cursor, page_of
 
 
 def get_inbox(request: Request) -> InboxStore:
@@ -43,12 +43,7 @@ async def read_inbox(
         after=decode_cursor(cursor, CURSOR_SCOPE),
         limit=limit + 1,
     )
-    page = found[:limit]
-    next_cursor = (
-        encode_cursor(page[-1].created_at, page[-1].id, CURSOR_SCOPE)
-        if len(found) > limit
-        else None
-    )
+    page, next_cursor = page_of(found, limit, lambda m: (m.created_at, m.id), CURSOR_SCOPE)
     return InboxPage(
         items=page, unread_count=await inbox.unread_count(customer_id), next_cursor=next_cursor
     )

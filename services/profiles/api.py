@@ -34,7 +34,7 @@ from shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from shared.errors import Forbidden, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from shared.events.customers import PostalAddress
 from shared.http import problem
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import Page, cursor_after, decode_cursor
 
 StaffOrService = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AGENT, Role.SERVICE))]
 # Paging and the answers of a customer's sub-resources, shared by the routers of the
@@ -117,11 +117,8 @@ class CustomerPublic(ProfileFields):
         return cls.model_validate({**customer.model_dump(), "display_name": customer.display_name})
 
 
-class CustomerPage(BaseModel):
-    items: list[CustomerPublic]
-    next_cursor: str | None = Field(
-        description="pass as `cursor` to get the next page; null on the last page"
-    )
+class CustomerPage(Page[CustomerPublic]):
+    pass
 
 
 router = APIRouter(prefix="/api/v1", tags=["customers"])
@@ -345,9 +342,8 @@ async def list_customers(
     customers, more = await handlers.list_customers(
         profiles, query, sort, decode_cursor(cursor, sort.value), limit
     )
-    last = customers[-1] if more else None
-    next_cursor = (
-        None if last is None else encode_cursor(getattr(last, sort.field), last.id, sort.value)
+    next_cursor = cursor_after(
+        customers, more, lambda c: (getattr(c, sort.field), c.id), sort.value
     )
     return CustomerPage(items=[CustomerPublic.of(c) for c in customers], next_cursor=next_cursor)
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from services.profiles import interactions as interaction_cases
 from services.profiles.api import ERASED_OR_MOVED, Cursor, Limit, StaffOrService
 from services.profiles.interactions import Interaction, Interactions, LogInteraction
 from shared.auth import CurrentPrincipal, Role
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import Page, decode_cursor, page_of
 
 
 def get_interactions(request: Request) -> Interactions:
@@ -31,8 +31,8 @@ class InteractionCreate(LogInteraction):
     """An interaction to log; `agent_id` (or `agent`) defaults to an agent token's subject."""
 
 
-class InteractionPage(BaseModel):
-    items: list[Interaction]
+class InteractionPage(Page[Interaction]):
+    # The wording this page has always published (the OpenAPI document stays as it was).
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null at end")
 
 
@@ -91,12 +91,8 @@ async def list_interactions(
 ) -> InteractionPage:
     """The customer's interactions, newest first."""
     principal.ensure_may_access_customer(customer_id)
-    items = await interaction_cases.list_interactions(
+    found = await interaction_cases.list_interactions(
         interactions, customer_id, decode_cursor(cursor), limit + 1
     )
-    more = len(items) > limit
-    items = items[:limit]
-    last = items[-1] if more else None
-    return InteractionPage(
-        items=items, next_cursor=None if last is None else encode_cursor(last.occurred_at, last.id)
-    )
+    items, next_cursor = page_of(found, limit, lambda i: (i.occurred_at, i.id))
+    return InteractionPage(items=items, next_cursor=next_cursor)

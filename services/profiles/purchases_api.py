@@ -19,7 +19,7 @@ from services.profiles.purchases import Ledger
 from shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from shared.events.base import Amount
 from shared.events.purchases import PurchaseCompleted, PurchaseReturned
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import Page, decode_cursor, page_of
 
 StaffOrService = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AGENT, Role.SERVICE))]
 _STRICT = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
@@ -88,11 +88,8 @@ class LedgerEntryPublic(BaseModel):
         )
 
 
-class LedgerPage(BaseModel):
-    items: list[LedgerEntryPublic]
-    next_cursor: str | None = Field(
-        description="pass as `cursor` to get the next page; null on the last page"
-    )
+class LedgerPage(Page[LedgerEntryPublic]):
+    pass
 
 
 class CurrencyFiguresPublic(BaseModel):
@@ -189,14 +186,10 @@ async def read_ledger(
 ) -> LedgerPage:
     """Purchases, returns and refunds, newest first."""
     principal.ensure_may_access_customer(customer_id)
-    entries = await purchases.ledger_page(ledger, customer_id, decode_cursor(cursor), limit + 1)
-    has_more = len(entries) > limit
-    entries = entries[:limit]
+    found = await purchases.ledger_page(ledger, customer_id, decode_cursor(cursor), limit + 1)
+    entries, next_cursor = page_of(found, limit, lambda e: (e.occurred_at, e.entry_id))
     return LedgerPage(
-        items=[LedgerEntryPublic.of(entry) for entry in entries],
-        next_cursor=(
-            encode_cursor(entries[-1].occurred_at, entries[-1].entry_id) if has_more else None
-        ),
+        items=[LedgerEntryPublic.of(entry) for entry in entries], next_cursor=next_cursor
     )
 
 

@@ -10,17 +10,17 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from services.profiles import handlers
 from services.profiles.api import ERASED_OR_MOVED, Cursor, Limit, ProfilesDep
 from services.profiles.timeline import EntryKind, TimelineEntry
 from shared.auth import CurrentPrincipal
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import Page, decode_cursor, page_of
 
 
-class TimelinePage(BaseModel):
-    items: list[TimelineEntry]
+class TimelinePage(Page[TimelineEntry]):
+    # The wording this page has always published (the OpenAPI document stays as it was).
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null at end")
 
 
@@ -41,13 +41,8 @@ async def read_timeline(
     """Everything that happened to the customer, newest first."""
     principal.ensure_may_access_customer(customer_id)
     customer = await handlers.get_customer(profiles, customer_id)
-    entries = await profiles.timeline.page(
+    found = await profiles.timeline.page(
         customer.id, kinds=kind or (), after=decode_cursor(cursor), limit=limit + 1
     )
-    more = len(entries) > limit
-    entries = entries[:limit]
-    last = entries[-1] if more else None
-    return TimelinePage(
-        items=entries,
-        next_cursor=None if last is None else encode_cursor(last.occurred_at, last.id),
-    )
+    entries, next_cursor = page_of(found, limit, lambda e: (e.occurred_at, e.id))
+    return TimelinePage(items=entries, next_cursor=next_cursor)
