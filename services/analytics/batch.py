@@ -34,10 +34,10 @@ from services.analytics.store import (
     ANONYMOUS_PREFIX,
     FACT_OF,
     FACTS,
-    MAX_MERGE_HOPS,
     AnalyticsStore,
     is_identity_key,
 )
+from shared.identity import MAX_MERGE_HOPS, End, Link, follow, link_of
 from shared.mongo import IN_CHUNK, Collection, Document, find_in, in_chunks
 from shared.observability import current_trace_context
 from shared.unit_of_work import UnitOfWork
@@ -235,9 +235,9 @@ class Batch:
             await uow.load(self.store.customers, ids)
             merged_into = set()
             for customer_id in ids:
-                document = await self.customer(uow, customer_id)
-                if document and not document.get("erased") and document.get("merged_into"):
-                    merged_into.add(str(document["merged_into"]))
+                link = link_of(await self.customer(uow, customer_id))
+                if link is not None and not link.erased and link.merged_into:
+                    merged_into.add(link.merged_into)
             ids = {key for key in merged_into if not uow.known(self.store.customers, key)}
             if not ids:
                 return
@@ -269,18 +269,18 @@ class Batch:
             owner = await uow.get(self.store.identities, named)
             # not attributed until a profile names this e-mail or id
             current = named if owner is None else str(owner["customer_id"])
-        for _ in range(MAX_MERGE_HOPS):
-            if is_identity_key(current):
-                break
-            document = await self.customer(uow, current)
-            if document is None:
-                break
-            if document.get("erased"):
-                current = str(document["anonymous_id"])
-                break
-            if not document.get("merged_into"):
-                break
-            current = str(document["merged_into"])
+
+        async def link(key: str) -> Link | None:
+            if is_identity_key(key):
+                return None  # an e-mail or id no profile names: counted under itself
+            return link_of(await self.customer(uow, key))
+
+        reached = await follow(current, link)
+        current = reached.customer_id
+        if reached.end is End.ERASED:
+            erased = await self.customer(uow, current)  # read on the way: no query
+            assert erased is not None
+            current = str(erased["anonymous_id"])
         self._resolved[named] = current
         return current
 

@@ -27,7 +27,6 @@ from shared.clock import to_millisecond
 from shared.mongo import Collection, Database, Document, Session
 
 FACTS = ("purchases", "returns", "complaints", "feedback", "notifications")
-MAX_MERGE_HOPS = 10
 ANONYMOUS_PREFIX = "anonymous-"  # what an erased customer's facts count for
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from pymongo import InsertOne
 
-from services.notifications.directory import MAX_MERGE_HOPS, Customer, Directory, customer_from
+from services.notifications.directory import Customer, Directory, customer_from, merge_link
 from services.notifications.documents import Document, Write, apply, matches
 from services.notifications.ports import HandOff, Lease, WebhookPort, WebhookSubscription
 from services.notifications.rules import RuleConfig, configured
@@ -48,6 +48,7 @@ from services.notifications.store import (
     marketing_window,
 )
 from shared.events import Event
+from shared.identity import MAX_MERGE_HOPS, End, Link, follow, follow_known
 from shared.mongo import Collection, Session, in_chunks
 from shared.unit_of_work import UnitOfWork
 
@@ -303,32 +304,24 @@ class Batch:
 
     async def customer(self, customer_id: str) -> Customer | None:
         """The customer, following merges to the survivor; None when never heard of."""
-        if customer_id not in self.customers:
-            self.want(customers=[customer_id])
-            await self.ready()
-        current = customer_id
-        for _ in range(MAX_MERGE_HOPS):
-            document = self.customers.get(current)
-            if document is None:
-                if current not in self.customers:  # a merge target nobody asked for
-                    self.want(customers=[current])
-                    await self.ready()
-                    continue
-                return None
-            if not document.get("merged_into"):
-                return customer_from(document)
-            current = document["merged_into"]
-        return None
+
+        async def link(key: str) -> Link | None:
+            if key not in self.customers:  # not read yet (a merge target nobody asked for)
+                self.want(customers=[key])
+                await self.ready()
+            return merge_link(self.customers.get(key))
+
+        reached = await follow(customer_id, link)
+        document = self.customers.get(reached.customer_id)
+        if reached.end is not End.LIVE or document is None:
+            return None
+        return customer_from(document)
 
     def current_id(self, customer_id: str) -> str:
         """The survivor ``customer_id`` stands for, as far as the batch knows."""
-        current = customer_id
-        for _ in range(MAX_MERGE_HOPS):
-            document = self.customers.get(current)
-            if document is None or not document.get("merged_into"):
-                return current
-            current = document["merged_into"]
-        return current
+        return follow_known(
+            customer_id, lambda key: merge_link(self.customers.get(key))
+        ).customer_id
 
     async def find_by_email(self, email: str) -> Customer | None:
         address = email.lower()

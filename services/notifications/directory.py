@@ -20,6 +20,7 @@ from pymongo import ASCENDING
 from services.notifications.documents import Write, update_many, update_one
 from services.notifications.domain import Channel, Purpose, Recipient
 from shared.events.customers import ContractStatus, CustomerSnapshot
+from shared.identity import End, Link, follow
 from shared.mongo import Database, Session
 
 
@@ -177,7 +178,13 @@ PERSONAL_FIELDS = (
 )
 
 
-MAX_MERGE_HOPS = 10  # merges rarely chain; a longer chain would be a bug upstream
+def merge_link(document: Mapping[str, Any] | None) -> Link | None:
+    """What following a merge reads of a directory document (``shared.identity``): whom
+    it was merged into. Erasure ends no chain here: an erased customer merged into
+    another resolves to the survivor, and an erased one resolves to what is left of it."""
+    if document is None:
+        return None
+    return Link(merged_into=document.get("merged_into") or None, erased=False)
 
 
 class Directory:
@@ -194,15 +201,16 @@ class Directory:
 
     async def get(self, customer_id: str, session: Session | None = None) -> Customer | None:
         """The customer, following merges to the survivor; None when never heard of."""
-        current = customer_id
-        for _ in range(MAX_MERGE_HOPS):
-            document = await self.customers.find_one({"_id": current}, session=session)
-            if document is None:
-                return None
-            if not document.get("merged_into"):
-                return customer_from(document)
-            current = document["merged_into"]
-        return None
+        read: dict[str, Mapping[str, Any]] = {}
+
+        async def link(key: str) -> Link | None:
+            document = await self.customers.find_one({"_id": key}, session=session)
+            if document is not None:
+                read[key] = document
+            return merge_link(document)
+
+        reached = await follow(customer_id, link)
+        return customer_from(read[reached.customer_id]) if reached.end is End.LIVE else None
 
     async def current_id(self, customer_id: str, session: Session | None = None) -> str:
         customer = await self.get(customer_id, session)

@@ -30,6 +30,7 @@ from pydantic import (
 
 from shared.errors import InvalidInput, validation_errors
 from shared.events.customers import PostalAddress
+from shared.identity import Link
 
 MAX_CONTACTS = 10
 MAX_TAGS = 50
@@ -148,6 +149,15 @@ class Customer(ProfileFields):
     @property
     def etag(self) -> str:
         return f'"{self.version}"'
+
+    @property
+    def link(self) -> Link:
+        """What following a merge chain reads of this profile (``shared.identity``): the
+        survivor of a merged one, and whether it was erased."""
+        return Link(
+            merged_into=self.merged_into if self.status is CustomerStatus.MERGED else None,
+            erased=self.status is CustomerStatus.ERASED,
+        )
 
     @property
     def display_name(self) -> str:

@@ -30,6 +30,7 @@ Erasing an erased customer again is refused with 410 and publishes nothing.
 from __future__ import annotations
 
 import base64
+import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,11 +42,13 @@ from bson import Decimal128, ObjectId
 
 from services.profiles.domain import Customer, CustomerStatus, ProfileFields
 from services.profiles.handlers import SOURCE, Profiles, get_customer
-from services.profiles.store import MAX_MERGE_HOPS, CustomerStore
+from services.profiles.store import CustomerStore
 from services.profiles.timeline import ERASED
 from shared.errors import Conflict, Gone
 from shared.events import Event, new_event
 from shared.events.customers import CustomerErased
+from shared.identity import MAX_MERGE_HOPS
+from shared.identity import merged_sources as sources_of
 from shared.mongo import Session
 
 
@@ -76,20 +79,26 @@ class Gdpr:
 async def merged_sources(
     store: CustomerStore, customer_id: str, session: Session | None = None
 ) -> list[str]:
-    """Ids of the profiles merged into ``customer_id``, directly or through others."""
-    found: list[str] = []
-    frontier = [customer_id]
-    for _ in range(MAX_MERGE_HOPS):
+    """Ids of the profiles merged into ``customer_id``, directly or through others.
+
+    All of them (export and erasure must reach every one: no limit on how many), down to
+    ``MAX_MERGE_HOPS`` levels (one query a level).
+    """
+    levels = 0
+
+    async def merged_into(ids: list[str]) -> list[str]:
+        nonlocal levels
+        if levels == MAX_MERGE_HOPS:
+            return []  # as deep as a merge chain may go: read no further
+        levels += 1
         cursor = store.customers.find(
-            {"merged_into": {"$in": frontier}, "status": CustomerStatus.MERGED.value},
+            {"merged_into": {"$in": ids}, "status": CustomerStatus.MERGED.value},
             {"_id": 1},
             session=session,
         )
-        frontier = [document["_id"] async for document in cursor if document["_id"] not in found]
-        if not frontier:
-            break
-        found += frontier
-    return found
+        return [document["_id"] async for document in cursor]
+
+    return await sources_of(customer_id, merged_into, limit=sys.maxsize)
 
 
 async def export_customer(gdpr: Gdpr, customer_id: str) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from services.profiles.ledger import (
     purchase_entry_id,
 )
 from services.profiles.ledger_store import LedgerStore
-from services.profiles.store import DUPLICATE_KEY, MAX_MERGE_HOPS, CustomerStore
+from services.profiles.store import DUPLICATE_KEY, CustomerStore
 from services.profiles.timeline import EntryKind as TimelineKind
 from services.profiles.timeline import Happening, TimelineStore
 from shared.clock import to_millisecond, utc_now
@@ -54,6 +54,7 @@ from shared.errors import Conflict, InvalidInput, NotFound, RapportError
 from shared.events import Event, new_event
 from shared.events.complaints import ComplaintResolved, ResolutionType
 from shared.events.purchases import PurchaseCompleted, PurchaseReturned
+from shared.identity import End, follow
 from shared.routing import Routes
 from shared.unit_of_work import UnitOfWork, UnitsOfWork
 
@@ -154,18 +155,15 @@ async def load_returns(ledger: Ledger, returns: Sequence[ReturnEntry], uow: Unit
 
 async def live_customer_id(ledger: Ledger, customer_id: str, uow: UnitOfWork) -> str:
     """The live profile ``customer_id`` stands for: itself, or the survivor of its merge."""
-    current = customer_id
-    for _ in range(MAX_MERGE_HOPS):
-        customer = await ledger.customers.of(uow, current)
-        if customer is None:
+    reached = await follow(customer_id, lambda key: ledger.customers.link(uow, key))
+    match reached.end:
+        case End.UNKNOWN:
             raise NotFound(f"no customer {customer_id}")
-        if customer.status is CustomerStatus.ERASED:
+        case End.ERASED:
             raise NotFound(f"customer {customer_id} was erased")
-        if customer.status is CustomerStatus.MERGED and customer.merged_into:
-            current = customer.merged_into
-            continue
-        return current
-    raise InvalidInput(f"customer {customer_id} is merged in a chain too long to follow")
+        case End.TOO_LONG:
+            raise InvalidInput(f"customer {customer_id} is merged in a chain too long to follow")
+    return reached.customer_id
 
 
 def _external_key(external_id: str) -> tuple[str, str]:

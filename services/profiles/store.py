@@ -21,12 +21,11 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.profiles.domain import Customer, CustomerQuery, CustomerStatus
 from services.profiles.identity import match_keys
+from shared.identity import MAX_MERGE_HOPS, Link
 from shared.mongo import Database, Session
 from shared.unit_of_work import UnitOfWork
 
 DUPLICATE_KEY = 11000
-# A merge chain longer than this is a data error.
-MAX_MERGE_HOPS = 10
 
 
 class CustomerStore:
@@ -56,7 +55,8 @@ class CustomerStore:
     async def load(self, uow: UnitOfWork, customer_ids: Iterable[str]) -> list[Customer]:
         """Read these profiles, and those they were merged into, into ``uow``.
 
-        One query, and one more per step of a merge chain only when some were merged.
+        One query, and one more per step of a merge chain only when some were merged (a
+        chain is followed as ``shared.identity.follow`` does, all chains a step at a time).
         Returns the profiles found (those merged away and their survivors alike).
         """
         found: list[Customer] = []
@@ -74,8 +74,8 @@ class CustomerStore:
                 if customer is None:
                     continue
                 found.append(customer)
-                if customer.status is CustomerStatus.MERGED and customer.merged_into:
-                    survivors.append(customer.merged_into)
+                if survivor := customer.link.merged_into:
+                    survivors.append(survivor)
             wanted = survivors
         return found
 
@@ -83,6 +83,12 @@ class CustomerStore:
         """The profile as ``uow`` sees it (created earlier in it, or loaded)."""
         document = await uow.get(self.customers, customer_id)
         return None if document is None else _customer(document)
+
+    async def link(self, uow: UnitOfWork, customer_id: str) -> Link | None:
+        """The profile's merge link as ``uow`` sees it (``shared.identity``); None when
+        there is no such profile."""
+        customer = await self.of(uow, customer_id)
+        return None if customer is None else customer.link
 
     async def load_owners(self, uow: UnitOfWork, keys: Iterable[str]) -> list[str]:
         """Read who owns these identity keys into ``uow``; returns the owners found."""

@@ -17,8 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 from pymongo import DESCENDING, UpdateOne
 
-from services.profiles.domain import CustomerStatus
-from services.profiles.store import MAX_MERGE_HOPS, CustomerStore
+from services.profiles.store import CustomerStore
 from shared.events import Event, EventPayload
 from shared.events.complaints import (
     ComplaintAcknowledged,
@@ -39,6 +38,7 @@ from shared.events.notifications import (
     NotificationSent,
     NotificationSuppressed,
 )
+from shared.identity import End, follow
 from shared.mongo import Database, Session
 from shared.routing import Routes
 from shared.unit_of_work import UnitOfWork
@@ -345,18 +345,8 @@ async def owner_of_entry(customers: CustomerStore, customer_id: str, uow: UnitOf
       exists the entries are unreachable through the API, and erasing the id clears them.
     - A merge chain too long to follow (a data error) leaves them with the last profile.
     """
-    current = customer_id
-    for _ in range(MAX_MERGE_HOPS):
-        customer = await customers.of(uow, current)
-        if customer is None:
-            return current
-        if customer.status is CustomerStatus.ERASED:
-            return None
-        if customer.status is CustomerStatus.MERGED and customer.merged_into:
-            current = customer.merged_into
-            continue
-        return current
-    return current
+    reached = await follow(customer_id, lambda key: customers.link(uow, key))
+    return None if reached.end is End.ERASED else reached.customer_id
 
 
 @dataclass(frozen=True)
