@@ -9,8 +9,8 @@ whatever holds those links: a unit of work, a batch's memory, a collection.
   to where its chain ends: a live profile, an erased one, an id nobody has heard of, or a
   chain too long to be anything but a data error (:data:`MAX_MERGE_HOPS`). What to do at
   each end (raise, file under the last id, drop) stays the caller's decision.
-- :func:`merged_sources` walks the other way: the profiles merged into an id, directly or
-  through others.
+- :func:`merged_sources` (and :func:`merged_sources_known`) walks the other way: the
+  profiles merged into an id, directly or through others.
 - :func:`link_of` reads the link of a stored document that keeps ``merged_into`` and an
   erasure mark.
 """
@@ -85,18 +85,35 @@ async def merged_sources(
     *,
     limit: int = 100,
 ) -> list[str]:
-    """The ids merged into ``customer_id``, directly or through others (at most
-    ``limit``); ``merged_into(ids)`` answers the ids merged into any of ``ids``."""
+    """The ids merged into ``customer_id``, directly or through others, a level at a time
+    until ``limit`` are found (the last level read is kept whole: a survivor's opt-outs
+    must not lose a source); ``merged_into(ids)`` answers the ids merged into any of
+    ``ids``."""
     found: list[str] = []
     frontier = [customer_id]
     while frontier and len(found) < limit:
-        frontier = [
-            source
-            for source in dict.fromkeys(await merged_into(frontier))
-            if source not in found and source != customer_id
-        ]
+        frontier = _new_level(await merged_into(frontier), found, customer_id)
         found.extend(frontier)
-    return found[:limit]
+    return found
+
+
+def merged_sources_known(
+    customer_id: str, merged_into: Callable[[list[str]], list[str]], *, limit: int = 100
+) -> list[str]:
+    """:func:`merged_sources` over links already in memory."""
+    found: list[str] = []
+    frontier = [customer_id]
+    while frontier and len(found) < limit:
+        frontier = _new_level(merged_into(frontier), found, customer_id)
+        found.extend(frontier)
+    return found
+
+
+def _new_level(sources: list[str], found: list[str], customer_id: str) -> list[str]:
+    """The sources not met before (a loop in bad data is not followed twice)."""
+    return [
+        source for source in dict.fromkeys(sources) if source not in found and source != customer_id
+    ]
 
 
 def link_of(document: Mapping[str, Any] | None, *, erased: str = "erased") -> Link | None:

@@ -11,6 +11,7 @@ from shared.identity import (
     follow_known,
     link_of,
     merged_sources,
+    merged_sources_known,
 )
 
 LINKS = {
@@ -55,7 +56,14 @@ async def test_merged_sources_walks_back_through_every_level_once() -> None:
 
     assert await merged_sources("c", merged_into) == ["b", "d", "a"]
     assert await merged_sources("c", merged_into, limit=2) == ["b", "d"]
+    # The level that reaches the limit is kept whole (no source of a survivor is lost).
+    assert await merged_sources("c", merged_into, limit=1) == ["b", "d"]
     assert await merged_sources("a", merged_into) == []
+    assert merged_sources_known("c", lambda ids: [s for t in ids for s in into.get(t, [])]) == [
+        "b",
+        "d",
+        "a",
+    ]
 
 
 def test_a_stored_link_reads_a_flag_or_a_time_as_erased() -> None:

@@ -48,7 +48,7 @@ from services.notifications.store import (
     marketing_window,
 )
 from shared.events import Event
-from shared.identity import MAX_MERGE_HOPS, End, Link, follow, follow_known
+from shared.identity import MAX_MERGE_HOPS, End, Link, follow, follow_known, merged_sources_known
 from shared.mongo import Collection, Session, in_chunks
 from shared.unit_of_work import UnitOfWork
 
@@ -350,17 +350,11 @@ class Batch:
             for key, document in self.customers.items():
                 if document is not None and document.get("merged_into"):
                     self._children.setdefault(document["merged_into"], []).append(key)
-        found: list[str] = []
-        frontier = [customer_id]
-        while frontier and len(found) < 100:
-            frontier = [
-                child
-                for parent in frontier
-                for child in sorted(self._children.get(parent, ()))
-                if child not in found and child != customer_id
-            ]
-            found.extend(frontier)
-        return found
+        children = self._children
+        return merged_sources_known(
+            customer_id,
+            lambda ids: [child for id_ in ids for child in sorted(children.get(id_, ()))],
+        )
 
     async def preferences_of(self, customer_id: str) -> CustomerPreferences:
         """The customer's preferences, with the opt-outs of the profiles merged into theirs."""

@@ -20,7 +20,7 @@ from pymongo import ASCENDING
 from services.notifications.documents import Write, update_many, update_one
 from services.notifications.domain import Channel, Purpose, Recipient
 from shared.events.customers import ContractStatus, CustomerSnapshot
-from shared.identity import End, Link, follow
+from shared.identity import End, Link, follow, merged_sources
 from shared.mongo import Database, Session
 
 
@@ -218,15 +218,12 @@ class Directory:
 
     async def merged_from(self, customer_id: str, session: Session | None = None) -> list[str]:
         """The profiles merged into ``customer_id`` (and into those), not undone."""
-        found: list[str] = []
-        frontier = [customer_id]
-        while frontier and len(found) < 100:
-            cursor = self.customers.find(
-                {"merged_into": {"$in": frontier}}, {"_id": 1}, session=session
-            )
-            frontier = [d["_id"] async for d in cursor if d["_id"] not in found]
-            found.extend(frontier)
-        return found
+
+        async def merged_into(ids: list[str]) -> list[str]:
+            cursor = self.customers.find({"merged_into": {"$in": ids}}, {"_id": 1}, session=session)
+            return [document["_id"] async for document in cursor]
+
+        return await merged_sources(customer_id, merged_into)
 
 
 # -- what the events change (applied in a batch: see ``batch.py``) -------------------------
