@@ -6,8 +6,10 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from services.complaints import api, worker
+from services.complaints import api, help_centre_api, worker
 from services.complaints.handlers import Complaints, Watcher, routes
+from services.complaints.help_centre import HelpCentre
+from services.complaints.help_centre_store import ArticleStore
 from services.complaints.settings import ComplaintsSettings
 from services.complaints.store import ComplaintStore, CustomerDirectory, SlaConfigStore
 from shared import ops
@@ -30,6 +32,12 @@ def create_app(settings: ComplaintsSettings) -> FastAPI:
     )
     runtime.handle(routes.bind(complaints))
     watcher = Watcher(complaints, settings.sla_check_interval_seconds)
-    runtime.startup += [store.ensure_indexes, watcher.start]
+    help_centre = HelpCentre(client=runtime.client, store=ArticleStore(runtime.db))
+    runtime.startup += [store.ensure_indexes, help_centre.store.ensure_indexes, watcher.start]
     runtime.shutdown.append(watcher.stop)
-    return runtime.http_app([ops.router, api.router], complaints=complaints, watcher=watcher)
+    return runtime.http_app(
+        [ops.router, api.router, help_centre_api.router],
+        complaints=complaints,
+        watcher=watcher,
+        help_centre=help_centre,
+    )
