@@ -1,17 +1,20 @@
-"""HTTP API of the profiles service: parse, call a use case, shape the answer."""
+"""HTTP API of the profiles service: parse, call a use case, shape the answer.
+
+The customers' own routes, and what the routers of the other capabilities share: the
+profiles dependency, the public shape of a customer, paging and the answers of a
+customer's sub-resources.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
-from fastapi.responses import RedirectResponse, StreamingResponse
+from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.profiles import handlers, merging
+from services.profiles import handlers
 from services.profiles.domain import (
     Attributes,
     Birthday,
@@ -28,10 +31,8 @@ from services.profiles.domain import (
     TimeZone,
 )
 from services.profiles.handlers import CustomerMoved, Profiles
-from services.profiles.import_export import CsvError, header_for, read_rows, to_row, write_csv
-from services.profiles.merging import Merger
 from shared.auth import CurrentPrincipal, Principal, Role, require_roles
-from shared.errors import Forbidden, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from shared.errors import Forbidden, InvalidInput
 from shared.events.customers import PostalAddress
 from shared.http import problem
 from shared.pagination import Page, cursor_after, decode_cursor
@@ -151,134 +152,6 @@ async def create_customer(
     return _with_etag(response, customer)
 
 
-class RowProblem(BaseModel):
-    row: int = Field(description="row number as a spreadsheet shows it (the header is row 1)")
-    reason: str
-
-
-class ImportResult(BaseModel):
-    dry_run: bool
-    created: int
-    updated: int
-    unchanged: int
-    failed: int
-    created_ids: list[str]
-    updated_ids: list[str]
-    errors: list[RowProblem]
-
-
-MAX_IMPORT_BYTES = 5 * 1024 * 1024
-
-
-@router.post(
-    "/customers/import",
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "text/csv": {"schema": {"type": "string"}},
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {"file": {"type": "string", "format": "binary"}},
-                    }
-                },
-            },
-            "required": True,
-        }
-    },
-    responses={413: {"description": "the file is larger than 5 MB"}},
-)
-async def import_customers(
-    request: Request,
-    profiles: ProfilesDep,
-    _: StaffOrService,
-    dry_run: bool = False,
-) -> ImportResult:
-    """Create or update profiles from a CSV file (the columns of the CSV export).
-
-    Valid rows are written, each whole with its events; invalid rows are reported with
-    their row number and reason and not written at all. ``dry_run`` only checks.
-    """
-    text = await _csv_body(request)
-    try:
-        report = await handlers.import_customers(profiles, read_rows(text), dry_run=dry_run)
-    except CsvError as error:
-        raise InvalidInput(str(error)) from None
-    return ImportResult(
-        dry_run=dry_run,
-        created=len(report.created),
-        updated=len(report.updated),
-        unchanged=report.unchanged,
-        failed=len(report.errors),
-        created_ids=report.created,
-        updated_ids=report.updated,
-        errors=[RowProblem(row=error.number, reason=error.reason) for error in report.errors],
-    )
-
-
-async def _csv_body(request: Request) -> str:
-    content_type = request.headers.get("content-type", "")
-    declared = int(request.headers.get("content-length") or 0)
-    if declared > MAX_IMPORT_BYTES:
-        raise PayloadTooLarge(f"the import is {declared} bytes; at most {MAX_IMPORT_BYTES}")
-    if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_files=1)
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise InvalidInput("send the CSV as the form field `file`")
-        raw = await upload.read(MAX_IMPORT_BYTES + 1)
-    elif content_type.startswith(("text/csv", "text/plain", "application/csv")):
-        raw = b""
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > MAX_IMPORT_BYTES:
-                break
-    else:
-        raise UnsupportedMediaType("send text/csv, or multipart/form-data with a `file` field")
-    if len(raw) > MAX_IMPORT_BYTES:
-        raise PayloadTooLarge(f"the import is larger than {MAX_IMPORT_BYTES} bytes")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidInput("the CSV must be UTF-8 encoded") from None
-
-
-class ExportFormat(StrEnum):
-    CSV = "csv"
-    JSON = "json"
-
-
-@router.get(
-    "/customers/export",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}, "application/json": {}}}},
-)
-async def export_customers(
-    profiles: ProfilesDep, _: StaffOrService, format: ExportFormat = ExportFormat.CSV
-) -> StreamingResponse:
-    """Every live profile, as CSV (importable as is) or as a JSON array."""
-    customers = [c async for c in handlers.all_customers(profiles)]
-    if format is ExportFormat.JSON:
-        body = (CustomerPublic.of(c).model_dump_json() for c in customers)
-        chunks: Iterable[str] = _json_array(body)
-        media_type = "application/json"
-    else:
-        chunks = [write_csv(header_for(customers), (to_row(c) for c in customers))]
-        media_type = "text/csv; charset=utf-8"
-    return StreamingResponse(
-        iter(chunks),
-        media_type=media_type,
-        headers={"Content-Disposition": f'attachment; filename="customers.{format.value}"'},
-    )
-
-
-def _json_array(items: Iterable[str]) -> Iterator[str]:
-    yield "["
-    for index, item in enumerate(items):
-        yield ("," if index else "") + item
-    yield "]"
-
-
 @router.get("/customers/{customer_id}", responses={308: {"description": "merged into another"}})
 async def read_customer(
     customer_id: str, profiles: ProfilesDep, response: Response, principal: CurrentPrincipal
@@ -373,53 +246,3 @@ async def redirect_moved(request: Request, error: Exception) -> Response:
         return problem(409, "Conflict", str(error), merged_into=error.target_id)
     location = request.url.path.replace(error.customer_id, error.target_id, 1)
     return RedirectResponse(location, status_code=status.HTTP_308_PERMANENT_REDIRECT)
-
-
-def get_merger(request: Request) -> Merger:
-    merger: Merger = request.app.state.merger
-    return merger
-
-
-MergerDep = Annotated[Merger, Depends(get_merger)]
-
-
-class MergeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    source_id: str = Field(min_length=1, max_length=200, description="the profile to fold in")
-
-
-class MergePublic(BaseModel):
-    merge_id: str = Field(description="undo with POST /api/v1/merges/{merge_id}/undo")
-    target: CustomerPublic
-    source_id: str
-    moved: dict[str, int] = Field(description="documents moved to the target, per kind")
-
-
-class UnmergePublic(BaseModel):
-    source: CustomerPublic
-    target: CustomerPublic
-
-
-@router.post(
-    "/customers/{customer_id}/merge",
-    responses={409: {"description": "a profile changed meanwhile"}},
-)
-async def merge_customers(
-    customer_id: str, body: MergeRequest, merger: MergerDep, _: StaffOrService
-) -> MergePublic:
-    """Fold ``source_id`` into this profile; the source's URLs then redirect here."""
-    result = await merging.merge(merger, customer_id, body.source_id)
-    return MergePublic(
-        merge_id=result.merge_id,
-        target=CustomerPublic.of(result.target),
-        source_id=result.source.id,
-        moved=result.moved,
-    )
-
-
-@router.post("/merges/{merge_id}/undo")
-async def undo_merge(merge_id: str, merger: MergerDep, _: StaffOrService) -> UnmergePublic:
-    """Give the merged profile back its data and its own URLs."""
-    source, target = await merging.undo_merge(merger, merge_id)
-    return UnmergePublic(source=CustomerPublic.of(source), target=CustomerPublic.of(target))

@@ -15,12 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.profiles import consents as consent_cases
 from services.profiles.api import ERASED_OR_MOVED
-from services.profiles.consents import (
-    SELF_SERVICE,
-    ConsentDecision,
-    ConsentOverview,
-    Consents,
-)
+from services.profiles.consents import Consents
+from services.profiles.consents_domain import SELF_SERVICE, ConsentDecision, ConsentOverview
 from shared.auth import CurrentPrincipal, Role
 from shared.errors import InvalidInput
 from shared.events.customers import Channel, Purpose

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, ConfigDict
 
 from services.profiles import contracts
-from services.profiles.contracts import Contract, ContractBook, ContractTerms
+from services.profiles.contracts import ContractBook
+from services.profiles.contracts_domain import Contract, ContractTerms
 from shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from shared.errors import InvalidInput
 from shared.events.customers import ContractStatus

@@ -29,26 +29,18 @@ Erasing an erased customer again is refused with 410 and publishes nothing.
 
 from __future__ import annotations
 
-import base64
-import sys
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Protocol
 
-from bson import Decimal128, ObjectId
-
-from services.profiles.domain import Customer, CustomerStatus, ProfileFields
+from services.profiles.domain import CustomerStatus
+from services.profiles.gdpr_domain import tombstone
+from services.profiles.gdpr_store import merged_sources, plain
 from services.profiles.handlers import SOURCE, Profiles, get_customer
-from services.profiles.store import CustomerStore
-from services.profiles.timeline import ERASED
 from shared.errors import Conflict, Gone
 from shared.events import Event, new_event
 from shared.events.customers import CustomerErased
-from shared.identity import MAX_MERGE_HOPS
-from shared.identity import merged_sources as sources_of
 from shared.mongo import Session
 
 
@@ -76,31 +68,6 @@ class Gdpr:
     erasers: Sequence[Eraser]
 
 
-async def merged_sources(
-    store: CustomerStore, customer_id: str, session: Session | None = None
-) -> list[str]:
-    """Ids of the profiles merged into ``customer_id``, directly or through others.
-
-    All of them (export and erasure must reach every one: no limit on how many), down to
-    ``MAX_MERGE_HOPS`` levels (one query a level).
-    """
-    levels = 0
-
-    async def merged_into(ids: list[str]) -> list[str]:
-        nonlocal levels
-        if levels == MAX_MERGE_HOPS:
-            return []  # as deep as a merge chain may go: read no further
-        levels += 1
-        cursor = store.customers.find(
-            {"merged_into": {"$in": ids}, "status": CustomerStatus.MERGED.value},
-            {"_id": 1},
-            session=session,
-        )
-        return [document["_id"] async for document in cursor]
-
-    return await sources_of(customer_id, merged_into, limit=sys.maxsize)
-
-
 async def export_customer(gdpr: Gdpr, customer_id: str) -> dict[str, Any]:
     """Everything the service holds about the customer, as plain JSON values."""
     customer = await get_customer(gdpr.profiles, customer_id)
@@ -117,23 +84,6 @@ async def export_customer(gdpr: Gdpr, customer_id: str) -> dict[str, Any]:
         export[exporter.section] = await exporter.export(ids)
     result: dict[str, Any] = plain(export)
     return result
-
-
-def tombstone(customer: Customer, now: datetime) -> Customer:
-    """What is left of an erased profile: its id, dates and version, and no person."""
-    cleared = {
-        name: field.get_default(call_default_factory=True)
-        for name, field in ProfileFields.model_fields.items()
-    }
-    return customer.model_copy(
-        update={
-            **cleared,
-            "given_name": ERASED,
-            "status": CustomerStatus.ERASED,
-            "updated_at": now,
-            "version": customer.version + 1,
-        }
-    )
 
 
 def erased_event(customer_id: str, now: datetime) -> Event[CustomerErased]:
@@ -170,55 +120,3 @@ async def erase_customer(gdpr: Gdpr, customer_id: str) -> list[str]:
 
     await profiles.commit(erase)
     return erased
-
-
-class CollectionSection:
-    """Another part of the service's data read generically: a collection's documents
-    about the customer (``key`` holds the customer id), whether or not it exists yet."""
-
-    def __init__(self, section: str, collection: Any, key: str = "customer_id") -> None:
-        self.section = section
-        self.collection = collection
-        self.key = key
-
-    async def export(self, customer_ids: Sequence[str]) -> list[Any]:
-        cursor = self.collection.find({self.key: {"$in": list(customer_ids)}}).sort("_id", 1)
-        return [plain(document) async for document in cursor]
-
-
-class FieldEraser:
-    """Erasure in another part of the service's data: unset the fields that name the
-    person (e.g. how a purchase named its buyer) and keep the rest (amounts, items)."""
-
-    def __init__(self, collection: Any, fields: Sequence[str], key: str = "customer_id") -> None:
-        self.collection = collection
-        self.fields = list(fields)
-        self.key = key
-
-    async def erase(self, session: Session, customer_ids: Sequence[str]) -> None:
-        await self.collection.update_many(
-            {self.key: {"$in": list(customer_ids)}},
-            {"$unset": dict.fromkeys(self.fields, "")},
-            session=session,
-        )
-
-
-def plain(value: Any) -> Any:
-    """A stored value as JSON: decimals as strings, times in ISO 8601, bytes in base64."""
-    if isinstance(value, dict):
-        return {str(name): plain(item) for name, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(item) for item in value]
-    if isinstance(value, Decimal128):
-        return format(value.to_decimal(), "f")
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, ObjectId | uuid.UUID):
-        return str(value)
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)

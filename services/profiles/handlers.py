@@ -27,7 +27,8 @@ from services.profiles.domain import (
 from services.profiles.identity import Duplicate, assess
 from services.profiles.import_export import Row, RowError
 from services.profiles.store import CustomerStore
-from services.profiles.timeline import EntryKind, TimelineStore
+from services.profiles.timeline_domain import EntryKind
+from services.profiles.timeline_store import TimelineStore
 from shared.clock import Clock, utc_now
 from shared.errors import (
     Conflict,

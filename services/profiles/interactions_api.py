@@ -14,7 +14,8 @@ from pydantic import Field
 
 from services.profiles import interactions as interaction_cases
 from services.profiles.api import ERASED_OR_MOVED, Cursor, Limit, StaffOrService
-from services.profiles.interactions import Interaction, Interactions, LogInteraction
+from services.profiles.interactions import Interactions
+from services.profiles.interactions_domain import Interaction, LogInteraction
 from shared.auth import CurrentPrincipal, Role
 from shared.pagination import Page, decode_cursor, page_of
 

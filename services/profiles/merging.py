@@ -17,72 +17,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from pydantic import BaseModel, Field
-
-from services.profiles.contracts import ContractStore
+from services.profiles.contracts_store import ContractStore
 from services.profiles.domain import Customer, CustomerStatus, changed_fields
 from services.profiles.handlers import SOURCE, Profiles, get_customer, snapshot
 from services.profiles.ledger_store import LedgerStore
-from services.profiles.timeline import EntryKind
+from services.profiles.merging_domain import Gains, MergeResult, fold_into, take_back
+from services.profiles.merging_store import ConsentDocuments, KeyedDocuments
+from services.profiles.timeline_domain import EntryKind
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.events import Event, new_event
 from shared.events.customers import CustomerMerged, CustomerUpdated
 from shared.mongo import Collection, Database, Session
-
-LIST_FIELDS = ("emails", "phones", "tags")
-MAP_FIELDS = ("external_ids", "attributes")
-FILLED_FIELDS = ("given_name", "family_name", "preferred_name", "address", "birthday")
-
-
-class Gains(BaseModel):
-    """What a merge added to the target: what an undo takes away again."""
-
-    lists: dict[str, list[str]] = Field(default_factory=dict)
-    maps: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    filled: dict[str, Any] = Field(default_factory=dict)
-
-
-def fold_into(target: Customer, source: Customer, now: datetime) -> tuple[Customer, Gains]:
-    """The target with what only the source knew; the target's own values win."""
-    gains = Gains()
-    changes: dict[str, Any] = {}
-    for name in LIST_FIELDS:
-        mine: list[str] = getattr(target, name)
-        added = [value for value in getattr(source, name) if value not in mine]
-        if added:
-            gains.lists[name] = added
-            changes[name] = [*mine, *added]
-    for name in MAP_FIELDS:
-        own: dict[str, Any] = getattr(target, name)
-        new = {key: value for key, value in getattr(source, name).items() if key not in own}
-        if new:
-            gains.maps[name] = new
-            changes[name] = {**own, **new}
-    for name in FILLED_FIELDS:
-        value = getattr(source, name)
-        if getattr(target, name) is None and value is not None:
-            dumped = value.model_dump() if isinstance(value, BaseModel) else value
-            gains.filled[name] = dumped
-            changes[name] = dumped
-    return target.with_changes(changes, now), gains
-
-
-def take_back(target: Customer, gains: Gains, now: datetime) -> Customer:
-    """The target without what a merge gave it (values changed since are kept)."""
-    changes: dict[str, Any] = {}
-    for name, added in gains.lists.items():
-        changes[name] = [value for value in getattr(target, name) if value not in added]
-    for name, added_map in gains.maps.items():
-        current: dict[str, Any] = getattr(target, name)
-        changes[name] = {k: v for k, v in current.items() if added_map.get(k, object()) != v}
-    for name, value in gains.filled.items():
-        current_value = getattr(target, name)
-        dumped = (
-            current_value.model_dump() if isinstance(current_value, BaseModel) else current_value
-        )
-        if dumped == value:
-            changes[name] = None
-    return target.with_changes(changes, now)
 
 
 class CustomerData(Protocol):
@@ -97,85 +42,6 @@ class CustomerData(Protocol):
     async def move_back(
         self, moved: list[str], source: str, target: str, session: Session
     ) -> None: ...
-
-
-@dataclass
-class KeyedDocuments:
-    """Documents with a ``customer_id`` field (ledger, contracts, interactions, timeline)."""
-
-    name: str
-    collection: Collection
-
-    async def move(self, source: str, target: str, session: Session) -> list[str]:
-        cursor = self.collection.find({"customer_id": source}, {"_id": 1}, session=session)
-        moved = [document["_id"] async for document in cursor]
-        if moved:
-            await self.collection.update_many(
-                {"_id": {"$in": moved}}, {"$set": {"customer_id": target}}, session=session
-            )
-        return moved
-
-    async def move_back(self, moved: list[str], source: str, target: str, session: Session) -> None:
-        if moved:
-            await self.collection.update_many(
-                {"_id": {"$in": moved}, "customer_id": target},
-                {"$set": {"customer_id": source}},
-                session=session,
-            )
-
-
-@dataclass
-class ConsentDocuments:
-    """Consents live in one document per customer: histories join, the latest wins."""
-
-    name: str
-    collection: Collection
-
-    async def move(self, source: str, target: str, session: Session) -> list[str]:
-        theirs = await self.collection.find_one({"_id": source}, session=session)
-        if theirs is None:
-            return []
-        ours = await self.collection.find_one({"_id": target}, session=session) or {"_id": target}
-        moved = [entry["id"] for entry in theirs.get("history", [])]
-        history = sorted(
-            [*ours.get("history", []), *theirs.get("history", [])],
-            key=lambda entry: entry["changed_at"],
-        )
-        await self.collection.replace_one(
-            {"_id": target}, _with_history(target, history), upsert=True, session=session
-        )
-        await self.collection.delete_one({"_id": source}, session=session)
-        # Keep the source's own document to give back on undo.
-        await self.collection.database["merged_consents"].replace_one(
-            {"_id": source}, {**theirs, "_id": source}, upsert=True, session=session
-        )
-        return moved
-
-    async def move_back(self, moved: list[str], source: str, target: str, session: Session) -> None:
-        if not moved:
-            return
-        ours = await self.collection.find_one({"_id": target}, session=session) or {}
-        kept = [entry for entry in ours.get("history", []) if entry["id"] not in set(moved)]
-        await self.collection.replace_one(
-            {"_id": target}, _with_history(target, kept), upsert=True, session=session
-        )
-        saved = self.collection.database["merged_consents"]
-        theirs = await saved.find_one({"_id": source}, session=session)
-        if theirs is not None:
-            await self.collection.replace_one({"_id": source}, theirs, upsert=True, session=session)
-            await saved.delete_one({"_id": source}, session=session)
-
-
-def _with_history(customer_id: str, history: list[dict[str, Any]]) -> dict[str, Any]:
-    """A consents document whose current decisions are the latest of its history."""
-    current: dict[str, dict[str, Any]] = {}
-    for entry in history:  # oldest first: later decisions overwrite earlier ones
-        current.setdefault(entry["channel"], {})[entry["purpose"]] = {
-            "granted": entry["granted"],
-            "source": entry.get("source"),
-            "changed_at": entry["changed_at"],
-        }
-    return {"_id": customer_id, "current": current, "history": history}
 
 
 @dataclass
@@ -204,13 +70,6 @@ class Merger:
 
     async def ensure_indexes(self) -> None:
         await self.merges.create_index("source_id")
-
-
-class MergeResult(BaseModel):
-    merge_id: str
-    target: Customer
-    source: Customer
-    moved: dict[str, int]
 
 
 async def merge(merger: Merger, target_id: str, source_id: str) -> MergeResult:

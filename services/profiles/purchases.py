@@ -46,8 +46,9 @@ from services.profiles.ledger import (
 )
 from services.profiles.ledger_store import LedgerStore
 from services.profiles.store import DUPLICATE_KEY, CustomerStore
-from services.profiles.timeline import EntryKind as TimelineKind
-from services.profiles.timeline import Happening, TimelineStore
+from services.profiles.timeline_domain import EntryKind as TimelineKind
+from services.profiles.timeline_domain import Happening
+from services.profiles.timeline_store import TimelineStore
 from shared.clock import to_millisecond, utc_now
 from shared.consumer import RejectEvent
 from shared.errors import Conflict, InvalidInput, NotFound, RapportError

@@ -12,9 +12,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import Field
 
-from services.profiles import handlers
+from services.profiles import timeline as timeline_cases
 from services.profiles.api import ERASED_OR_MOVED, Cursor, Limit, ProfilesDep
-from services.profiles.timeline import EntryKind, TimelineEntry
+from services.profiles.timeline_domain import EntryKind, TimelineEntry
 from shared.auth import CurrentPrincipal
 from shared.pagination import Page, decode_cursor, page_of
 
@@ -40,9 +40,8 @@ async def read_timeline(
 ) -> TimelinePage:
     """Everything that happened to the customer, newest first."""
     principal.ensure_may_access_customer(customer_id)
-    customer = await handlers.get_customer(profiles, customer_id)
-    found = await profiles.timeline.page(
-        customer.id, kinds=kind or (), after=decode_cursor(cursor), limit=limit + 1
+    found = await timeline_cases.read_timeline(
+        profiles, customer_id, kinds=kind or (), after=decode_cursor(cursor), limit=limit + 1
     )
     entries, next_cursor = page_of(found, limit, lambda e: (e.occurred_at, e.id))
     return TimelinePage(items=entries, next_cursor=next_cursor)

@@ -18,7 +18,8 @@ import pytest
 from services.profiles import purchases, timeline
 from services.profiles.ledger_store import LedgerStore
 from services.profiles.store import CustomerStore
-from services.profiles.timeline import TimelineRecorder, TimelineStore
+from services.profiles.timeline import TimelineRecorder
+from services.profiles.timeline_store import TimelineStore
 from shared.consumer import EventConsumer, IncomingMessage, Outcome
 from shared.events import Event, EventPayload, encode, new_event
 from shared.events.complaints import ComplaintOpened

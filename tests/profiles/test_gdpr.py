@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from services.profiles import consents, gdpr, handlers, interactions
 from services.profiles.bootstrap import create_app
 from services.profiles.domain import Customer, CustomerStatus, ProfileFields
+from services.profiles.interactions_domain import LogInteraction
 from services.profiles.settings import ProfilesSettings
 from shared.auth import Role
 from shared.events import decode, encode, new_event
@@ -234,9 +235,7 @@ async def test_pending_events_of_an_erased_customer_still_leave_but_blanked(
     await interactions.log_interaction(
         state.interactions,
         customer.id,
-        interactions.LogInteraction(
-            kind=InteractionKind.CALL, direction=Direction.INBOUND, summary=INTERACTION
-        ),
+        LogInteraction(kind=InteractionKind.CALL, direction=Direction.INBOUND, summary=INTERACTION),
     )
     await consents.set_consent(
         state.consents,
