@@ -14,9 +14,14 @@ import pytest
 from shared.events import CONTRACT_EVENTS, DEFAULT_REGISTRY, InvalidEvent, decode, encode, new_event
 from shared.events.base import ERASED_TEXT, EventPayload, Identifier
 from shared.events.complaints import ComplaintResolved, ResolutionType
-from shared.events.customers import CustomerErased, CustomerRegistered, InteractionLogged
+from shared.events.customers import (
+    CustomerErased,
+    CustomerRegistered,
+    InteractionLogged,
+    SignInRequested,
+)
 from shared.events.purchases import PurchaseCompleted
-from shared.events.registry import EventRegistry
+from shared.events.registry import SECRET_EVENT_TYPES, EventRegistry
 from shared.events.schemas import DEFAULT_FOLDER, stale_files
 from shared.events.schemas import main as schemas_main
 from shared.topics import PURCHASES
@@ -28,6 +33,7 @@ CONTRACT_TYPES = {
     "crm.customer.erased",
     "crm.customer.consent_changed",
     "crm.interaction.logged",
+    "crm.customer.sign_in_requested",
     "crm.purchase.completed",
     "crm.purchase.returned",
     "crm.complaint.opened",
@@ -219,7 +225,7 @@ def test_schema_check_fails_on_a_stale_folder(tmp_path: Path) -> None:
 PERSONAL_NAMES = {
     "given_name", "family_name", "preferred_name", "emails", "phones", "address", "birthday",
     "customer_email", "customer_external_id", "subject", "description", "summary",
-    "comment", "public_comment",
+    "comment", "public_comment", "email", "sign_in_url",
 }  # fmt: skip
 
 
@@ -262,3 +268,16 @@ def test_a_scrubbed_payload_keeps_its_shape_and_loses_what_identifies_the_person
     InteractionLogged.model_validate(logged.model_dump(mode="json"))
     erased = CustomerErased(customer_id="c-1", erased_at=now)
     assert erased.scrubbed() is erased
+
+
+def test_a_sign_in_link_is_a_secret_that_an_erasure_blanks() -> None:
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    requested = SignInRequested(
+        customer_id="c-1", email="ana@example.com", locale="hr", expires_at=now,
+        sign_in_url="https://portal.example.com/sign-in#token=abc", requested_at=now,
+    )  # fmt: skip
+    # The only contract type that carries a credential: it never leaves the platform.
+    assert {"crm.customer.sign_in_requested"} == SECRET_EVENT_TYPES
+    scrubbed = requested.scrubbed()
+    assert (scrubbed.email, scrubbed.sign_in_url) == (None, ERASED_TEXT)
+    SignInRequested.model_validate(scrubbed.model_dump(mode="json"))

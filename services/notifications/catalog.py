@@ -36,6 +36,7 @@ RETENTION_OFFER = "retention_offer"
 BIRTHDAY_GREETING = "birthday_greeting"
 RENEWAL_REMINDER = "renewal_reminder"
 COMPLAINT_DAILY_STATUS = "complaint_daily_status"
+SIGN_IN_LINK = "sign_in_link"
 
 COMMON_FIELDS: Mapping[str, str] = MappingProxyType(
     {
@@ -311,6 +312,21 @@ _TRIGGERS = (
             "days_open": 2,
             "resolution_due_at": "2026-11-27T16:00:00+00:00",
             "last_public_comment": "The replacement tent is on its way to our store.",
+        },
+    ),
+    Trigger(
+        SIGN_IN_LINK,
+        "the single-use link the customer asked for to sign in to the portal",
+        {
+            "sign_in_url": "the link (a secret: it signs the customer in, once)",
+            "expires_at": "when the link stops working",
+            "valid_minutes": "how many minutes the link works from when it was asked for",
+        },
+        {
+            **_CUSTOMER,
+            "sign_in_url": "https://portal.example.com/sign-in#token=sample-Zx3c9vQ2LkT0aW",
+            "expires_at": "2026-11-23T10:15:00+00:00",
+            "valid_minutes": 15,
         },
     ),
 )

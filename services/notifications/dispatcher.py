@@ -50,7 +50,7 @@ import logging
 import random
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -72,7 +72,7 @@ from services.notifications.planning import (
 )
 from services.notifications.policy import Situation, Suppress, decide, quiet_hours_deferral
 from services.notifications.ports import Lease, subscription_id
-from services.notifications.rules import Audience
+from services.notifications.rules import DEFINITIONS, Audience
 from services.notifications.store import WAITING_FOR_CUSTOMER, Delivery, DeliveryStatus, finish
 from services.notifications.webhooks import cloudevent
 from shared.consumer import (
@@ -421,10 +421,12 @@ class Dispatcher:
         if delivery.audience is not Audience.CUSTOMER:
             return None
         preferences = await reader.preferences_of(delivery.customer_id)
+        rule = DEFINITIONS.get(delivery.rule)
         return Situation(
             channel=delivery.channel,
             purpose=delivery.purpose,
             audience=delivery.audience,
+            requested=rule is not None and rule.requested,
             now=now,
             time_zone=self.ctx.time_zone_of(customer),
             consents=customer.consents if customer else {},
@@ -492,12 +494,16 @@ class Dispatcher:
                 locale=ctx.default_locale,
                 time_zone=ctx.default_time_zone,
             )
+        # A message the customer asked for is in the language they asked in (the portal's).
+        rule = DEFINITIONS.get(delivery.rule)
+        asked_in = delivery.locale if rule is not None and rule.requested else None
         if customer is not None and customer.registered:
-            return customer.recipient(ctx.default_locale, ctx.default_time_zone)
+            recipient = customer.recipient(ctx.default_locale, ctx.default_time_zone)
+            return replace(recipient, locale=asked_in) if asked_in else recipient
         return Recipient(
             customer_id=delivery.customer_id,
             email=address if delivery.channel is Channel.EMAIL else None,
-            locale=ctx.default_locale,
+            locale=asked_in or ctx.default_locale,
             time_zone=ctx.default_time_zone,
         )
 

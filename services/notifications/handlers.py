@@ -94,6 +94,7 @@ from shared.events.customers import (
     CustomerRegistered,
     CustomerSnapshot,
     CustomerUpdated,
+    SignInRequested,
 )
 from shared.events.insights import ChurnRiskChanged
 from shared.events.purchases import PurchaseCompleted, PurchaseReturned
@@ -161,6 +162,15 @@ async def _load_churn(
 async def _load_snapshots(ctx: Notifications, events: Sequence[Event[S]], uow: UnitOfWork) -> None:
     customers = [event.payload.customer_id for event in events]
     ctx.batch(uow).want(customers=customers, schedules_of=customers)
+
+
+async def _load_sign_ins(
+    ctx: Notifications, events: Sequence[Event[SignInRequested]], uow: UnitOfWork
+) -> None:
+    ctx.batch(uow).want(
+        customers=[event.payload.customer_id for event in events],
+        events=[event.id for event in events],
+    )
 
 
 async def _load_consents(
@@ -453,6 +463,28 @@ async def churn_risk_changed(
     for rule in r.triggered_by(event.type, churn.model_dump(mode="json")):
         trigger = _trigger(event, rule, churn.customer_id, context=context)
         await plan(ctx, batch, trigger, ctx.now())
+
+
+@routes.on(SignInRequested, load=_load_sign_ins)
+async def sign_in_requested(
+    ctx: Notifications, event: Event[SignInRequested], uow: UnitOfWork
+) -> None:
+    """The link goes by e-mail at once, to the address it was asked for, in the language
+    it was asked in; a link blanked by an erasure before it was published goes nowhere."""
+    request = event.payload
+    if not request.sign_in_url.startswith(("https://", "http://")):
+        return
+    valid_for = request.expires_at - request.requested_at
+    context = {
+        "sign_in_url": request.sign_in_url,
+        "expires_at": iso(request.expires_at),
+        "valid_minutes": max(round(valid_for.total_seconds() / 60), 1),
+    }
+    trigger = _trigger(
+        event, r.SIGN_IN_LINK, request.customer_id, context=context,
+        address=str(request.email) if request.email else None, locale=request.locale,
+    )  # fmt: skip
+    await plan(ctx, ctx.batch(uow), trigger, ctx.now())
 
 
 @routes.on(CustomerRegistered, CustomerUpdated, load=_load_snapshots)

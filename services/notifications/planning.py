@@ -157,6 +157,10 @@ class Trigger:
     subject: str | None = None
     # The triggering event, which a webhook delivers as it is; None for a schedule.
     event: Event[Any] | None = None
+    # An e-mail address the event says the message goes to (the one a sign-in link was
+    # asked for), rather than the profile's first; and the language it asks for.
+    address: str | None = None
+    locale: str | None = None
 
 
 def purchase_subject(purchase_id: str) -> str:
@@ -251,6 +255,8 @@ async def _targets(
         return [(None, subscription_id(s)) for s in subscriptions]
     if audience is Audience.STAFF:
         return [(_staff_address(ctx, trigger, customer), None)] if channel is Channel.EMAIL else []
+    if trigger.address is not None and channel is Channel.EMAIL:
+        return [(trigger.address, None)]
     if known:
         assert customer is not None
         # Resolved when sent: the newest address wins.
@@ -299,6 +305,7 @@ async def _decide(
             channel=channel,
             purpose=config.purpose,
             audience=config.audience,
+            requested=definition(trigger.rule).requested,
             now=now,
             time_zone=ctx.time_zone_of(customer),
             consents=customer.consents if customer else {},
@@ -334,7 +341,7 @@ async def _decide(
         audience=config.audience,
         status=DeliveryStatus.PENDING if isinstance(decision, Send) else DeliveryStatus.SUPPRESSED,
         address=address,
-        locale=(customer.locale if customer else None) or None,
+        locale=trigger.locale or (customer.locale if customer else None) or None,
         context={**_offer(config), **trigger.context},
         cloudevent=_cloudevent(trigger) if channel is Channel.WEBHOOK else None,
         due_at=due_at,

@@ -4,6 +4,10 @@ The order of the checks is the order of the reasons a customer would accept:
 
 1. internal messages (audience staff) go to staff at once: no consent, no quiet hours;
 2. an erased customer gets nothing;
+   a message the customer asked for a moment ago and waits for (a sign-in link: its
+   rule is *requested*) then goes at once: the customer's standing choices about what
+   the company sends (consents, opt-outs, quiet hours) are about messages the company
+   starts, and the asking is the consent to this one;
 3. an explicit refusal of the channel x purpose (``crm.customer.consent_changed`` with
    ``granted: false``) suppresses; marketing also needs an explicit grant;
 4. the customer's own opt-outs (preferences) suppress;
@@ -127,6 +131,8 @@ class Situation:
     marketing_today: int = 0
     marketing_cap: int = 2
     erased: bool = False
+    # The customer asked for this message and is waiting for it (a sign-in link).
+    requested: bool = False
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,8 @@ def decide(situation: Situation) -> Decision:
         return Send(s.now)
     if s.erased:
         return Suppress("customer erased")
+    if s.requested:
+        return Send(s.now)
     consent = s.consents.get((s.channel, s.purpose))
     if consent is False:
         return Suppress(f"no {s.purpose.value} consent for {s.channel.value}")
@@ -168,7 +176,7 @@ def quiet_hours_deferral(s: Situation) -> tuple[datetime, str | None]:
     """When the message may go: now, or the end of the quiet hours if they hold back its
     channel and purpose. The customer's preferences say *when* their quiet hours are (or
     that they want none); ``quiet_hours_apply_to`` says *what* they hold back."""
-    if (s.channel, s.purpose) not in s.quiet_hours_apply_to:
+    if s.requested or (s.channel, s.purpose) not in s.quiet_hours_apply_to:
         return s.now, None
     hours = None if s.preferences.quiet_hours_off else s.preferences.quiet_hours
     if hours is None and not s.preferences.quiet_hours_off:

@@ -18,6 +18,8 @@ rule can be switched off and reconfigured (``PUT /api/v1/rules/{name}``, or the
 - birthday_greeting: schedule, the birthday at ``local_time`` (marketing, customer)
 - renewal_reminder: schedule, ``days_before`` a contract renews or expires (transactional)
 - complaint_daily_status: schedule, daily at ``local_time`` while a complaint is open
+- sign_in_link: crm.customer.sign_in_requested (transactional, customer, e-mail only,
+  *requested*: the customer waits for it, so it goes at once whatever the hour)
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from services.notifications.catalog import (
     RENEWAL_REMINDER,
     RETENTION_OFFER,
     RETURN_CONFIRMATION,
+    SIGN_IN_LINK,
     SLA_ESCALATION,
 )
 from services.notifications.domain import Channel, Purpose
@@ -59,6 +62,7 @@ __all__ = [
     "RETENTION_OFFER",
     "RETURN_CONFIRMATION",
     "RULE_NAMES",
+    "SIGN_IN_LINK",
     "SLA_ESCALATION",
     "AtLocalTime",
     "Audience",
@@ -137,6 +141,11 @@ class RuleDefinition:
     parameters: type[BaseModel] = NoParameters
     scheduled: bool = False
     event_types: tuple[str, ...] = field(default=())
+    # The customer asked for this very message a moment ago and waits for it (a sign-in
+    # link): it goes at once (see ``policy.decide``).
+    requested: bool = False
+    # The channels it may be configured to use (a sign-in link: e-mail, nothing else).
+    allowed_channels: tuple[Channel, ...] = tuple(Channel)
 
 
 _CUSTOMER_CHANNELS = (Channel.EMAIL, Channel.IN_APP, Channel.WEBHOOK)
@@ -249,6 +258,17 @@ DEFINITIONS: dict[str, RuleDefinition] = {
             parameters=AtLocalTime,
             scheduled=True,
         ),
+        RuleDefinition(
+            SIGN_IN_LINK,
+            "the single-use portal sign-in link the customer asked for, at once",
+            "crm.customer.sign_in_requested",
+            Purpose.TRANSACTIONAL,
+            Audience.CUSTOMER,
+            (Channel.EMAIL,),
+            event_types=("crm.customer.sign_in_requested",),
+            requested=True,
+            allowed_channels=(Channel.EMAIL,),
+        ),
     )
 }
 
@@ -296,7 +316,7 @@ def configured(name: str, *overrides: Mapping[str, Any]) -> RuleConfig:
         if override.get("enabled") is not None:
             enabled = bool(override["enabled"])
         if override.get("channels") is not None:
-            channels = _channels(override["channels"])
+            channels = _channels(override["channels"], rule)
         if override.get("parameters") is not None:
             parameters = validate_parameters(name, {**parameters, **override["parameters"]})
     return RuleConfig(
@@ -312,11 +332,17 @@ def configured(name: str, *overrides: Mapping[str, Any]) -> RuleConfig:
     )
 
 
-def _channels(values: Sequence[Any]) -> list[Channel]:
+def _channels(values: Sequence[Any], rule: RuleDefinition) -> list[Channel]:
     try:
         channels = [Channel(value) for value in values]
     except ValueError:
         raise InvalidInput(f"channels are {', '.join(Channel)}") from None
+    refused = [channel.value for channel in channels if channel not in rule.allowed_channels]
+    if refused:
+        allowed = ", ".join(channel.value for channel in rule.allowed_channels)
+        raise InvalidInput(
+            f"{rule.name} cannot use {', '.join(refused)}; its channels are: {allowed}"
+        )
     return list(dict.fromkeys(channels))
 
 
@@ -339,7 +365,9 @@ def validate_update(name: str, update: RuleUpdate, current: RuleConfig) -> dict[
     if update.enabled is not None:
         override["enabled"] = update.enabled
     if update.channels is not None:
-        override["channels"] = [channel.value for channel in _channels(update.channels)]
+        override["channels"] = [
+            channel.value for channel in _channels(update.channels, definition(name))
+        ]
     if update.parameters is not None:
         override["parameters"] = validate_parameters(
             name, {**current.parameters, **update.parameters}

@@ -19,7 +19,9 @@ Every delivery is a ``POST`` of one CloudEvent 1.0 in structured JSON mode
   it on Kafka: the same ``id``, ``source``, ``type``, ``subject`` (the customer id),
   ``time`` and ``data`` (as its ``dataschema``, ``urn:rapport:schema:<type>:v<N>``, reads
   it: an optional field the producer left out is ``null``). Subscriptions match that type.
-  A receiver that already has the event from Kafka can skip it by its ``id``;
+  A receiver that already has the event from Kafka can skip it by its ``id``. An event
+  that carries a credential (``crm.customer.sign_in_requested``, whose link signs the
+  customer in) is never delivered, whatever the filter (``*`` included);
 - a scheduled message (a birthday, a renewal reminder, a daily complaint status, when a
   rule sends them to webhooks) has no triggering event, so Rapport sends a notification
   CloudEvent of the type the subscription matched, ``rapport.notifications.schedule.<rule>``:
@@ -90,6 +92,7 @@ from services.notifications import ports
 from services.notifications.channels import ChannelSettings, classify_http
 from services.notifications.domain import PermanentDeliveryError, TransientDeliveryError
 from shared.errors import InvalidInput, NotFound
+from shared.events.registry import SECRET_EVENT_TYPES
 from shared.mongo import Database
 
 SECRET_PREFIX = "whsec_"
@@ -269,6 +272,10 @@ class Subscription(BaseModel):
     secret: str = Field(exclude=True, repr=False)
 
     def matches(self, event_type: str) -> bool:
+        """Whether the filter takes ``event_type``; never a type that carries a credential
+        (a sign-in link), whatever the filter says: it does not leave the platform."""
+        if event_type in SECRET_EVENT_TYPES:
+            return False
         return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.event_types)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import FastAPI
 from jsonschema import Draft202012Validator
 
@@ -10,23 +12,33 @@ from services.profiles import (
     consents_api,
     contracts_api,
     gdpr_api,
+    import_export_api,
     interactions_api,
+    merging_api,
     purchases,
     purchases_api,
+    sign_in_api,
     timeline_api,
     worker,
 )
-from services.profiles.consents import Consents, ConsentStore
-from services.profiles.contracts import ContractBook, ContractStore
-from services.profiles.gdpr import CollectionSection, FieldEraser, Gdpr
+from services.profiles.consents import Consents
+from services.profiles.consents_store import ConsentStore
+from services.profiles.contracts import ContractBook
+from services.profiles.contracts_store import ContractStore
+from services.profiles.gdpr import Gdpr
+from services.profiles.gdpr_store import CollectionSection, FieldEraser
 from services.profiles.handlers import CustomerMoved, Profiles
-from services.profiles.interactions import Interactions, InteractionStore
+from services.profiles.interactions import Interactions
+from services.profiles.interactions_store import InteractionStore
 from services.profiles.ledger_store import LedgerStore
 from services.profiles.merging import Merger
 from services.profiles.settings import ProfilesSettings
+from services.profiles.sign_in import SignIn
+from services.profiles.sign_in_store import SignInStore
 from services.profiles.store import CustomerStore
-from services.profiles.timeline import TimelineRecorder, TimelineStore
+from services.profiles.timeline import TimelineRecorder
 from services.profiles.timeline import routes as timeline_routes
+from services.profiles.timeline_store import TimelineStore
 from shared import ops
 from shared.runtime import ServiceRuntime
 
@@ -62,19 +74,23 @@ def create_app(settings: ProfilesSettings) -> FastAPI:
     runtime.handle(timeline_routes.bind(TimelineRecorder(profiles.store, profiles.timeline)))
     merger = Merger.of(profiles, runtime.db)
     runtime.startup.append(merger.ensure_indexes)
+    sign_in = _sign_in(settings, runtime, profiles)
     return runtime.http_app(
         [
             ops.router,
+            import_export_api.router,  # before api.router: `export` is no customer id
             api.router,
+            merging_api.router,
             purchases_api.router,
             contracts_api.router,
             interactions_api.router,
             timeline_api.router,
             consents_api.router,
             gdpr_api.router,
+            sign_in_api.router,
         ],
         exception_handlers={CustomerMoved: api.redirect_moved},
-        larger_bodies={"/api/v1/customers/import": api.MAX_IMPORT_BYTES},
+        larger_bodies={"/api/v1/customers/import": import_export_api.MAX_IMPORT_BYTES},
         profiles=profiles,
         ledger=ledger,
         contracts=contract_book,
@@ -82,6 +98,23 @@ def create_app(settings: ProfilesSettings) -> FastAPI:
         consents=consents,
         gdpr=gdpr,
         merger=merger,
+        sign_in=sign_in,
+    )
+
+
+def _sign_in(settings: ProfilesSettings, runtime: ServiceRuntime, profiles: Profiles) -> SignIn:
+    """The customer portal's passwordless sign-in."""
+    store = SignInStore(runtime.db)
+    runtime.startup.append(store.ensure_indexes)
+    return SignIn(
+        profiles=profiles,
+        store=store,
+        tokens=runtime.tokens,
+        portal_url=settings.portal_url,
+        link_ttl=timedelta(seconds=settings.sign_in_link_ttl_seconds),
+        links_per_window=settings.sign_in_links_per_window,
+        window=timedelta(seconds=settings.sign_in_window_seconds),
+        token_ttl=timedelta(seconds=settings.customer_token_ttl_seconds),
     )
 
 

@@ -29,6 +29,25 @@ class ProfilesSettings(ServiceSettings):
         description="JSON Schema (2020-12) the custom attributes of every profile must match",
     )
 
+    # The customer portal's passwordless sign-in (services/profiles/sign_in.py)
+    portal_url: str = Field(
+        default="http://127.0.0.1:8003",
+        pattern=r"^https?://[^\s#?]+$",
+        description="base of the customer portal; sign-in links go to <portal_url>/sign-in",
+    )
+    sign_in_link_ttl_seconds: int = Field(
+        default=900, ge=1, le=86_400, description="how long a sign-in link works (once)"
+    )
+    sign_in_links_per_window: int = Field(
+        default=5, ge=1, description="sign-in links sent per e-mail address per window, at most"
+    )
+    sign_in_window_seconds: int = Field(
+        default=900, ge=1, description="the window of sign-in_links_per_window"
+    )
+    customer_token_ttl_seconds: int = Field(
+        default=43_200, ge=60, le=30 * 86_400, description="lifetime of a portal sign-in token"
+    )
+
     @field_validator("attribute_schema")
     @classmethod
     def _valid_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:

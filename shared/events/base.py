@@ -82,6 +82,9 @@ class EventPayload(Record):
     event_type: ClassVar[str]
     schema_version: ClassVar[int] = 1
     topic: ClassVar[str]
+    # The event carries a credential (a sign-in link): services of the platform act on it,
+    # but it never leaves the platform (notifications' webhooks do not forward it).
+    carries_secret: ClassVar[bool] = False
 
     def customer_key(self) -> str:
         """The customer id this event is about: Kafka key and CloudEvents ``subject``."""

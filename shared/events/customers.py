@@ -20,6 +20,7 @@ from shared.events.base import (
 from shared.topics import CUSTOMERS
 
 PhoneE164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9]\d{6,14}$")]
+LocaleTag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
 
 
 class Channel(StrEnum):
@@ -73,7 +74,7 @@ class CustomerSnapshot(EventPayload):
     emails: Annotated[list[EmailStr], PERSONAL] = Field(default_factory=list)
     phones: Annotated[list[PhoneE164], PERSONAL] = Field(default_factory=list)
     address: Annotated[PostalAddress | None, PERSONAL] = None
-    locale: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] = "en"
+    locale: LocaleTag = "en"
     time_zone: ShortText = "UTC"
     birthday: Annotated[date | None, PERSONAL] = None
     tags: Annotated[list[ShortText], PERSONAL] = Field(default_factory=list)
@@ -161,3 +162,30 @@ class InteractionLogged(EventPayload):
     summary: Annotated[LongText, PERSONAL]
     agent_id: Identifier | None = None
     occurred_at: Timestamp
+
+
+class SignInRequested(EventPayload):
+    """A customer asked to sign in to the portal: e-mail them this single-use link.
+
+    The link is a credential: whoever holds it can sign in as the customer until it is
+    used or expires. Send it to the customer and nowhere else: do not log it, keep it, or
+    forward it (notifications' webhooks never deliver this type)."""
+
+    event_type = "crm.customer.sign_in_requested"
+    topic = CUSTOMERS
+    carries_secret = True
+
+    customer_id: Identifier
+    email: Annotated[EmailStr | None, PERSONAL] = Field(
+        default=None,
+        description="the address the link was asked for, where it goes (one of the "
+        "customer's); when absent, the customer's first address",
+    )
+    sign_in_url: Annotated[str, PERSONAL, StringConstraints(min_length=1, max_length=2000)] = Field(
+        description="the portal's sign-in page with the single-use token"
+    )
+    expires_at: Timestamp = Field(description="the link works until then, once")
+    locale: LocaleTag | None = Field(
+        default=None, description="the language to write in (the portal's, when it said)"
+    )
+    requested_at: Timestamp

@@ -19,6 +19,7 @@ CONTRACT_EVENTS: tuple[type[EventPayload], ...] = (
     customers.CustomerErased,
     customers.ConsentChanged,
     customers.InteractionLogged,
+    customers.SignInRequested,
     purchases.PurchaseCompleted,
     purchases.PurchaseReturned,
     complaints.ComplaintOpened,
@@ -35,6 +36,11 @@ CONTRACT_EVENTS: tuple[type[EventPayload], ...] = (
     notifications.NotificationSuppressed,
     insights.SegmentChanged,
     insights.ChurnRiskChanged,
+)
+
+# Event types that carry a credential: never forwarded outside the platform (webhooks).
+SECRET_EVENT_TYPES: frozenset[str] = frozenset(
+    payload.event_type for payload in CONTRACT_EVENTS if payload.carries_secret
 )
 
 

@@ -4,15 +4,16 @@ goes to the DLQ with the reason while the worker keeps going."""
 from __future__ import annotations
 
 import json
+import uuid
 
 from bson import Binary
 
 from services.analytics.handlers.recompute import Recomputer, recompute
 from shared.events import new_event
-from shared.events.customers import CustomerErased, CustomerMerged
+from shared.events.customers import CustomerErased, CustomerMerged, SignInRequested
 from shared.events.envelope import KafkaRecord, encode
 from shared.events.purchases import PurchaseCompleted
-from shared.topics import PURCHASES
+from shared.topics import CUSTOMERS, PURCHASES
 from tests.analytics.conftest import (
     Api,
     ago,
@@ -146,3 +147,26 @@ async def test_only_one_of_two_instances_recomputes_at_a_time(api: Api) -> None:
     await first.stop()  # hands the lease over at once
     assert await second.claim()
     await second.stop()
+
+
+async def test_a_sign_in_link_is_read_and_ignored_never_kept_nor_dead_lettered(
+    api: Api, kafka_bootstrap: str
+) -> None:
+    token = uuid.uuid4().hex
+    link = SignInRequested(
+        customer_id="c-ana", email="ana@example.com", locale="hr",
+        sign_in_url=f"https://portal.example.com/sign-in#token={token}",
+        requested_at=ago(minutes=1), expires_at=ago(minutes=-14),
+    )  # fmt: skip
+    await api.feed(registered("c-ana", "Ana Horvat", ago(hours=1), emails=["ana@example.com"]))
+    await api.send_records(
+        [(api.topics(CUSTOMERS), encode(new_event(link, source="/rapport/profiles")))]
+    )
+    # Behind it on the same partition: once this is applied, the link was read.
+    await api.feed(registered("c-ana", "Ana Horvat", ago(hours=1), emails=["ana@example.com"]))
+
+    assert await read_topic(kafka_bootstrap, api.topics.dlq(api.topics(CUSTOMERS))) == []
+    db = api.analytics.store.db
+    for name in await db.list_collection_names():
+        kept = await db[name].find().to_list()
+        assert token not in json.dumps(kept, default=str), name

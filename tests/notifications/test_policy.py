@@ -189,3 +189,19 @@ def test_a_local_day_has_its_zones_bounds() -> None:
     start, end = local_day(LATE_EVENING, "Europe/Zagreb")
     assert start == datetime(2026, 11, 22, 23, 0, tzinfo=UTC)  # midnight in Zagreb
     assert end == datetime(2026, 11, 23, 23, 0, tzinfo=UTC)
+
+
+def test_a_message_the_customer_asked_for_goes_at_once_whatever_they_chose_before() -> None:
+    # A sign-in link at 23:30, with e-mail receipts held back at night, transactional
+    # e-mail refused and opted out of: the customer just asked for it and is waiting.
+    asked = situation(
+        requested=True,
+        now=LATE_EVENING,
+        quiet_hours_apply_to=QUIET_HOURS_APPLY_TO | {(Channel.EMAIL, Purpose.TRANSACTIONAL)},
+        consents={(Channel.EMAIL, Purpose.TRANSACTIONAL): False},
+        preferences=Preferences(opt_outs=frozenset({(Channel.EMAIL, Purpose.TRANSACTIONAL)})),
+    )
+    assert decide(asked) == Send(LATE_EVENING)
+    assert decide(replace(asked, requested=False)) == Suppress("no transactional consent for email")
+    # An erased customer still gets nothing.
+    assert decide(replace(asked, erased=True)) == Suppress("customer erased")

@@ -16,6 +16,7 @@ def test_each_event_fires_its_documented_rules() -> None:
     assert r.triggered_by("crm.complaint.opened", {}) == [r.COMPLAINT_ACKNOWLEDGEMENT]
     assert r.triggered_by("crm.complaint.resolved", {}) == [r.COMPLAINT_RESOLVED]
     assert r.triggered_by("crm.customer.registered", {}) == []
+    assert r.triggered_by("crm.customer.sign_in_requested", {}) == [r.SIGN_IN_LINK]
 
 
 def test_a_status_change_speaks_to_the_customer_only_with_a_public_comment() -> None:
@@ -82,3 +83,22 @@ def test_unusable_parameters_are_refused_with_the_reason() -> None:
 
 def test_the_rule_names_are_the_templates_trigger_names() -> None:
     assert set(r.RULE_NAMES) == set(catalog.TRIGGER_NAMES)
+
+
+def test_a_sign_in_link_goes_by_e_mail_only_and_cannot_be_sent_elsewhere() -> None:
+    rule = r.definition(r.SIGN_IN_LINK)
+    assert (rule.purpose, rule.audience, rule.requested) == (
+        Purpose.TRANSACTIONAL,
+        r.Audience.CUSTOMER,
+        True,
+    )
+    assert r.configured(r.SIGN_IN_LINK).channels == [Channel.EMAIL]
+    current = r.configured(r.SIGN_IN_LINK)
+    for channels in (["email", "webhook"], ["in_app"], ["sms"]):
+        with pytest.raises(InvalidInput, match="sign_in_link cannot use"):
+            r.validate_update(r.SIGN_IN_LINK, r.RuleUpdate(channels=channels), current)
+    with pytest.raises(InvalidInput, match="cannot use webhook"):
+        r.configured(r.SIGN_IN_LINK, {"channels": ["webhook"]})  # a deployment's settings
+    assert r.validate_update(r.SIGN_IN_LINK, r.RuleUpdate(enabled=False), current) == {
+        "enabled": False
+    }

@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -48,6 +48,7 @@ from shared.events.customers import (
     ContractSummary,
     CustomerErased,
     CustomerRegistered,
+    SignInRequested,
 )
 from shared.events.purchases import PurchaseCompleted
 from shared.mongo import Database, MongoClient
@@ -574,3 +575,44 @@ async def test_a_scheduled_message_is_a_notification_cloudevent(
     assert data["contract_id"] == "ins-1"
     assert data["days_left"] == 30
     assert data["customer_name"] == "Ivana"
+
+
+async def test_a_sign_in_link_never_reaches_a_webhook_whatever_its_filter(
+    ctx: Notifications, db: Database, receiver: Receiver
+) -> None:
+    customer_id = f"c-{uuid.uuid4().hex[:8]}"
+    subscriptions = [
+        await subscribed(ctx, receiver.url("/ok"), pattern)
+        for pattern in ("crm.customer.*", "*", "crm.customer.sign_in_requested")
+    ]
+    # No filter matches it, whichever rule the event fires (the link's own is e-mail only).
+    assert not any(s.matches("crm.customer.sign_in_requested") for s in subscriptions)
+    assert all(s.matches("crm.customer.registered") for s in subscriptions[:2])
+    await apply(ctx, registration(customer_id))
+    link = SignInRequested(
+        customer_id=customer_id, email=f"{customer_id}@example.hr",
+        sign_in_url=f"https://portal.example.com/sign-in#token={uuid.uuid4().hex}",
+        expires_at=NOON + timedelta(minutes=15), requested_at=NOON, locale="hr",
+    )  # fmt: skip
+    requested = await apply(ctx, link)
+    # What the same subscriptions do receive: a purchase, through "*".
+    purchase = PurchaseCompleted.model_validate(
+        {"purchase_id": f"o-{customer_id}", "customer_id": customer_id, "total_amount": "4.90",
+         "currency": "EUR", "channel": "web",
+         "items": [{"sku": "TEA-1", "name": "Zeleni čaj", "category": "tea", "quantity": 1,
+                    "unit_price": "4.90"}]}
+    )  # fmt: skip
+    bought = await apply(ctx, purchase)
+    await dispatcher(ctx, db).run_once()
+
+    deliveries = await ctx.ledger.deliveries.find({"customer_id": customer_id}).to_list()
+    for_link = [d for d in deliveries if d["source_event_id"] == requested.id]
+    assert [(d["rule"], d["channel"], d["status"]) for d in for_link] == [
+        ("sign_in_link", "email", "sent")
+    ]
+    webhooks = {d["_id"]: d for d in deliveries if d["channel"] == "webhook"}
+    assert {d["source_event_id"] for d in webhooks.values()} == {bought.id}
+    assert all(d["status"] == "sent" for d in webhooks.values())
+    bodies = [body for headers, body in receiver.received if headers["webhook-id"] in webhooks]
+    assert len(bodies) == 1
+    assert all(link.sign_in_url.encode() not in body for _, body in receiver.received)

@@ -395,7 +395,7 @@ async def test_rules_are_listed_and_only_an_admin_switches_them(
 ) -> None:
     async with running(settings, DrivenClock(DAYTIME)) as service:
         rules = await service.call("GET", "/rules", service.as_(Role.AGENT))
-        assert len(rules) == 11
+        assert len(rules) == 12
         renewal = next(rule for rule in rules if rule["name"] == "renewal_reminder")
         assert renewal["parameters"]["days_before"] == [30, 7, 1]
 
