@@ -35,10 +35,10 @@ from bench._common import (
 from bench.profiles import start, wait_ready
 from devstack.ports import free_port
 from devstack.smtp import SmtpSink
+from services.notifications.deliveries_domain import delivery_id
 from services.notifications.domain import Channel
 from services.notifications.planning import purchase_subject
 from services.notifications.rules import PURCHASE_THANK_YOU
-from services.notifications.store import delivery_id
 from shared.events import encode, new_event
 from shared.events.customers import CustomerRegistered
 from shared.events.purchases import PurchaseCompleted

@@ -82,10 +82,10 @@ from devstack import processes
 from devstack.paths import REPO_ROOT
 from devstack.ports import free_port
 from devstack.smtp import SmtpSink
+from services.notifications.deliveries_domain import delivery_id
 from services.notifications.domain import Channel
 from services.notifications.planning import purchase_subject
 from services.notifications.rules import PURCHASE_THANK_YOU
-from services.notifications.store import delivery_id
 from services.profiles.ledger import purchase_entry_id
 from shared.events.envelope import CONTENT_TYPE, decode
 from shared.events.purchases import PurchaseCompleted

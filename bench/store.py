@@ -8,7 +8,8 @@ its own transaction as the services do, on collections with the services' real i
 - the baseline's: the idempotency markers and ledger entries (``insert_many``, no
   secondary index) and the per-customer figures (``bulk_write`` of ``$inc`` upserts);
 - notifications': the deliveries (``insert_many`` into the ledger with its five indexes),
-  their outcomes (the dispatcher's ``bulk_write`` of :func:`~services.notifications.store.finish`),
+  their outcomes (the dispatcher's ``bulk_write`` of
+  :func:`~services.notifications.deliveries_store.finish`),
   and the ``crm.notification.sent`` events into the outbox and out of it (``insert_many``,
   then the relay's mark as published).
 
@@ -33,14 +34,9 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient, InsertOne, UpdateOne
 
 from bench._common import connection_parser, database_name, positive, redact
+from services.notifications.deliveries_domain import Delivery, DeliveryStatus
+from services.notifications.deliveries_store import DeliveryLedger, delivery_document, finish
 from services.notifications.rules import Audience
-from services.notifications.store import (
-    Delivery,
-    DeliveryLedger,
-    DeliveryStatus,
-    delivery_document,
-    finish,
-)
 from shared.mongo import Collection, MongoClient, update_in
 from shared.outbox import Outbox
 from shared.topics import TopicNames

@@ -42,10 +42,26 @@ class Principal:
 
     def ensure_may_access_customer(self, customer_id: str) -> None:
         """Staff and services see every customer; a customer sees only itself."""
-        if self.has_any(Role.ADMIN, Role.AGENT, Role.SERVICE):
-            return
-        if self.customer_id != customer_id:
-            raise Forbidden("a customer token may only access its own customer's data")
+        ensure_customer_access(
+            customer_id,
+            staff=self.has_any(Role.ADMIN, Role.AGENT, Role.SERVICE),
+            own_customer_id=self.customer_id,
+        )
+
+
+def ensure_customer_access(
+    customer_id: str, *, staff: bool, own_customer_id: str | None, what: str = "data"
+) -> None:
+    """The one rule for access to a customer's data (403 otherwise): staff, services and
+    the system reach every customer; a customer token only its own (``own_customer_id``).
+    A route checks the customer its request names with
+    :meth:`Principal.ensure_may_access_customer`; a use case that loads something a
+    customer owns checks its owner with that method, or with this function when it knows
+    the caller as its own actor (complaints). ``what`` names the data in the answer."""
+    if staff:
+        return
+    if own_customer_id != customer_id:
+        raise Forbidden(f"a customer token may only access its own customer's {what}")
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,12 @@ side.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 
 from services.analytics.domain.facts import FeedbackFact, NotificationFact, PurchaseFact, ReturnFact
 from services.analytics.domain.figures import Metric
@@ -25,6 +25,7 @@ from services.analytics.domain.segments import Population
 from services.analytics.domain.summaries import complaint_from_document
 from shared.clock import to_millisecond
 from shared.mongo import Collection, Database, Document, Session
+from shared.unit_of_work import UnitOfWork
 
 FACTS = ("purchases", "returns", "complaints", "feedback", "notifications")
 ANONYMOUS_PREFIX = "anonymous-"  # what an erased customer's facts count for
@@ -130,6 +131,42 @@ class AnalyticsStore:
 
     def live_customers(self) -> dict[str, Any]:
         return {"erased": {"$ne": True}, "merged_into": None}
+
+    async def live_for_judging(self) -> list[Document]:
+        """Every live customer, by id, with what judging reads of it: the summary, when
+        it registered, its name, and its stored insight and version."""
+        return [
+            document
+            async for document in self.customers.find(
+                self.live_customers(),
+                {"summary": 1, "registered_at": 1, "name": 1, "insight": 1, "version": 1},
+            ).sort("_id", 1)
+        ]
+
+    async def live_versions(self, uow: UnitOfWork, customer_ids: Sequence[str]) -> dict[str, Any]:
+        """The stored version of each of these customers still live, in one query."""
+        live = self.live_customers()
+        uow.reads += 1
+        found = self.customers.find(
+            {**live, "_id": {"$in": list(customer_ids)}},
+            {"version": 1},
+            session=uow.session,
+        )
+        return {document["_id"]: document.get("version") async for document in found}
+
+    def store_insight(
+        self, uow: UnitOfWork, customer_id: str, version: Any, insight: Document
+    ) -> None:
+        """Store the customer's new insight when ``uow`` commits, if the customer is still
+        live and at ``version``."""
+        uow.write(
+            self.customers,
+            UpdateOne(
+                {**self.live_customers(), "_id": customer_id, "version": version},
+                {"$set": {"insight": insight}, "$inc": {"version": 1}},
+            ),
+            key=customer_id,
+        )
 
     async def buyer_count(self) -> int:
         """Live customers with a purchase: the population RFM ranks against."""

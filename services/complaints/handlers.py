@@ -36,9 +36,10 @@ from services.complaints.store import (
     CustomerDirectory,
     SlaConfigStore,
 )
+from shared.auth import ensure_customer_access
 from shared.background import Periodic
 from shared.clock import Clock, to_millisecond, utc_now
-from shared.errors import Forbidden, Gone, InvalidInput, NotFound
+from shared.errors import Gone, InvalidInput, NotFound
 from shared.events import Event, new_event
 from shared.events.base import EventPayload
 from shared.events.complaints import ComplaintStatus
@@ -124,8 +125,14 @@ async def _change(
 
 
 def ensure_may_access(actor: Actor, complaint: Complaint) -> None:
-    if actor.is_customer and actor.customer_id != complaint.customer_id:
-        raise Forbidden("a customer token may only access its own customer's complaints")
+    """The complaint's owner checked by the shared rule (``shared.auth``): staff and
+    systems reach every complaint; a customer only its own customer's."""
+    ensure_customer_access(
+        complaint.customer_id,
+        staff=not actor.is_customer,
+        own_customer_id=actor.customer_id,
+        what="complaints",
+    )
 
 
 async def open_complaint(ctx: Complaints, command: OpenComplaint, actor: Actor) -> Complaint:

@@ -1,7 +1,7 @@
 """HTTP API of the notifications core: the delivery ledger, redrive, preferences, rules.
 
 Templates, the in-app inbox and webhook subscriptions have their own routers
-(``templates_api``, ``inbox``, ``webhooks``).
+(``templates_api``, ``inbox_api``, ``webhooks_api``).
 """
 
 from __future__ import annotations
@@ -10,18 +10,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
+from services.notifications import deliveries, scheduling
 from services.notifications import rules as r
-from services.notifications import scheduling
+from services.notifications.deliveries_domain import Delivery, DeliveryStatus
+from services.notifications.deliveries_store import status_filter
 from services.notifications.planning import Notifications
+from services.notifications.preferences_domain import CustomerPreferences
 from services.notifications.rules import Audience, RuleConfig, RuleUpdate
-from services.notifications.store import (
-    CustomerPreferences,
-    Delivery,
-    DeliveryStatus,
-    status_filter,
-)
 from shared.auth import AdminPrincipal, CurrentPrincipal, Principal, Role, require_roles
-from shared.errors import Conflict, InvalidInput, NotFound
+from shared.errors import InvalidInput
 from shared.pagination import Page, decode_cursor, page_of
 
 StaffPrincipal = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AGENT))]
@@ -60,16 +57,19 @@ async def list_deliveries(
 ) -> DeliveryPage:
     """The delivery ledger, newest first; a customer token sees the messages sent to it
     (not the internal ones about it, such as an escalation or a churn alert)."""
-    customer = not _is_staff(principal)
+    customer = not deliveries.is_staff(principal)
     if customer:
         if customer_id is not None:
             principal.ensure_may_access_customer(customer_id)  # 403 for another's
         customer_id = principal.customer_id
     if rule is not None and rule not in r.RULE_NAMES:
         raise InvalidInput(f"no rule {rule}; rules are: {', '.join(r.RULE_NAMES)}")
-    filters = status_filter(status or [], [customer_id] if customer_id else [], rule)
-    if customer:
-        filters["audience"] = Audience.CUSTOMER.value
+    filters = status_filter(
+        status or [],
+        [customer_id] if customer_id else [],
+        rule,
+        audience=Audience.CUSTOMER if customer else None,
+    )
     found = await ctx.ledger.page(filters, decode_cursor(cursor, "deliveries"), limit + 1)
     page, next_cursor = page_of(found, limit, lambda d: (d.created_at, d.id), "deliveries")
     return DeliveryPage(items=page, next_cursor=next_cursor)
@@ -79,17 +79,7 @@ async def list_deliveries(
 async def read_delivery(
     delivery_id: DeliveryId, ctx: NotificationsDep, principal: CurrentPrincipal
 ) -> Delivery:
-    delivery = await ctx.ledger.get(delivery_id)
-    if delivery is None or (
-        not _is_staff(principal) and delivery.audience is not Audience.CUSTOMER
-    ):
-        raise NotFound(f"no delivery {delivery_id}")
-    principal.ensure_may_access_customer(delivery.customer_id)
-    return delivery
-
-
-def _is_staff(principal: Principal) -> bool:
-    return principal.has_any(Role.ADMIN, Role.AGENT, Role.SERVICE)
+    return await deliveries.read_delivery(ctx, delivery_id, principal)
 
 
 @router.post(
@@ -99,16 +89,7 @@ def _is_staff(principal: Principal) -> bool:
 async def redrive(delivery_id: DeliveryId, ctx: NotificationsDep, _: StaffPrincipal) -> Delivery:
     """Try a failed delivery again from its first attempt (same delivery id, so a
     receiver that saw it before can tell)."""
-    delivery = await ctx.ledger.get(delivery_id)
-    if delivery is None:
-        raise NotFound(f"no delivery {delivery_id}")
-    if delivery.status is not DeliveryStatus.FAILED:
-        raise Conflict(f"delivery {delivery_id} is {delivery.status.value}, not failed")
-    if not await ctx.ledger.redrive(delivery, ctx.now()):
-        raise Conflict(f"delivery {delivery_id} changed meanwhile; read it again")
-    redriven = await ctx.ledger.get(delivery_id)
-    assert redriven is not None
-    return redriven
+    return await deliveries.redrive(ctx, delivery_id)
 
 
 @router.get("/customers/{customer_id}/preferences", tags=["preferences"])

@@ -31,22 +31,22 @@ from typing import Any
 
 from pymongo import InsertOne
 
-from services.notifications.directory import Customer, Directory, customer_from, merge_link
-from services.notifications.documents import Document, Write, apply, matches
-from services.notifications.ports import HandOff, Lease, WebhookPort, WebhookSubscription
-from services.notifications.rules import RuleConfig, configured
-from services.notifications.schedules import Schedule, ScheduleStore, schedule_from
-from services.notifications.store import (
-    CustomerPreferences,
-    Delivery,
+from services.notifications.deliveries_domain import Delivery, DeliveryStatus
+from services.notifications.deliveries_store import (
     DeliveryLedger,
-    DeliveryStatus,
-    PreferenceStore,
-    RuleStore,
-    combine,
     delivery_document,
     marketing_window,
 )
+from services.notifications.directory_domain import Customer
+from services.notifications.directory_store import Directory, customer_from, merge_link
+from services.notifications.documents import Document, Write, apply, matches
+from services.notifications.ports import HandOff, Lease, WebhookPort, WebhookSubscription
+from services.notifications.preferences_domain import CustomerPreferences
+from services.notifications.preferences_store import PreferenceStore, combine
+from services.notifications.rules import RuleConfig, configured
+from services.notifications.rules_store import RuleStore
+from services.notifications.scheduling_domain import Schedule
+from services.notifications.scheduling_store import ScheduleStore, schedule_from
 from shared.events import Event
 from shared.identity import MAX_MERGE_HOPS, End, Link, follow, follow_known, merged_sources_known
 from shared.mongo import Collection, Session, in_chunks
@@ -55,7 +55,7 @@ from shared.unit_of_work import UnitOfWork
 # Marketing messages are counted per local day; a day anywhere is within this of now.
 _MARKETING_MARGIN = timedelta(days=2)
 # What a batch keeps of the deliveries it reads: enough to dedupe and count, and to apply
-# the ledger's changes (see ``store.py``) to them in memory.
+# the ledger's changes (see ``deliveries_store.py``) to them in memory.
 _LEDGER_FIELDS = dict.fromkeys(
     ("customer_id", "source_event_id", "subject", "rule", "purpose", "audience", "status",
      "due_at", "last_error", "moved_from"),
@@ -468,7 +468,8 @@ class Batch:
 
     async def record(self, delivery: Delivery) -> bool:
         """Add the delivery to the ledger unless its key is there already; True when new."""
-        # Keyed on its subject when it has one (see ``store.delivery_id``), else on its event.
+        # Keyed on its subject when it has one (see ``deliveries_domain.delivery_id``), else
+        # on its event.
         if delivery.subject is not None:
             if delivery.subject not in self._read.subjects:
                 self.want(subjects=[delivery.subject])

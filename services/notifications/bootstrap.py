@@ -8,26 +8,29 @@ from fastapi import FastAPI
 
 from services.notifications import (
     api,
-    inbox,
     inbox_api,
     templates_api,
-    webhooks,
     webhooks_api,
     worker,
 )
 from services.notifications.channels import ChannelSettings, InAppSender, SmsSender, SmtpSender
-from services.notifications.directory import Directory
+from services.notifications.deliveries_store import DeliveryLedger
+from services.notifications.directory_store import Directory
 from services.notifications.dispatcher import Dispatcher
 from services.notifications.domain import Channel, Sender
 from services.notifications.handlers import routes
+from services.notifications.inbox_store import InboxStore
 from services.notifications.planning import Notifications
 from services.notifications.policy import QuietHours
-from services.notifications.schedules import ScheduleStore
+from services.notifications.preferences_store import PreferenceStore
+from services.notifications.rules_store import RuleStore
 from services.notifications.scheduling import Scheduler
+from services.notifications.scheduling_store import ScheduleStore
 from services.notifications.settings import NotificationsSettings
-from services.notifications.store import DeliveryLedger, PreferenceStore, RuleStore
 from services.notifications.template_store import TemplateStore
 from services.notifications.templating import JinjaTemplateRenderer
+from services.notifications.webhooks import WebhookDelivery
+from services.notifications.webhooks_store import WebhookStore
 from shared import ops
 from shared.runtime import ServiceRuntime
 
@@ -56,13 +59,13 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
         owner_fallback_address=settings.owner_fallback_address,
         portal_url=settings.portal_url,
     )
-    inbox_store = inbox.InboxStore(db, clock=notifications.now)
+    inbox_store = InboxStore(db, clock=notifications.now)
     notifications.inbox = inbox_store
     renderer = JinjaTemplateRenderer(
         TemplateStore(db), company=settings.company_name, default_locale=settings.default_locale
     )
     channel_settings = ChannelSettings.model_validate(settings, from_attributes=True)
-    webhook_delivery = webhooks.WebhookDelivery(webhooks.WebhookStore(db), channel_settings)
+    webhook_delivery = WebhookDelivery(WebhookStore(db), channel_settings)
     notifications.webhooks = webhook_delivery
     sms = SmsSender(channel_settings)
     senders: dict[Channel, Sender] = {

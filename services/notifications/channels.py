@@ -28,7 +28,7 @@ from services.notifications.domain import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from services.notifications.inbox import InboxStore
+from services.notifications.inbox_store import InboxStore
 from shared.settings import Environment
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
@@ -253,7 +253,7 @@ class SmsSender:
 
 
 class InAppSender:
-    """Puts the message in the customer's in-app inbox (see ``inbox.py``)."""
+    """Puts the message in the customer's in-app inbox (see ``inbox_store.py``)."""
 
     channel = Channel.IN_APP
 

@@ -55,7 +55,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from services.notifications.batch import Batch
-from services.notifications.directory import Customer
+from services.notifications.deliveries_domain import WAITING_FOR_CUSTOMER, Delivery, DeliveryStatus
+from services.notifications.deliveries_store import finish
+from services.notifications.directory_domain import Customer
 from services.notifications.domain import (
     Channel,
     DeliveryError,
@@ -73,8 +75,7 @@ from services.notifications.planning import (
 from services.notifications.policy import Situation, Suppress, decide, quiet_hours_deferral
 from services.notifications.ports import Lease, subscription_id
 from services.notifications.rules import DEFINITIONS, Audience
-from services.notifications.store import WAITING_FOR_CUSTOMER, Delivery, DeliveryStatus, finish
-from services.notifications.webhooks import cloudevent
+from services.notifications.webhooks_domain import cloudevent
 from shared.consumer import (
     DLQ_ATTEMPTS,
     DLQ_CONSUMER,
@@ -86,7 +87,7 @@ from shared.consumer import (
 from shared.errors import NotFound
 from shared.events import Event, new_event
 from shared.events.notifications import NotificationFailed, NotificationSent
-from shared.mongo import Session, find_in
+from shared.mongo import Session
 from shared.topics import NOTIFICATIONS
 from shared.unit_of_work import UnitOfWork
 
@@ -564,14 +565,9 @@ class Dispatcher:
 
         async def work(uow: UnitOfWork) -> None:
             uow.reads += 1
-            claims = await find_in(
-                deliveries,
-                "_id",
-                [delivery.id for delivery, *_ in planned],
-                projection={"claim": 1, "status": 1},
-                session=uow.session,
+            current = await self.ctx.ledger.claims(
+                [delivery.id for delivery, *_ in planned], uow.session
             )
-            current = {document["_id"]: document for document in claims}
             dead_letters: list[tuple[Event[Any], str]] = []
             for delivery, changes, events, dead_letter in planned:
                 found = current.get(delivery.id)

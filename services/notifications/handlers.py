@@ -37,7 +37,13 @@ from typing import Any, TypeVar
 
 from services.notifications import rules as r
 from services.notifications.batch import Batch
-from services.notifications.directory import (
+from services.notifications.deliveries_store import (
+    anonymise,
+    cancel_pending,
+    move_pending,
+    release_waiting,
+)
+from services.notifications.directory_store import (
     complaint_ended_write,
     complaint_opened_write,
     consent_write,
@@ -57,23 +63,16 @@ from services.notifications.planning import (
     return_context,
     return_subject,
 )
-from services.notifications.schedules import (
+from services.notifications.scheduling import sync_schedules
+from services.notifications.scheduling_domain import daily_id, next_daily
+from services.notifications.scheduling_store import (
     cancel_write,
-    daily_id,
     forget_write,
     move_write,
-    next_daily,
     put_write,
     reactivate_write,
     remember_comment,
     remember_status,
-)
-from services.notifications.scheduling import sync_schedules
-from services.notifications.store import (
-    anonymise,
-    cancel_pending,
-    move_pending,
-    release_waiting,
 )
 from shared.consumer import RejectEvent
 from shared.events import Event

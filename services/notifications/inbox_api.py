@@ -1,5 +1,5 @@
 """The in-app inbox over HTTP: a customer reads and marks their own messages (the store is
-``inbox.py``)."""
+``inbox_store.py``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from services.notifications.inbox import CURSOR_SCOPE, InboxMessage, InboxPage, InboxStore
+from services.notifications.inbox_domain import CURSOR_SCOPE, InboxMessage, InboxPage
+from services.notifications.inbox_store import InboxStore
 from shared.auth import CurrentPrincipal
 from shared.pagination import decode_cursor, page_of
 

@@ -12,10 +12,10 @@ from weakref import WeakKeyDictionary
 
 from services.notifications import rules as r
 from services.notifications.batch import Batch
-from services.notifications.directory import (
-    Customer,
-    Directory,
-)
+from services.notifications.deliveries_domain import Delivery, DeliveryStatus, delivery_id
+from services.notifications.deliveries_store import DeliveryLedger
+from services.notifications.directory_domain import Customer
+from services.notifications.directory_store import Directory
 from services.notifications.domain import Channel, Purpose
 from services.notifications.policy import (
     QUIET_HOURS_APPLY_TO,
@@ -27,19 +27,11 @@ from services.notifications.policy import (
     local_day,
 )
 from services.notifications.ports import HandOff, InboxPort, WebhookPort, subscription_id
+from services.notifications.preferences_domain import CustomerPreferences
+from services.notifications.preferences_store import PreferenceStore
 from services.notifications.rules import Audience, RuleConfig, configured, definition
-from services.notifications.schedules import (
-    ScheduleStore,
-)
-from services.notifications.store import (
-    CustomerPreferences,
-    Delivery,
-    DeliveryLedger,
-    DeliveryStatus,
-    PreferenceStore,
-    RuleStore,
-    delivery_id,
-)
+from services.notifications.rules_store import RuleStore
+from services.notifications.scheduling_store import ScheduleStore
 from shared.clock import Clock, to_millisecond, utc_now
 from shared.events import Event, encode, new_event
 from shared.events.base import EventPayload

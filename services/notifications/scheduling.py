@@ -9,9 +9,7 @@ from typing import Any
 
 from services.notifications import rules as r
 from services.notifications.batch import Batch
-from services.notifications.directory import (
-    Customer,
-)
+from services.notifications.directory_domain import Customer
 from services.notifications.domain import Purpose
 from services.notifications.planning import (
     RESYNC_CHUNK,
@@ -24,20 +22,19 @@ from services.notifications.policy import (
     zone,
 )
 from services.notifications.rules import definition
-from services.notifications.schedules import (
+from services.notifications.scheduling_domain import (
     Schedule,
     ScheduleStatus,
     StaleSchedule,
     birthday_id,
-    cancel_write,
     following_birthday,
     next_birthday,
     next_daily,
-    put_write,
     renewal_due,
     renewal_id,
     wanted_renewals,
 )
+from services.notifications.scheduling_store import cancel_write, put_write
 from shared.background import Periodic
 from shared.unit_of_work import UnitOfWork
 
@@ -129,10 +126,7 @@ async def resync_schedules(ctx: Notifications) -> int:
     """Birthday and renewal schedules worked out again for every known customer (after
     their rule's time or days changed), a chunk of customers per unit of work; returns
     how many customers were looked at."""
-    cursor = ctx.directory.customers.find(
-        {"version": {"$gte": 1}, "erased": {"$ne": True}, "merged_into": None}, {"_id": 1}
-    )
-    ids = [document["_id"] async for document in cursor]
+    ids = await ctx.directory.live_ids()
     for start in range(0, len(ids), RESYNC_CHUNK):
         chunk = ids[start : start + RESYNC_CHUNK]
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from services.notifications import catalog
 from services.notifications.domain import Channel, RenderedMessage, TextDirection
-from services.notifications.template_store import (
+from services.notifications.template_domain import (
     Source,
     StoredTemplate,
     TemplateBody,

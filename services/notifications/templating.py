@@ -41,21 +41,20 @@ from services.notifications.domain import (
     RenderedMessage,
     TextDirection,
 )
-from services.notifications.template_store import (
+from services.notifications.template_domain import (
     CHANNEL_PARTS,
     DEFAULT_LOCALE,
     MAX_TEXT,
     Part,
-    ShippedTemplates,
     Source,
     StoredTemplate,
     TemplateBody,
     TemplateRenderError,
-    TemplateStore,
     direction_of,
     fallback_chain,
     normalize_locale,
 )
+from services.notifications.template_store import ShippedTemplates, TemplateStore
 from shared.errors import InvalidInput, NotFound
 
 T = TypeVar("T")

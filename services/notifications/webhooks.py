@@ -49,9 +49,10 @@ Every delivery carries three headers:
 To verify: recompute the signature and compare it in constant time, and refuse a
 timestamp more than 5 minutes (300 s) away from your clock, which stops an attacker from
 replaying a captured request later. In Python the ``standardwebhooks`` package does both
-(``Webhook(secret).verify(body, headers)``; Rapport signs with it); :func:`verify_signature`
-does the same with the standard library only and can be copied into a receiver as it is;
-the Standard Webhooks libraries for other languages verify the same signatures.
+(``Webhook(secret).verify(body, headers)``; Rapport signs with it);
+``webhooks_domain.verify_signature`` does the same with the standard library only and can
+be copied into a receiver as it is; the Standard Webhooks libraries for other languages
+verify the same signatures.
 
 In production a webhook URL must be ``https`` on a public address (hosts listed in
 ``RAPPORT_NOTIFICATIONS_WEBHOOK_ALLOWED_HOSTS`` excepted). A name is resolved again at
@@ -63,111 +64,33 @@ internal.
 Answer ``2xx`` quickly. A timeout (``RAPPORT_NOTIFICATIONS_WEBHOOK_TIMEOUT_SECONDS``,
 default 5 s), a ``5xx``, ``408`` or ``429`` is retried with backoff; any other ``4xx`` fails
 the delivery; ``410 Gone`` also switches the subscription off. Redirects are not followed.
+
+This module is the webhook channel: it checks a subscription's URL and delivers signed
+bodies to it. The subscriptions, the signature and the body are ``webhooks_domain.py``,
+their store ``webhooks_store.py``, the routes ``webhooks_api.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import fnmatch
-import hashlib
-import hmac
 import ipaddress
-import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-from cloudevents.core.formats.json import JSONFormat
-from cloudevents.core.v1.event import CloudEvent
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from pydantic_core import to_jsonable_python
-from standardwebhooks import Webhook
 
 from services.notifications import ports
 from services.notifications.channels import ChannelSettings, classify_http
 from services.notifications.domain import PermanentDeliveryError, TransientDeliveryError
+from services.notifications.webhooks_domain import CONTENT_TYPE, Subscription, sign
+from services.notifications.webhooks_store import WebhookStore
 from shared.errors import InvalidInput, NotFound
-from shared.events.registry import SECRET_EVENT_TYPES
-from shared.mongo import Database
 
-SECRET_PREFIX = "whsec_"
-CONTENT_TYPE = "application/cloudevents+json"
-REPLAY_TOLERANCE_SECONDS = 300
 USER_AGENT = "Rapport-Webhooks/1.0"
 ANSWER_LIMIT = 200  # bytes of a receiver's answer kept for the delivery's error message
-
-EventPattern = Annotated[
-    str, StringConstraints(pattern=r"^(\*|[a-z0-9_*]+(\.[a-z0-9_*]+)*)$", max_length=200)
-]
-
-
-# --- signatures ------------------------------------------------------------------------
-
-
-def secret_key(secret: str) -> bytes:
-    if not secret.startswith(SECRET_PREFIX):
-        raise ValueError("a webhook secret starts with whsec_")
-    return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
-
-
-def new_secret() -> str:
-    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
-    """The ``webhook-signature`` header value for one delivery attempt."""
-    return Webhook(secret_key(secret)).sign(
-        webhook_id, datetime.fromtimestamp(timestamp, UTC), body
-    )
-
-
-def cloudevent(attributes: Mapping[str, Any], data: Mapping[str, Any]) -> bytes:
-    """A CloudEvent 1.0 with JSON ``data``, in structured JSON mode (:data:`CONTENT_TYPE`)."""
-    event = CloudEvent(
-        attributes={"datacontenttype": "application/json", **attributes},
-        data=to_jsonable_python(dict(data)),
-    )
-    return JSONFormat().write(event)
-
-
-def verify_signature(
-    secret: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    now: float | None = None,
-    tolerance: int = 300,
-) -> None:
-    """Check a webhook request as a receiver: raises ``ValueError`` saying why when it is
-    not authentic or is too old; returns when it is good. ``body`` is the raw body.
-
-    Self-contained (``base64``, ``hashlib``, ``hmac``, ``time``) so a receiver can copy it.
-    """
-    lowered = {name.lower(): value for name, value in headers.items()}
-    webhook_id = lowered.get("webhook-id")
-    timestamp = lowered.get("webhook-timestamp")
-    signatures = lowered.get("webhook-signature")
-    if not webhook_id or not timestamp or not signatures:
-        raise ValueError("missing webhook-id, webhook-timestamp or webhook-signature")
-    try:
-        sent_at = int(timestamp)
-    except ValueError:
-        raise ValueError("webhook-timestamp is not a number") from None
-    current = time.time() if now is None else now
-    if abs(current - sent_at) > tolerance:
-        raise ValueError("webhook-timestamp is outside the replay window")
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    signed = f"{webhook_id}.{sent_at}.".encode() + body
-    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
-    for candidate in signatures.split():
-        version, _, signature = candidate.partition(",")
-        if version == "v1" and hmac.compare_digest(signature.encode(), expected):
-            return
-    raise ValueError("no signature matches")
 
 
 # --- URLs ------------------------------------------------------------------------------
@@ -256,122 +179,6 @@ def pinned(url: str, address: str) -> str:
     literal = f"[{address}]" if ":" in address else address
     netloc = f"{literal}:{parts.port}" if parts.port else literal
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-# --- subscriptions ---------------------------------------------------------------------
-
-
-class Subscription(BaseModel):
-    id: str
-    url: str
-    event_types: list[str]
-    description: str | None = None
-    active: bool = True
-    disabled_reason: str | None = None
-    created_at: datetime
-    secret: str = Field(exclude=True, repr=False)
-
-    def matches(self, event_type: str) -> bool:
-        """Whether the filter takes ``event_type``; never a type that carries a credential
-        (a sign-in link), whatever the filter says: it does not leave the platform."""
-        if event_type in SECRET_EVENT_TYPES:
-            return False
-        return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.event_types)
-
-
-class SubscriptionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-    event_types: list[EventPattern] = Field(
-        min_length=1, max_length=50, examples=[["crm.complaint.*", "crm.notification.sent"]]
-    )
-    description: Annotated[str, StringConstraints(max_length=500)] | None = None
-    secret: Annotated[str, StringConstraints(max_length=200)] | None = Field(
-        default=None, description="whsec_ + base64 of 24 to 64 bytes; generated when omitted"
-    )
-
-
-class SubscriptionUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    event_types: list[EventPattern] | None = Field(default=None, min_length=1, max_length=50)
-    description: Annotated[str, StringConstraints(max_length=500)] | None = None
-    active: bool | None = Field(default=None, description="true switches it back on")
-
-
-class SubscriptionPublic(BaseModel):
-    id: str
-    url: str
-    event_types: list[str]
-    description: str | None
-    active: bool
-    disabled_reason: str | None
-    created_at: datetime
-
-
-class SubscriptionCreated(SubscriptionPublic):
-    secret: str = Field(description="shown only now: keep it to verify signatures")
-
-
-def public_view(subscription: Subscription) -> SubscriptionPublic:
-    return SubscriptionPublic(**subscription.model_dump())
-
-
-class WebhookStore:
-    def __init__(self, db: Database) -> None:
-        self.subscriptions = db["webhook_subscriptions"]
-
-    async def ensure_indexes(self) -> None:
-        await self.subscriptions.create_index("active")
-
-    async def insert(self, subscription: Subscription) -> None:
-        document = subscription.model_dump()
-        document["_id"] = document.pop("id")
-        document["secret"] = subscription.secret
-        await self.subscriptions.insert_one(document)
-
-    async def get(self, subscription_id: str) -> Subscription:
-        document = await self.subscriptions.find_one({"_id": subscription_id})
-        if document is None:
-            raise NotFound(f"no webhook subscription {subscription_id}")
-        return _subscription(document)
-
-    async def all(self) -> list[Subscription]:
-        cursor = self.subscriptions.find({}).sort("created_at", 1)
-        return [_subscription(document) async for document in cursor]
-
-    async def active(self) -> list[Subscription]:
-        cursor = self.subscriptions.find({"active": True})
-        return [_subscription(document) async for document in cursor]
-
-    async def update(self, subscription_id: str, changes: dict[str, Any]) -> Subscription:
-        if changes:
-            await self.subscriptions.update_one({"_id": subscription_id}, {"$set": changes})
-        return await self.get(subscription_id)
-
-    async def delete(self, subscription_id: str) -> None:
-        result = await self.subscriptions.delete_one({"_id": subscription_id})
-        if result.deleted_count == 0:
-            raise NotFound(f"no webhook subscription {subscription_id}")
-
-    async def disable(self, subscription_id: str, reason: str) -> None:
-        await self.subscriptions.update_one(
-            {"_id": subscription_id}, {"$set": {"active": False, "disabled_reason": reason}}
-        )
-
-
-def _subscription(document: Mapping[str, Any]) -> Subscription:
-    return Subscription(
-        id=document["_id"],
-        url=document["url"],
-        event_types=document["event_types"],
-        description=document.get("description"),
-        active=document.get("active", True),
-        disabled_reason=document.get("disabled_reason"),
-        created_at=document["created_at"],
-        secret=document["secret"],
-    )
 
 
 # --- delivery --------------------------------------------------------------------------
@@ -491,6 +298,3 @@ async def _start_of(response: httpx.Response, limit: int = ANSWER_LIMIT) -> str:
             if len(kept) >= limit:
                 break
     return kept[:limit].decode("utf-8", errors="replace")
-
-
-# --- HTTP API --------------------------------------------------------------------------

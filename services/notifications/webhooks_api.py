@@ -1,5 +1,5 @@
 """Webhook subscriptions over HTTP: staff create, list, change, test and delete them (the
-store and the signed delivery are ``webhooks.py``)."""
+store is ``webhooks_store.py``, the signed delivery ``webhooks.py``)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ from fastapi import APIRouter, Depends, Path, Request, Response, status
 from pydantic import BaseModel, Field
 
 from services.notifications.domain import PermanentDeliveryError, TransientDeliveryError
-from services.notifications.webhooks import (
+from services.notifications.webhooks import WebhookDelivery, check_url
+from services.notifications.webhooks_domain import (
     Subscription,
     SubscriptionCreate,
     SubscriptionCreated,
     SubscriptionPublic,
     SubscriptionUpdate,
-    WebhookDelivery,
-    check_url,
     cloudevent,
     new_secret,
     public_view,

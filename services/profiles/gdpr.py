@@ -112,7 +112,7 @@ async def erase_customer(gdpr: Gdpr, customer_id: str) -> list[str]:
                 raise Conflict(f"customer {before.id} changed meanwhile; try again")
         ids = [person.id for person in people]
         # The replace above releases a live profile's keys; merged ones may still hold some.
-        await profiles.store.identities.delete_many({"customer_id": {"$in": ids}}, session=session)
+        await profiles.store.release_identities(ids, session)
         for eraser in gdpr.erasers:
             await eraser.erase(session, ids)
         await profiles.outbox.add(session, [erased_event(erased_id, now) for erased_id in ids])

@@ -22,12 +22,12 @@ from services.profiles.domain import Customer, CustomerStatus, changed_fields
 from services.profiles.handlers import SOURCE, Profiles, get_customer, snapshot
 from services.profiles.ledger_store import LedgerStore
 from services.profiles.merging_domain import Gains, MergeResult, fold_into, take_back
-from services.profiles.merging_store import ConsentDocuments, KeyedDocuments
+from services.profiles.merging_store import ConsentDocuments, KeyedDocuments, MergeRecords
 from services.profiles.timeline_domain import EntryKind
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.events import Event, new_event
 from shared.events.customers import CustomerMerged, CustomerUpdated
-from shared.mongo import Collection, Database, Session
+from shared.mongo import Database, Session
 
 
 class CustomerData(Protocol):
@@ -50,7 +50,7 @@ class Merger:
     data: Sequence[CustomerData]
     ledger: LedgerStore
     contracts: ContractStore
-    merges: Collection
+    merges: MergeRecords
 
     @classmethod
     def of(cls, profiles: Profiles, db: Database) -> Merger:
@@ -65,11 +65,11 @@ class Merger:
             ],
             ledger=LedgerStore(db),
             contracts=ContractStore(db),
-            merges=db["merges"],
+            merges=MergeRecords(db),
         )
 
     async def ensure_indexes(self) -> None:
-        await self.merges.create_index("source_id")
+        await self.merges.ensure_indexes()
 
 
 async def merge(merger: Merger, target_id: str, source_id: str) -> MergeResult:
@@ -101,19 +101,10 @@ async def merge(merger: Merger, target_id: str, source_id: str) -> MergeResult:
             moved[data.name] = await data.move(source.id, target.id, session)
         await merger.ledger.recompute(target.id, session)
         await merger.ledger.recompute(source.id, session)
-        await merger.merges.insert_one(
-            {
-                "_id": merge_id,
-                "source_id": source.id,
-                "target_id": target.id,
-                "source_before": source.model_dump(mode="json"),
-                "gains": gains.model_dump(mode="json"),
-                "moved": moved,
-                "merged_at": now,
-                "undone_at": None,
-            },
-            session=session,
-        )
+        await merger.merges.add(
+            session, merge_id=merge_id, source=source, target=target, gains=gains,
+            moved=moved, merged_at=now,
+        )  # fmt: skip
         merged = new_event(
             CustomerMerged(customer_id=target.id, source_customer_id=source.id, merged_at=now),
             source=SOURCE,
@@ -137,7 +128,7 @@ async def merge(merger: Merger, target_id: str, source_id: str) -> MergeResult:
 async def undo_merge(merger: Merger, merge_id: str) -> tuple[Customer, Customer]:
     """Give the source back its profile and data; returns (source, target)."""
     profiles = merger.profiles
-    record = await merger.merges.find_one({"_id": merge_id})
+    record = await merger.merges.get(merge_id)
     if record is None:
         raise NotFound(f"no merge {merge_id}")
     if record["undone_at"] is not None:
@@ -162,9 +153,7 @@ async def undo_merge(merger: Merger, merge_id: str) -> tuple[Customer, Customer]
             )
         await merger.ledger.recompute(target.id, session)
         await merger.ledger.recompute(restored.id, session)
-        await merger.merges.update_one(
-            {"_id": merge_id}, {"$set": {"undone_at": now}}, session=session
-        )
+        await merger.merges.mark_undone(merge_id, now, session)
         undone = new_event(
             CustomerMerged(
                 customer_id=target.id,

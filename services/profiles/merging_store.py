@@ -1,12 +1,60 @@
-"""MongoDB adapters of merging: the documents of a customer that follow it through a merge
-(re-keyed, or for consents joined into one document) and back on an undo."""
+"""MongoDB adapters of merging: the record of each merge (what an undo needs), and the
+documents of a customer that follow it through a merge (re-keyed, or for consents joined
+into one document) and back on an undo."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from shared.mongo import Collection, Session
+from services.profiles.domain import Customer
+from services.profiles.merging_domain import Gains
+from shared.mongo import Collection, Database, Document, Session
+
+
+class MergeRecords:
+    """One document per merge in ``merges``: who was merged into whom, the source as it
+    was, what the target gained and which documents moved, and whether it was undone."""
+
+    def __init__(self, db: Database) -> None:
+        self.merges = db["merges"]
+
+    async def ensure_indexes(self) -> None:
+        await self.merges.create_index("source_id")
+
+    async def add(
+        self,
+        session: Session,
+        *,
+        merge_id: str,
+        source: Customer,
+        target: Customer,
+        gains: Gains,
+        moved: dict[str, list[str]],
+        merged_at: datetime,
+    ) -> None:
+        await self.merges.insert_one(
+            {
+                "_id": merge_id,
+                "source_id": source.id,
+                "target_id": target.id,
+                "source_before": source.model_dump(mode="json"),
+                "gains": gains.model_dump(mode="json"),
+                "moved": moved,
+                "merged_at": merged_at,
+                "undone_at": None,
+            },
+            session=session,
+        )
+
+    async def get(self, merge_id: str) -> Document | None:
+        return await self.merges.find_one({"_id": merge_id})
+
+    async def mark_undone(self, merge_id: str, undone_at: datetime, session: Session) -> None:
+        await self.merges.update_one(
+            {"_id": merge_id}, {"$set": {"undone_at": undone_at}}, session=session
+        )
 
 
 @dataclass

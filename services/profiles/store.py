@@ -13,7 +13,7 @@ touches in one query per collection and sees the profiles created earlier in the
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -122,6 +122,12 @@ class CustomerStore:
         )
         await self._claim(after.id, new_keys - old_keys, session)
         return True
+
+    async def release_identities(self, customer_ids: Sequence[str], session: Session) -> None:
+        """Let go of every identity key these profiles still hold (an erasure)."""
+        await self.identities.delete_many(
+            {"customer_id": {"$in": list(customer_ids)}}, session=session
+        )
 
     async def owner_of(self, keys: Iterable[str]) -> tuple[str, str] | None:
         """The first of ``keys`` owned by a live profile, with its owner."""

@@ -12,10 +12,11 @@ from fastapi import FastAPI
 
 from services.notifications import inbox_api, templates_api, webhooks_api
 from services.notifications.channels import ChannelSettings
-from services.notifications.inbox import InboxStore
+from services.notifications.inbox_store import InboxStore
 from services.notifications.template_store import TemplateStore
 from services.notifications.templating import JinjaTemplateRenderer
-from services.notifications.webhooks import WebhookDelivery, WebhookStore
+from services.notifications.webhooks import WebhookDelivery
+from services.notifications.webhooks_store import WebhookStore
 from shared.auth import TokenService
 from shared.http import create_http_app
 from shared.mongo import Database

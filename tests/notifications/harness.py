@@ -15,13 +15,15 @@ from typing import Any, ClassVar
 from confluent_kafka import Producer
 
 from services.notifications.bootstrap import create_app
-from services.notifications.directory import Directory
+from services.notifications.deliveries_store import DeliveryLedger
+from services.notifications.directory_store import Directory
 from services.notifications.handlers import routes
 from services.notifications.planning import Notifications
 from services.notifications.policy import QuietHours
-from services.notifications.schedules import ScheduleStore
+from services.notifications.preferences_store import PreferenceStore
+from services.notifications.rules_store import RuleStore
+from services.notifications.scheduling_store import ScheduleStore
 from services.notifications.settings import NotificationsSettings
-from services.notifications.store import DeliveryLedger, PreferenceStore, RuleStore
 from shared.auth import Role, TokenService
 from shared.events import Event, KafkaRecord, decode, encode, new_event
 from shared.events.base import EventPayload

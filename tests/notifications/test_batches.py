@@ -24,10 +24,11 @@ from services.notifications.dispatcher import Dispatcher
 from services.notifications.domain import Channel, OutgoingMessage, Purpose, Sender
 from services.notifications.handlers import routes
 from services.notifications.planning import Notifications
-from services.notifications.store import CustomerPreferences, OptOut
+from services.notifications.preferences_domain import CustomerPreferences, OptOut
 from services.notifications.template_store import TemplateStore
 from services.notifications.templating import JinjaTemplateRenderer
-from services.notifications.webhooks import WebhookDelivery, WebhookStore
+from services.notifications.webhooks import WebhookDelivery
+from services.notifications.webhooks_store import WebhookStore
 from shared.consumer import EventConsumer, IncomingMessage, Outcome
 from shared.events import Event, EventPayload, encode, new_event
 from shared.events.complaints import ComplaintOpened, ComplaintReplied, ComplaintStatusChanged

@@ -27,7 +27,7 @@ from services.notifications.domain import (
     TextDirection,
     TransientDeliveryError,
 )
-from services.notifications.inbox import InboxStore
+from services.notifications.inbox_store import InboxStore
 from services.notifications.settings import NotificationsSettings
 from services.notifications.template_store import TemplateStore
 from services.notifications.templating import JinjaTemplateRenderer

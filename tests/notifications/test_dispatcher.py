@@ -20,7 +20,7 @@ from services.notifications.domain import (
     TransientDeliveryError,
 )
 from services.notifications.planning import Notifications
-from services.notifications.store import CustomerPreferences
+from services.notifications.preferences_domain import CustomerPreferences
 from services.notifications.template_store import TemplateStore
 from services.notifications.templating import JinjaTemplateRenderer
 from shared.events.complaints import ComplaintOpened

@@ -17,7 +17,7 @@ from standardwebhooks import Webhook
 
 from devstack.smtp import ReceivedMessage, SmtpSink
 from services.notifications.settings import NotificationsSettings
-from services.notifications.webhooks import verify_signature
+from services.notifications.webhooks_domain import verify_signature
 from shared.events import Event, new_event
 from shared.events.customers import ConsentChanged, CustomerRegistered
 from shared.events.insights import ChurnRiskChanged

@@ -13,8 +13,8 @@ import pytest
 from services.notifications import rules as r
 from services.notifications.domain import Channel, Purpose
 from services.notifications.planning import Notifications
-from services.notifications.schedules import next_birthday
 from services.notifications.scheduling import fire_due, resync_schedules
+from services.notifications.scheduling_domain import next_birthday
 from shared.events.complaints import ComplaintClosed, ComplaintOpened
 from shared.events.customers import (
     ConsentChanged,

@@ -18,15 +18,14 @@ from services.notifications.formatting import (
     format_money,
     gregorian_to_jalali,
 )
-from services.notifications.template_store import (
-    ShippedTemplates,
+from services.notifications.template_domain import (
     Source,
     StoredTemplate,
     TemplateBody,
-    TemplateStore,
     fallback_chain,
     normalize_locale,
 )
+from services.notifications.template_store import ShippedTemplates, TemplateStore
 from services.notifications.templating import JinjaTemplateRenderer, html_from_text
 from shared.errors import InvalidInput, NotFound
 from shared.mongo import Database

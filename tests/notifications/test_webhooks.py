@@ -34,15 +34,15 @@ from services.notifications.planning import Notifications
 from services.notifications.scheduling import fire_due
 from services.notifications.template_store import TemplateStore
 from services.notifications.templating import JinjaTemplateRenderer
-from services.notifications.webhooks import (
+from services.notifications.webhooks import WebhookDelivery
+from services.notifications.webhooks_domain import (
     Subscription,
-    WebhookDelivery,
-    WebhookStore,
     cloudevent,
     new_secret,
     sign,
     verify_signature,
 )
+from services.notifications.webhooks_store import WebhookStore
 from shared.events.customers import (
     ContractStatus,
     ContractSummary,

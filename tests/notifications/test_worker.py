@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from services.notifications.planning import Notifications
+from services.notifications.preferences_domain import CustomerPreferences
 from services.notifications.scheduling import fire_due
 from services.notifications.settings import NotificationsSettings
-from services.notifications.store import CustomerPreferences
 from shared.auth import Role
 from shared.events.complaints import ComplaintOpened, ComplaintSlaBreached, SlaSeverity
 from shared.events.customers import (

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import UpdateOne
-
 from services.analytics.domain.insights import Insight, evaluate
 from services.analytics.domain.segments import Population
 from services.analytics.domain.summaries import Summary
@@ -41,13 +39,7 @@ class Judged:
 
 async def judge_population(store: AnalyticsStore, now: datetime) -> tuple[Population, list[Judged]]:
     """Every live customer judged against the current population at ``now``; reads only."""
-    documents = [
-        document
-        async for document in store.customers.find(
-            store.live_customers(),
-            {"summary": 1, "registered_at": 1, "name": 1, "insight": 1, "version": 1},
-        ).sort("_id", 1)
-    ]
+    documents = await store.live_for_judging()
     summaries = [Summary.from_document(d.get("summary")) for d in documents]
     population = Population.of(summaries)
     judged = [
@@ -103,28 +95,13 @@ async def _store_judgements(
 ) -> int:
     """Store the judgements of customers still as they were judged (their version read in
     one query), with one bulk write, and announce them; returns how many were stored."""
-    customers = ctx.store.customers
-    live = ctx.store.live_customers()
-    uow.reads += 1
-    found = customers.find(
-        {**live, "_id": {"$in": [j.customer_id for j in judgements]}},
-        {"version": 1},
-        session=uow.session,
-    )
-    versions = {document["_id"]: document.get("version") async for document in found}
+    versions = await ctx.store.live_versions(uow, [j.customer_id for j in judgements])
     stored = 0
     for judgement in judgements:
         key = judgement.customer_id
         if key not in versions or versions[key] != judgement.version:
             continue  # changed since judged: its writer judged it
-        uow.write(
-            customers,
-            UpdateOne(
-                {**live, "_id": key, "version": judgement.version},
-                {"$set": {"insight": judgement.stored}, "$inc": {"version": 1}},
-            ),
-            key=key,
-        )
+        ctx.store.store_insight(uow, key, judgement.version, judgement.stored)
         uow.emit(ctx.announcements(judgement.payloads, now))
         stored += 1
     return stored

@@ -1,5 +1,4 @@
-"""MongoDB adapters of the notifications service: the delivery ledger, preferences and
-rule overrides.
+"""MongoDB adapter of deliveries: the delivery ledger.
 
 The ledger holds one document per (message key, rule, channel[, webhook subscription]);
 its ``_id`` is derived from that key, so a second decision about the same message finds
@@ -15,83 +14,22 @@ as writes a batch applies (``documents.Write``), in memory and at commit.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from pymongo import ASCENDING, DESCENDING, UpdateOne
 
+from services.notifications.deliveries_domain import (
+    ERASED_FAILURE,
+    WAITING_FOR_CUSTOMER,
+    Delivery,
+    DeliveryStatus,
+)
 from services.notifications.documents import Write, update_many
-from services.notifications.domain import Channel, Purpose
-from services.notifications.policy import Preferences, QuietHours
+from services.notifications.domain import Purpose
 from services.notifications.rules import Audience
 from shared.mongo import Database, Session, find_in, update_in
-
-_LEDGER_NAMESPACE = uuid.UUID("6a1f6f0e-2b7c-4c55-9b3a-6e6f74696679")
-ERASED = "[erased]"
-WAITING_FOR_CUSTOMER = "customer not known yet"
-
-
-ERASED_FAILURE = "delivery failed (the details were erased with the customer)"
-
-
-class DeliveryStatus(StrEnum):
-    PENDING = "pending"
-    SENT = "sent"
-    FAILED = "failed"
-    SUPPRESSED = "suppressed"
-    CANCELLED = "cancelled"
-
-
-def delivery_id(
-    message_key: str, rule: str, channel: Channel, subscription_id: str | None = None
-) -> str:
-    """The ledger key as an id: the same message always gets the same id. ``message_key``
-    is the delivery's ``subject`` (the business object) when it has one, else the source
-    event id."""
-    key = "|".join((message_key, rule, channel.value, subscription_id or ""))
-    return str(uuid.uuid5(_LEDGER_NAMESPACE, key))
-
-
-class Delivery(BaseModel):
-    """One message on one channel, from decision to outcome."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    id: str
-    source_event_id: str
-    source_event_type: str
-    # The business object the message is about (``purchase:<id>``, ...), when there is one:
-    # the ledger key, so two events about it give one message.
-    subject: str | None = Field(default=None, exclude=True)
-    rule: str
-    channel: Channel
-    subscription_id: str | None = None
-    customer_id: str
-    purpose: Purpose
-    audience: Audience
-    status: DeliveryStatus
-    address: str | None = Field(default=None, description="null until resolved, or erased")
-    locale: str | None = None
-    context: dict[str, Any] = Field(default_factory=dict, exclude=True)
-    # A webhook's body: the triggering CloudEvent in structured JSON, kept as it will be
-    # sent (the same bytes on every attempt); None for a schedule's message and once erased.
-    cloudevent: str | None = Field(default=None, exclude=True)
-    due_at: datetime = Field(description="when the next attempt may be made")
-    deferred_because: str | None = None
-    attempts: int = 0
-    last_error: str | None = None
-    reason: str | None = Field(default=None, description="why it was suppressed or failed")
-    created_at: datetime
-    updated_at: datetime
-    sent_at: datetime | None = None
-    failed_at: datetime | None = None
-    claimed_until: datetime | None = Field(default=None, exclude=True)
-    claim: str | None = Field(default=None, exclude=True)
-    version: int = Field(default=1, exclude=True)
 
 
 def delivery_document(delivery: Delivery) -> dict[str, Any]:
@@ -175,6 +113,16 @@ class DeliveryLedger:
             {"claim": claim, "status": DeliveryStatus.PENDING.value},
         )  # fmt: skip
         return [delivery_from(document) for document in found]
+
+    async def claims(
+        self, delivery_ids: Sequence[str], session: Session | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """The claim and status of these deliveries as stored, by id."""
+        found = await find_in(
+            self.deliveries, "_id", delivery_ids,
+            projection={"claim": 1, "status": 1}, session=session,
+        )  # fmt: skip
+        return {document["_id"]: document for document in found}
 
     async def release(self, deliveries: Sequence[Delivery], now: datetime) -> None:
         """Hand back claimed deliveries that were not tried (a sender stopping)."""
@@ -316,130 +264,11 @@ def finish(delivery: Delivery, changes: Mapping[str, Any]) -> UpdateOne:
     )
 
 
-class QuietHoursBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", examples=["21:00"])
-    end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", examples=["08:00"])
-
-
-class OptOut(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    channel: Channel
-    purpose: Purpose
-
-
-class CustomerPreferences(BaseModel):
-    """What a customer chose: opt-outs per channel x purpose and their quiet hours
-    (null: the service's default; ``quiet_hours_off``: none at all)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    opt_outs: list[OptOut] = Field(default_factory=list, max_length=8)
-    quiet_hours: QuietHoursBody | None = None
-    quiet_hours_off: bool = False
-
-    def to_domain(self) -> Preferences:
-        hours = self.quiet_hours
-        return Preferences(
-            opt_outs=frozenset((o.channel, o.purpose) for o in self.opt_outs),
-            quiet_hours=QuietHours.parse(hours.start, hours.end) if hours else None,
-            quiet_hours_off=self.quiet_hours_off,
-        )
-
-
-class PreferenceStore:
-    def __init__(self, db: Database) -> None:
-        self.preferences = db["preferences"]
-
-    async def get(self, customer_id: str, session: Session | None = None) -> CustomerPreferences:
-        return _preferences(await self.preferences.find_one({"_id": customer_id}, session=session))
-
-    async def combined(
-        self, customer_ids: Sequence[str], session: Session | None = None
-    ) -> CustomerPreferences:
-        """What a customer merged from several profiles chose (see :func:`combine`)."""
-        if not customer_ids:
-            return CustomerPreferences()
-        cursor = self.preferences.find({"_id": {"$in": list(customer_ids)}}, session=session)
-        documents = {document["_id"]: document async for document in cursor}
-        return combine(customer_ids, documents)
-
-    async def put(
-        self,
-        customer_id: str,
-        preferences: CustomerPreferences,
-        now: datetime,
-        covers: Sequence[str] = (),
-    ) -> CustomerPreferences:
-        """Replace the customer's choice. ``covers``: the profiles merged into this one
-        when the choice was made; their own choices stop counting for this customer (and
-        count again for themselves if the merge is undone)."""
-        await self.preferences.replace_one(
-            {"_id": customer_id},
-            {
-                "_id": customer_id,
-                **preferences.model_dump(mode="json"),
-                "covers": list(covers),
-                "updated_at": now,
-            },
-            upsert=True,
-        )
-        return preferences
-
-
-def combine(
-    customer_ids: Sequence[str], documents: Mapping[str, Mapping[str, Any] | None]
-) -> CustomerPreferences:
-    """What a customer merged from several profiles (``customer_ids``, the survivor
-    first) chose, from their stored ``documents``: every opt-out any of them made; the
-    quiet hours of the first that set its own. Profiles the survivor's own choice was made
-    over (see ``PreferenceStore.put``) no longer count: that choice replaced theirs."""
-    if not customer_ids:
-        return CustomerPreferences()
-    survivor, *others = customer_ids
-    document = documents.get(survivor)
-    covered = set(document.get("covers", [])) if document else set()
-    found = [_preferences(document)]
-    found.extend(_preferences(documents.get(other)) for other in others if other not in covered)
-    if len(found) == 1:
-        return found[0]
-    own = next((p for p in found if p.quiet_hours or p.quiet_hours_off), found[0])
-    return CustomerPreferences(
-        opt_outs=list(dict.fromkeys(o for p in found for o in p.opt_outs)),
-        quiet_hours=own.quiet_hours,
-        quiet_hours_off=own.quiet_hours_off,
-    )
-
-
-def _preferences(document: Mapping[str, Any] | None) -> CustomerPreferences:
-    if document is None:
-        return CustomerPreferences()
-    return CustomerPreferences.model_validate(
-        {k: v for k, v in document.items() if k in CustomerPreferences.model_fields}
-    )
-
-
-class RuleStore:
-    """Overrides of the rules' defaults made through the API."""
-
-    def __init__(self, db: Database) -> None:
-        self.rules = db["rules"]
-
-    async def overrides(self, session: Session | None = None) -> dict[str, dict[str, Any]]:
-        cursor = self.rules.find({}, session=session)
-        return {
-            document["_id"]: {k: v for k, v in document.items() if k != "_id"}
-            async for document in cursor
-        }
-
-    async def put(self, name: str, override: Mapping[str, Any]) -> None:
-        await self.rules.update_one({"_id": name}, {"$set": dict(override)}, upsert=True)
-
-
 def status_filter(
-    statuses: Sequence[DeliveryStatus], customer_ids: Sequence[str], rule: str | None
+    statuses: Sequence[DeliveryStatus],
+    customer_ids: Sequence[str],
+    rule: str | None,
+    audience: Audience | None = None,
 ) -> dict[str, Any]:
     filters: dict[str, Any] = {}
     if statuses:
@@ -448,4 +277,6 @@ def status_filter(
         filters["customer_id"] = {"$in": list(customer_ids)}
     if rule:
         filters["rule"] = rule
+    if audience is not None:
+        filters["audience"] = audience.value
     return filters

@@ -1,5 +1,6 @@
-"""What the notifications service knows about customers: a local read model of the
-``crm.customer.*`` events (and of complaint events, for the open complaints).
+"""MongoDB adapter of the directory, what the notifications service knows about customers:
+a local read model of the ``crm.customer.*`` events (and of complaint events, for the open
+complaints).
 
 Profiles publishes the whole public profile in ``crm.customer.registered`` and
 ``crm.customer.updated``; the directory keeps the newest version it saw (an older
@@ -11,75 +12,17 @@ to the survivor) and erasure (nothing personal is kept, only the fact).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 from pymongo import ASCENDING
 
+from services.notifications.directory_domain import Contract, Customer
 from services.notifications.documents import Write, update_many, update_one
-from services.notifications.domain import Channel, Purpose, Recipient
+from services.notifications.domain import Channel, Purpose
 from shared.events.customers import ContractStatus, CustomerSnapshot
 from shared.identity import End, Link, follow, merged_sources
 from shared.mongo import Database, Session
-
-
-@dataclass(frozen=True)
-class Contract:
-    contract_id: str
-    product: str
-    active: bool
-    ends_on: date | None  # the renewal date, or the expiry date when it does not renew
-    auto_renew: bool = False
-
-
-@dataclass(frozen=True)
-class Customer:
-    id: str
-    given_name: str | None = None
-    family_name: str | None = None
-    preferred_name: str | None = None
-    emails: tuple[str, ...] = ()
-    phones: tuple[str, ...] = ()
-    locale: str | None = None
-    time_zone: str | None = None
-    birthday: date | None = None
-    contracts: tuple[Contract, ...] = ()
-    account_owner: str | None = None
-    consents: Mapping[tuple[Channel, Purpose], bool] = field(default_factory=dict)
-    open_complaints: tuple[str, ...] = ()
-    erased: bool = False
-    registered: bool = False  # a profile snapshot was seen (not only consents or complaints)
-    version: int = 0
-
-    @property
-    def name(self) -> str | None:
-        """How messages address the customer: the preferred name, else the given name."""
-        return self.preferred_name or self.given_name or self.family_name
-
-    @property
-    def full_name(self) -> str | None:
-        parts = [part for part in (self.given_name, self.family_name) if part]
-        return " ".join(parts) or self.preferred_name
-
-    def address(self, channel: Channel) -> str | None:
-        if channel is Channel.EMAIL:
-            return self.emails[0] if self.emails else None
-        if channel is Channel.SMS:
-            return self.phones[0] if self.phones else None
-        if channel is Channel.IN_APP:
-            return self.id
-        return None
-
-    def recipient(self, default_locale: str, default_time_zone: str) -> Recipient:
-        return Recipient(
-            customer_id=self.id,
-            name=self.name,
-            email=self.address(Channel.EMAIL),
-            phone=self.address(Channel.SMS),
-            locale=self.locale or default_locale,
-            time_zone=self.time_zone or default_time_zone,
-        )
 
 
 def consent_key(channel: Channel, purpose: Purpose) -> str:
@@ -215,6 +158,13 @@ class Directory:
     async def current_id(self, customer_id: str, session: Session | None = None) -> str:
         customer = await self.get(customer_id, session)
         return customer.id if customer is not None else customer_id
+
+    async def live_ids(self) -> list[str]:
+        """The ids of every customer registered and neither erased nor merged away."""
+        cursor = self.customers.find(
+            {"version": {"$gte": 1}, "erased": {"$ne": True}, "merged_into": None}, {"_id": 1}
+        )
+        return [document["_id"] async for document in cursor]
 
     async def merged_from(self, customer_id: str, session: Session | None = None) -> list[str]:
         """The profiles merged into ``customer_id`` (and into those), not undone."""

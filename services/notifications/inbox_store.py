@@ -1,4 +1,4 @@
-"""The in-app inbox: messages a customer reads in the app or portal.
+"""MongoDB adapter of the in-app inbox: messages a customer reads in the app or portal.
 
 ``inbox`` holds one document per delivered message, keyed by the delivery id, so a
 delivery that is attempted again never shows twice. A customer token reads only its own
@@ -17,41 +17,14 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
 from pymongo import DESCENDING
 from pymongo.errors import BulkWriteError
 
 from services.notifications.domain import OutgoingMessage, TextDirection
+from services.notifications.inbox_domain import InboxMessage
 from shared.clock import Clock, utc_now
 from shared.errors import NotFound
 from shared.mongo import Database, Session
-from shared.pagination import NEXT_CURSOR
-
-CURSOR_SCOPE = "inbox"
-
-
-class InboxMessage(BaseModel):
-    id: str
-    customer_id: str
-    rule: str
-    subject: str
-    text: str
-    locale: str
-    direction: TextDirection
-    created_at: datetime
-    read_at: datetime | None = None
-
-    @property
-    def read(self) -> bool:
-        return self.read_at is not None
-
-
-# Not a ``Page[InboxMessage]``: a subclass would put ``unread_count`` after ``next_cursor``
-# (pydantic orders inherited fields first), changing the published schema and answers.
-class InboxPage(BaseModel):
-    items: list[InboxMessage]
-    unread_count: int = Field(description="unread messages in the whole inbox")
-    next_cursor: str | None = Field(description=NEXT_CURSOR)
 
 
 class InboxStore:
