@@ -45,6 +45,9 @@ CONTRACT_TYPES = {
     "crm.complaint.closed",
     "crm.complaint.sla_breached",
     "crm.complaint.feedback_received",
+    "crm.community.question_asked",
+    "crm.community.answer_posted",
+    "crm.community.answer_accepted",
     "crm.notification.sent",
     "crm.notification.failed",
     "crm.notification.suppressed",
@@ -225,7 +228,7 @@ def test_schema_check_fails_on_a_stale_folder(tmp_path: Path) -> None:
 PERSONAL_NAMES = {
     "given_name", "family_name", "preferred_name", "emails", "phones", "address", "birthday",
     "customer_email", "customer_external_id", "subject", "description", "summary",
-    "comment", "public_comment", "email", "sign_in_url",
+    "comment", "public_comment", "email", "sign_in_url", "title", "body",
 }  # fmt: skip
 
 

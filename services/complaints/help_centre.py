@@ -18,10 +18,10 @@ from services.complaints.domain.articles import (
     Article,
     ArticleFilter,
     ArticleKind,
-    Locale,
     ReviseArticle,
     WriteArticle,
 )
+from services.complaints.domain.language import Locale
 from services.complaints.help_centre_search import Hit, LiveIndex
 from services.complaints.help_centre_store import ArticleStore
 from shared.clock import Clock, to_millisecond, utc_now

@@ -20,11 +20,10 @@ from services.complaints.domain.articles import (
     ArticleFilter,
     ArticleKind,
     ArticleStatus,
-    Direction,
-    Locale,
     ReviseArticle,
     WriteArticle,
 )
+from services.complaints.domain.language import Direction, Locale
 from services.complaints.help_centre import ArticleSearch, HelpCentre
 from services.complaints.help_centre_search import Hit
 from shared.auth import CurrentPrincipal, Principal, Role, StaffPrincipal

@@ -7,6 +7,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.complaints.domain.community import DEFAULT_TIER_BENEFITS
 from shared.settings import ServiceSettings
 
 
@@ -27,4 +28,11 @@ class ComplaintsSettings(ServiceSettings):
     )
     reopen_window_hours: float = Field(
         default=14 * 24, ge=0, description="how long after resolution a complaint may reopen"
+    )
+    community_edit_window_minutes: float = Field(
+        default=60, ge=0, description="how long after posting an author may edit the post"
+    )
+    community_tier_benefits: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_TIER_BENEFITS),
+        description="loyalty tier to the benefits the community shows beside it (JSON)",
     )

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.events import complaints, customers, insights, notifications, purchases
+from shared.events import community, complaints, customers, insights, notifications, purchases
 from shared.events.base import EventPayload
 
 # Rewrites the data of version N into the shape of version N + 1.
@@ -31,6 +31,9 @@ CONTRACT_EVENTS: tuple[type[EventPayload], ...] = (
     complaints.ComplaintClosed,
     complaints.ComplaintSlaBreached,
     complaints.ComplaintFeedbackReceived,
+    community.QuestionAsked,
+    community.AnswerPosted,
+    community.AnswerAccepted,
     notifications.NotificationSent,
     notifications.NotificationFailed,
     notifications.NotificationSuppressed,

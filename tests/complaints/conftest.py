@@ -62,6 +62,7 @@ async def running(settings: ComplaintsSettings, clock: DrivenClock) -> AsyncIter
     app = create_app(settings)
     complaints: Complaints = app.state.complaints
     complaints.clock = clock
+    app.state.community.clock = clock
     async with serving(app, "complaints") as http:
         yield Api(http, TokenService(settings.secret), complaints, clock)
 

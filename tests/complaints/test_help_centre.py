@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from services.complaints.domain.articles import Article, ArticleKind, Locale
+from services.complaints.domain.articles import Article, ArticleKind
+from services.complaints.domain.language import Locale
 from services.complaints.help_centre_search import ArticleIndex
 from services.complaints.settings import ComplaintsSettings
 from tests.complaints.conftest import Api, running

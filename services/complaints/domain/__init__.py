@@ -13,4 +13,10 @@ in one transaction. One module per concern, imported directly:
 - ``satisfaction``: CSAT/NPS feedback
 - ``erasure``: anonymising a complaint
 - ``sla``: SLA policies, rules and clocks
+
+and the customer portal's support content:
+
+- ``language``: the portal's locales and their text direction
+- ``articles``: help-centre articles
+- ``community``: questions, answers, votes, acceptance, moderation and reputation
 """

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from services.complaints.domain.language import Direction, Locale, direction_of
 from shared.errors import InvalidInput
 
 EXCERPT_LENGTH = 240
@@ -26,29 +27,6 @@ class ArticleKind(StrEnum):
     FAQ = "faq"
     PRODUCT_INFORMATION = "product_information"
     BEST_PRACTICE = "best_practice"
-
-
-class Locale(StrEnum):
-    """The help centre's languages."""
-
-    EN = "en"
-    HR = "hr"
-    CS = "cs"
-    SL = "sl"
-    FA = "fa"
-
-
-class Direction(StrEnum):
-    LTR = "ltr"
-    RTL = "rtl"
-
-
-RIGHT_TO_LEFT = frozenset({Locale.FA})
-
-
-def direction_of(locale: Locale) -> Direction:
-    """How a page in ``locale`` is laid out: Persian runs right to left."""
-    return Direction.RTL if locale in RIGHT_TO_LEFT else Direction.LTR
 
 
 class ArticleStatus(StrEnum):

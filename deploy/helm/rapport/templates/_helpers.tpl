@@ -6,7 +6,7 @@ SUBSCRIPTIONS (topic names from shared/topics.py). tests/test_helm.py keeps them
 profiles:
   topics: [crm.complaints, crm.notifications, crm.purchases]
 complaints:
-  topics: [crm.customers]
+  topics: [crm.customers, crm.insights]
 notifications:
   topics: [crm.complaints, crm.customers, crm.insights, crm.purchases]
 analytics:
