@@ -137,6 +137,30 @@ class UpConfig:
             replicas=_replicas(env),
         )
 
+    def url_of(self, service: str) -> str:
+        """Where a service's first replica serves."""
+        return f"http://127.0.0.1:{self.http_ports[service]}"
+
+    @property
+    def portal_url(self) -> str:
+        """The customer portal: a page the profiles service serves (services/profiles/portal)."""
+        return f"{self.url_of('profiles')}/portal"
+
+    def portal_env(self) -> dict[str, str]:
+        """Where the portal is and where its page finds the other services' APIs; the
+        services let it in through CORS. A variable set already wins."""
+        profiles_port = self.http_ports["profiles"]
+        return {
+            # Sign-in links (profiles) and feedback links (notifications) lead to it.
+            "RAPPORT_PORTAL_URL": self.portal_url,
+            # Both spellings of the local host are origins of their own to a browser.
+            "RAPPORT_PORTAL_ORIGINS": (
+                f"http://127.0.0.1:{profiles_port},http://localhost:{profiles_port}"
+            ),
+            "RAPPORT_PROFILES_PORTAL_COMPLAINTS_URL": self.url_of("complaints"),
+            "RAPPORT_PROFILES_PORTAL_NOTIFICATIONS_URL": self.url_of("notifications"),
+        }
+
 
 class Console:
     """Serialises output lines from the supervisor and the services' reader threads."""
@@ -356,6 +380,8 @@ class Stack:
         )
         if self.sms_url:
             env["RAPPORT_NOTIFICATIONS_SMS_URL"] = self.sms_url
+        for name, value in self.config.portal_env().items():
+            env.setdefault(name, value)
         # The stream workers' local folders live with the rest of the stack's data.
         # Every service learns every port, e.g. to link to its siblings.
         for name, port in self.config.http_ports.items():
@@ -423,6 +449,9 @@ def banner(stack: Stack) -> str:
         if service.name == "analytics":  # the fragment never leaves the browser
             signed_in = f"{service.url}/#token={urllib.parse.quote(cfg.admin_token, safe='')}"
             lines.append(f"  {'Dashboard':<14} {signed_in}  (opens signed in)")
+        if service.name == "profiles":
+            portal = f"{cfg.portal_url}/"
+            lines.append(f"  {'Portal':<14} {portal}  (customers sign in with a link by e-mail)")
     kafka_note = f"Apache Kafka {KAFKA_VERSION}, KRaft" if stack.kafka else "external"
     mongo_note = "SecantusDB" if stack.mongodb else "external"
     smtp_host, smtp_port = stack.smtp_address

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -101,6 +102,10 @@ def _title(status: int) -> str:
 
 
 DEFAULT_MAX_BODY = 1024 * 1024
+# What a browser page (the customer portal) on another origin may send and read.
+CORS_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+CORS_HEADERS = ("Authorization", "Content-Type", "If-Match", "Accept-Language", "traceparent")
+CORS_EXPOSED = ("ETag", "Location")
 
 
 class BodySizeLimit:
@@ -164,8 +169,13 @@ def create_http_app(
     routers: Sequence[APIRouter] = (),
     state: dict[str, Any] | None = None,
     larger_bodies: dict[str, int] | None = None,
+    cors_origins: Sequence[str] = (),
 ) -> FastAPI:
-    """The FastAPI app of a service, with the platform's conventions built in."""
+    """The FastAPI app of a service, with the platform's conventions built in.
+
+    ``cors_origins`` may call the API from a browser page (the customer portal). Bearer
+    tokens are sent in a header, never as cookies, so credentials are not allowed.
+    """
     app = FastAPI(
         title=f"Rapport {service}",
         version="1.0.0",
@@ -195,6 +205,17 @@ def create_http_app(
         HTTP_REQUESTS.labels(service, request.method, template, response.status_code).inc()
         HTTP_LATENCY.labels(service, template).observe(time.perf_counter() - started)
         return response
+
+    if cors_origins:  # added last, so outermost: refusals (401, 413, ...) carry it too
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_credentials=False,
+            allow_methods=list(CORS_METHODS),
+            allow_headers=list(CORS_HEADERS),
+            expose_headers=list(CORS_EXPOSED),
+            max_age=600,
+        )
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
     async def healthz() -> dict[str, str]:

@@ -204,6 +204,7 @@ class ServiceRuntime:
     ) -> FastAPI:
         app = create_http_app(
             larger_bodies=larger_bodies,
+            cors_origins=self.settings.portal_origins,
             service=self.settings.service_name,
             lifespan=self.lifespan,
             readiness=self.readiness,

@@ -7,13 +7,16 @@ single service can still be pointed elsewhere.
 
 from __future__ import annotations
 
+import json
+import re
 from enum import StrEnum
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -21,6 +24,8 @@ from pydantic_settings import (
 # Usable only in development; every other environment must set its own secret.
 DEVELOPMENT_AUTH_SECRET = "rapport-development-secret-not-for-production-use"
 MIN_SECRET_LENGTH = 32
+# A web origin as a browser sends it: scheme, host and optional port; no path, no wildcard.
+ORIGIN = re.compile(r"^https?://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:\d{1,5})?$", re.IGNORECASE)
 
 
 class Environment(StrEnum):
@@ -65,6 +70,37 @@ class ServiceSettings(PlatformSettings):
     # A replica that stops heartbeating loses its partitions after this long.
     consumer_session_timeout_ms: int = Field(default=10_000, ge=1_000)
     outbox_poll_interval_seconds: float = Field(default=0.2, gt=0)
+    # The customer portal (a page profiles serves at /portal/) calls every service's API
+    # from the browser; these origins may do so (CORS). Tokens travel in the Authorization
+    # header, never in cookies, so no credentials are allowed and no wildcard is needed.
+    portal_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="origins of the customer portal allowed to call the API from a browser"
+        " (CORS), comma-separated, e.g. https://profiles.example.com; empty: none",
+    )
+
+    @field_validator("portal_origins", mode="before")
+    @classmethod
+    def _origins_as_a_list(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        if value.strip().startswith("["):  # a JSON list, as the Helm chart passes lists
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"portal_origins is not a JSON list: {error}") from None
+        return [part.strip() for part in value.split(",") if part.strip()]
+
+    @field_validator("portal_origins")
+    @classmethod
+    def _plain_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if not ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: name scheme, host and port, such as"
+                    " https://portal.example.com (no path, no wildcard)"
+                )
+        return list(dict.fromkeys(origin.lower() for origin in origins))
 
     @classmethod
     def settings_customise_sources(

@@ -6,15 +6,18 @@ Uses the session fixtures of ``devstack.pytest_plugin`` (loaded by tests/conftes
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import shutil
 import smtplib
 import socket
 import struct
+import threading
 import uuid
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from types import SimpleNamespace
 
 import pymongo
 import pymongo.errors
@@ -29,7 +32,7 @@ from devstack.mongo import SecantusServer
 from devstack.ports import free_port, free_ports, is_port_free
 from devstack.processes import pid_alive
 from devstack.smtp import SmtpSink
-from devstack.up import UpConfig
+from devstack.up import Console, Stack, UpConfig, banner
 
 API_FETCH = 1
 API_VERSIONS = 18
@@ -332,3 +335,41 @@ def test_up_config_defaults_and_external_servers(tmp_path: Path) -> None:
     assert external.external_mongodb == "mongodb://db:27017"
     assert (external.admin_token, external.admin_token_generated) == ("fixed-token", False)
     assert external.http_ports["analytics"] == 9004
+
+
+def test_make_up_serves_the_portal_and_points_every_service_at_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in (
+        "RAPPORT_PORTAL_URL",
+        "RAPPORT_PORTAL_ORIGINS",
+        "RAPPORT_PROFILES_PORTAL_COMPLAINTS_URL",
+        "RAPPORT_PROFILES_PORTAL_NOTIFICATIONS_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    config = UpConfig.from_env(
+        {
+            "RAPPORT_KAFKA_BOOTSTRAP": "127.0.0.1:9092",
+            "RAPPORT_MONGODB_URI": "mongodb://127.0.0.1:27017",
+            "RAPPORT_NOTIFICATIONS_SMTP_HOST": "127.0.0.1",
+            "RAPPORT_PROFILES_HTTP_PORT": "9001",
+            "RAPPORT_COMPLAINTS_HTTP_PORT": "9002",
+        }
+    )
+    stack = Stack(config, Console(io.StringIO()), threading.Event())
+    stack.services = [
+        SimpleNamespace(name=name, url=f"http://127.0.0.1:{port}")  # type: ignore[misc]
+        for name, port in config.http_ports.items()
+    ]
+    assert "  Portal         http://127.0.0.1:9001/portal/  " in banner(stack)
+
+    env = stack._service_env()
+    # Sign-in links (profiles) and feedback links (notifications) lead to the portal ...
+    assert env["RAPPORT_PORTAL_URL"] == "http://127.0.0.1:9001/portal"
+    # ... whose page finds the other services there, and they let it in (CORS).
+    assert env["RAPPORT_PROFILES_PORTAL_COMPLAINTS_URL"] == "http://127.0.0.1:9002"
+    assert env["RAPPORT_PROFILES_PORTAL_NOTIFICATIONS_URL"] == "http://127.0.0.1:8003"
+    assert env["RAPPORT_PORTAL_ORIGINS"] == "http://127.0.0.1:9001,http://localhost:9001"
+
+    monkeypatch.setenv("RAPPORT_PORTAL_URL", "https://portal.example.com")
+    assert stack._service_env()["RAPPORT_PORTAL_URL"] == "https://portal.example.com"

@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from devstack.ports import free_port
 from services.profiles.bootstrap import create_app
 from services.profiles.settings import ProfilesSettings
 from shared.auth import Principal, Role, TokenService
 from shared.errors import Conflict, Forbidden
+from shared.http import create_http_app
 from shared.mongo import Database
 from shared.topics import TopicNames
 
@@ -316,3 +318,82 @@ async def test_a_service_whose_dependency_is_down_at_start_serves_and_recovers_w
                 assert me.status_code == 200
     finally:
         await down.close()
+
+
+PORTAL = "http://127.0.0.1:8001"
+
+
+def app_with_cors(*origins: str) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+
+    async def ready() -> dict[str, str]:
+        return {}
+
+    router = APIRouter()
+
+    @router.get("/api/v1/thing")
+    async def thing() -> dict[str, str]:
+        return {"thing": "yes"}
+
+    @router.get("/api/v1/refused")
+    async def refused() -> dict[str, str]:
+        raise Forbidden("not yours")
+
+    return create_http_app(
+        service="t", lifespan=lifespan, readiness=ready, routers=[router], cors_origins=origins
+    )
+
+
+async def test_the_portal_may_call_from_its_origin_and_no_other_origin_may() -> None:
+    transport = httpx.ASGITransport(app=app_with_cors(PORTAL))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        preflight = await http.options(
+            "/api/v1/thing",
+            headers={
+                "Origin": PORTAL,
+                "Access-Control-Request-Method": "PATCH",
+                "Access-Control-Request-Headers": "authorization,content-type,if-match",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == PORTAL
+        assert "PATCH" in preflight.headers["access-control-allow-methods"]
+        assert "if-match" in preflight.headers["access-control-allow-headers"].lower()
+        # Tokens travel in a header, never as cookies: no credentials, ever.
+        assert "access-control-allow-credentials" not in preflight.headers
+
+        answer = await http.get("/api/v1/thing", headers={"Origin": PORTAL})
+        assert answer.headers["access-control-allow-origin"] == PORTAL
+        assert "etag" in answer.headers["access-control-expose-headers"].lower()
+        refused = await http.get("/api/v1/refused", headers={"Origin": PORTAL})
+        assert refused.status_code == 403
+        assert refused.headers["content-type"] == PROBLEM
+        assert refused.headers["access-control-allow-origin"] == PORTAL  # the page reads why
+
+        stranger = await http.options(
+            "/api/v1/thing",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+        )
+        assert stranger.status_code == 400
+        assert "access-control-allow-origin" not in stranger.headers
+        read = await http.get("/api/v1/thing", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in read.headers
+
+    transport = httpx.ASGITransport(app=app_with_cors())
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        unset = await http.get("/api/v1/thing", headers={"Origin": PORTAL})
+        assert "access-control-allow-origin" not in unset.headers
+
+
+def test_portal_origins_are_plain_origins_never_a_wildcard(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAPPORT_PORTAL_ORIGINS", f"{PORTAL}, HTTP://LOCALHOST:8001")
+    assert ProfilesSettings().portal_origins == [PORTAL, "http://localhost:8001"]
+    monkeypatch.setenv("RAPPORT_PORTAL_ORIGINS", f'["{PORTAL}"]')  # as the Helm chart says it
+    assert ProfilesSettings().portal_origins == [PORTAL]
+    monkeypatch.delenv("RAPPORT_PORTAL_ORIGINS")
+    assert ProfilesSettings().portal_origins == []
+    for wrong in ("*", "http://portal.example/portal", "portal.example", "https://*.example.com"):
+        with pytest.raises(ValidationError, match="is not an origin"):
+            ProfilesSettings(portal_origins=wrong)

@@ -131,6 +131,19 @@ def test_make_up_serves_all_four_services_and_ctrl_c_leaves_no_process(
     )
     assert me.status_code == 200
     assert me.json()["roles"] == ["admin"]
+
+    # The customer portal: at the address the banner prints, calling the other services.
+    profiles = f"http://127.0.0.1:{stack.ports['profiles']}"
+    complaints = f"http://127.0.0.1:{stack.ports['complaints']}"
+    assert f"{profiles}/portal/" in output
+    assert httpx.get(f"{profiles}/portal/").headers["content-type"].startswith("text/html")
+    config = httpx.get(f"{profiles}/portal/config.json").json()
+    assert config["apis"]["complaints"] == complaints
+    preflight = httpx.options(
+        f"{complaints}/api/v1/complaints",
+        headers={"Origin": profiles, "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.headers["access-control-allow-origin"] == profiles
     mongodb_uri = stack_env.get("RAPPORT_MONGODB_URI") or (
         f"mongodb://127.0.0.1:{stack_env['RAPPORT_MONGODB_PORT']}/?retryWrites=false"
     )

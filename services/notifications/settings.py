@@ -135,7 +135,8 @@ class NotificationsSettings(ServiceSettings):
     )
     company_name: str = Field(default="Rapport", description="the sender's name in messages")
     portal_url: str = Field(
-        default="http://127.0.0.1:8003", description="base of links in messages (feedback)"
+        default="http://127.0.0.1:8001/portal",
+        description="base of links in messages (feedback): the customer portal",
     )
 
     # Rules

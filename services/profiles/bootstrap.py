@@ -15,6 +15,7 @@ from services.profiles import (
     import_export_api,
     interactions_api,
     merging_api,
+    portal_api,
     purchases,
     purchases_api,
     sign_in_api,
@@ -88,6 +89,7 @@ def create_app(settings: ProfilesSettings) -> FastAPI:
             consents_api.router,
             gdpr_api.router,
             sign_in_api.router,
+            portal_api.router,  # the customer portal's page at /portal/
         ],
         exception_handlers={CustomerMoved: api.redirect_moved},
         larger_bodies={"/api/v1/customers/import": import_export_api.MAX_IMPORT_BYTES},
@@ -99,6 +101,7 @@ def create_app(settings: ProfilesSettings) -> FastAPI:
         gdpr=gdpr,
         merger=merger,
         sign_in=sign_in,
+        portal=portal_api.PortalSite.of(settings),
     )
 
 

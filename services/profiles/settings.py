@@ -29,11 +29,25 @@ class ProfilesSettings(ServiceSettings):
         description="JSON Schema (2020-12) the custom attributes of every profile must match",
     )
 
-    # The customer portal's passwordless sign-in (services/profiles/sign_in.py)
+    # The customer portal: this service serves it at /portal/ (services/profiles/portal_api.py)
+    # and signs customers in (services/profiles/sign_in.py).
     portal_url: str = Field(
-        default="http://127.0.0.1:8003",
+        default="http://127.0.0.1:8001/portal",
         pattern=r"^https?://[^\s#?]+$",
         description="base of the customer portal; sign-in links go to <portal_url>/sign-in",
+    )
+    portal_complaints_url: str = Field(
+        default="http://127.0.0.1:8002",
+        pattern=r"^https?://[^\s#?]+$",
+        description="the complaints service as the customer's browser reaches it (the portal"
+        " calls its API: help centre, support requests); allow the portal's origin there"
+        " with RAPPORT_PORTAL_ORIGINS",
+    )
+    portal_notifications_url: str = Field(
+        default="http://127.0.0.1:8003",
+        pattern=r"^https?://[^\s#?]+$",
+        description="the notifications service as the customer's browser reaches it (the"
+        " portal's inbox)",
     )
     sign_in_link_ttl_seconds: int = Field(
         default=900, ge=1, le=86_400, description="how long a sign-in link works (once)"
