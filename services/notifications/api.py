@@ -6,9 +6,11 @@ Templates, the in-app inbox and webhook subscriptions have their own routers
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel
 
 from services.notifications import deliveries, scheduling
 from services.notifications import rules as r
@@ -17,6 +19,7 @@ from services.notifications.deliveries_store import status_filter
 from services.notifications.planning import Notifications
 from services.notifications.preferences_domain import CustomerPreferences
 from services.notifications.rules import Audience, RuleConfig, RuleUpdate
+from services.notifications.scheduling_domain import ScheduleStatus
 from shared.auth import AdminPrincipal, CurrentPrincipal, Principal, Role, require_roles
 from shared.errors import InvalidInput
 from shared.pagination import Page, decode_cursor, page_of
@@ -117,6 +120,40 @@ async def put_preferences(
     current = await ctx.directory.current_id(customer_id)
     merged = await ctx.directory.merged_from(current)
     return await ctx.preferences.put(current, body, ctx.now(), covers=merged)
+
+
+class SchedulePublic(BaseModel):
+    """A scheduled message of the customer: a birthday greeting, a renewal reminder (per
+    contract and days before its date), a complaint's daily status."""
+
+    id: str
+    rule: str
+    customer_id: str
+    due_at: datetime
+    occurrence: str
+    status: ScheduleStatus
+    params: dict[str, Any]
+    fired: str | None
+
+
+@router.get("/customers/{customer_id}/schedules", tags=["schedules"])
+async def list_schedules(
+    customer_id: CustomerId,
+    ctx: NotificationsDep,
+    _: StaffPrincipal,
+    rule: Annotated[str | None, Query(max_length=64)] = None,
+) -> list[SchedulePublic]:
+    """The customer's scheduled messages, with when each is next due (staff: e.g. to
+    answer "when will I be reminded?"); cancelled ones say so."""
+    current = await ctx.directory.current_id(customer_id)
+    found = await ctx.schedules.of_customer(current, rule=rule)
+    return [
+        SchedulePublic(
+            id=s.id, rule=s.rule, customer_id=s.customer_id, due_at=s.due_at,
+            occurrence=s.occurrence, status=s.status, params=dict(s.params), fired=s.fired,
+        )
+        for s in found
+    ]  # fmt: skip
 
 
 @router.get("/rules", tags=["rules"])

@@ -60,7 +60,11 @@ def create_app(settings: ProfilesSettings) -> FastAPI:
     ledger_store, contract_store = LedgerStore(runtime.db), ContractStore(runtime.db)
     runtime.startup += [ledger_store.ensure_indexes, contract_store.ensure_indexes]
     ledger = purchases.Ledger(
-        units=runtime.units, customers=store, store=ledger_store, timeline=timeline
+        units=runtime.units,
+        customers=store,
+        store=ledger_store,
+        timeline=timeline,
+        addons=tuple(settings.portal_addons),
     )
     contract_book = ContractBook(
         client=runtime.client,

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 from services.profiles.contracts_domain import (
     MAX_CONTRACTS,
     Contract,
     ContractTerms,
+    describe_extension,
     describe_new,
+    extension_of,
     new_contract,
 )
 from services.profiles.contracts_store import ContractStore
@@ -139,6 +141,32 @@ async def change_contract(
         if not await book.store.replace(before, after, session):
             raise _Contention
         await _announce(book, session, customer, now, before.describe_change(after))
+        return after
+
+    return await book.commit(work)
+
+
+async def extend_contract(
+    book: ContractBook,
+    customer_id: str,
+    contract_id: str,
+    *,
+    months: int | None = None,
+    until: date | None = None,
+) -> Contract:
+    """Move an active contract's renewal (and expiry) later, announced like any change of
+    the contracts: notifications move the renewal reminders with it."""
+
+    async def work(session: Session) -> Contract:
+        customer = await live_customer(book.customers, customer_id, session)
+        before = await book.store.get(contract_id, session)
+        if before is None or before.customer_id != customer_id:
+            raise NotFound(f"customer {customer_id} has no contract {contract_id}")
+        now = book.clock()
+        after = before.with_changes(extension_of(before, months=months, until=until), now)
+        if not await book.store.replace(before, after, session):
+            raise _Contention
+        await _announce(book, session, customer, now, describe_extension(before, after))
         return after
 
     return await book.commit(work)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from fastapi import APIRouter, Depends, Request, Response, status
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.profiles import contracts
 from services.profiles.contracts import ContractBook
-from services.profiles.contracts_domain import Contract, ContractTerms
+from services.profiles.contracts_domain import MAX_EXTENSION_MONTHS, Contract, ContractTerms
 from shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from shared.errors import InvalidInput
 from shared.events.customers import ContractStatus
@@ -43,6 +43,21 @@ class ContractPatch(BaseModel):
         if "status" in self.model_fields_set and self.status is None:
             raise InvalidInput("status cannot be cleared; set active, cancelled or expired")
         return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class ContractExtension(BaseModel):
+    """Extend an active contract by ``months``, or to a new ``renews_at`` (its new end)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    months: int | None = Field(default=None, ge=1, le=MAX_EXTENSION_MONTHS)
+    renews_at: date | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Self:
+        if (self.months is None) == (self.renews_at is None):
+            raise ValueError("give either months or renews_at")
+        return self
 
 
 class ContractPublic(ContractTerms):
@@ -103,4 +118,24 @@ async def patch_contract(
     _: StaffOrService,
 ) -> ContractPublic:
     contract = await contracts.change_contract(book, customer_id, contract_id, body.changes())
+    return ContractPublic.of(contract)
+
+
+@router.post(
+    "/customers/{customer_id}/contracts/{contract_id}/extensions",
+    responses={409: {"description": "the contract is cancelled or expired"}},
+)
+async def extend_contract(
+    customer_id: str,
+    contract_id: str,
+    body: ContractExtension,
+    book: ContractBookDep,
+    principal: CurrentPrincipal,
+) -> ContractPublic:
+    """Extend a subscription: its renewal (and expiry) date moves later, announced as
+    ``crm.customer.updated`` with the contracts. A customer may extend its own."""
+    principal.ensure_may_access_customer(customer_id)
+    contract = await contracts.extend_contract(
+        book, customer_id, contract_id, months=body.months, until=body.renews_at
+    )
     return ContractPublic.of(contract)

@@ -3,16 +3,18 @@ and how a change is described on the timeline (pure: no I/O)."""
 
 from __future__ import annotations
 
+import calendar
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
 
-from shared.errors import InvalidInput
+from shared.errors import Conflict, InvalidInput
 from shared.events.customers import ContractStatus, ContractSummary
 
 MAX_CONTRACTS = 100
+MAX_EXTENSION_MONTHS = 60
 
 Product = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -112,3 +114,53 @@ def describe_new(contract: Contract) -> str:
     ]
     suffix = f" ({', '.join(dates)})" if dates else ""
     return f"contract added: {contract.product}{suffix}"
+
+
+def add_months(day: date, months: int) -> date:
+    """The same day ``months`` later; the month's last day when it is shorter (31 Jan + 1 →
+    28 or 29 Feb)."""
+    index = day.month - 1 + months
+    year, month = day.year + index // 12, index % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def extension_of(contract: Contract, *, months: int | None, until: date | None) -> dict[str, Any]:
+    """The changes that extend ``contract`` by ``months`` or to ``until`` (its new end).
+
+    Its end is ``renews_at``, else ``expires_at``; each date it has moves, by the same
+    months or by the same number of days as the end, so a contract that renews and expires
+    keeps the gap between the two. Only an active contract with an end can be extended,
+    and an extension never shortens it.
+    """
+    if (months is None) == (until is None):
+        raise InvalidInput("an extension gives either months or renews_at")
+    if contract.status is not ContractStatus.ACTIVE:
+        raise Conflict(
+            f"contract {contract.contract_id} is {contract.status.value}: "
+            "only an active contract can be extended",
+            contract_status=contract.status.value,
+        )
+    end = contract.renews_at or contract.expires_at
+    if end is None:  # an active contract always has one; this is a guard for old data
+        raise Conflict(f"contract {contract.contract_id} has no end date to extend")
+    dates = {
+        name: day
+        for name in ("renews_at", "expires_at")
+        if (day := getattr(contract, name)) is not None
+    }
+    if months is not None:
+        return {name: add_months(day, months) for name, day in dates.items()}
+    assert until is not None
+    if until <= end:
+        raise InvalidInput(f"an extension moves the end ({end}) later, not to {until}")
+    shift = timedelta(days=(until - end).days)
+    return {name: day + shift for name, day in dates.items()}
+
+
+def describe_extension(before: Contract, after: Contract) -> str:
+    moved = [
+        f"{label} {getattr(before, name)} → {getattr(after, name)}"
+        for label, name in (("renews", "renews_at"), ("expires", "expires_at"))
+        if getattr(before, name) != getattr(after, name)
+    ]
+    return f"contract {before.product} extended: {', '.join(moved)}"

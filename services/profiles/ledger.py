@@ -119,6 +119,17 @@ class PurchaseEntry(_Value):
     def category_of(self, sku: str) -> str | None:
         return next((item.category for item in self.items if item.sku == sku), None)
 
+    def value_of(self, quantities: Counter[str]) -> Decimal:
+        """What ``quantities`` of this purchase's items cost, at the price paid (the lowest
+        where one SKU was bought at several prices)."""
+        total = ZERO
+        for sku, quantity in quantities.items():
+            prices = [item.unit_price for item in self.items if item.sku == sku]
+            if not prices:
+                raise InvalidInput(f"purchase {self.purchase_id} has no item {sku}")
+            total += min(prices) * quantity
+        return total
+
     def refundable(self) -> Decimal:
         return self.amount - self.refunded
 
@@ -216,6 +227,79 @@ def return_entry_id(return_id: str) -> str:
 
 def complaint_return_id(complaint_id: str) -> str:
     return f"complaint:{complaint_id}"
+
+
+class Addon(_Value):
+    """An add-on customers may order themselves in the portal, at its listed price."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sku: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200)
+    names: dict[str, str] = Field(default_factory=dict)  # per locale, `name` otherwise
+    category: str = Field(default="add-ons", min_length=1, max_length=200)
+    unit_price: Decimal = Field(ge=0)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+
+
+def priced_from_catalogue(
+    items: list[LineItem], currency: str, catalogue: tuple[Addon, ...]
+) -> list[LineItem]:
+    """A customer's own order: every item is a listed add-on, at its listed price and in its
+    currency (what the customer saw is what is charged); name and category are the list's."""
+    listed = {addon.sku: addon for addon in catalogue}
+    priced = []
+    for item in items:
+        addon = listed.get(item.sku)
+        if addon is None:
+            raise InvalidInput(f"{item.sku} is not an add-on customers can order")
+        if addon.currency != currency or addon.unit_price != item.unit_price:
+            raise InvalidInput(
+                f"{item.sku} costs {format_money(addon.unit_price, addon.currency)}, "
+                f"not {format_money(item.unit_price, currency)}"
+            )
+        priced.append(item.model_copy(update={"name": addon.name, "category": addon.category}))
+    return priced
+
+
+DEFAULT_ADDONS: tuple[Addon, ...] = (
+    Addon(
+        sku="addon-storage-50",
+        name="Extra storage, 50 GB",
+        names={
+            "hr": "Dodatni prostor, 50 GB",
+            "cs": "Úložiště navíc, 50 GB",
+            "sl": "Dodatni prostor, 50 GB",
+            "fa": "فضای ذخیره‌سازی اضافه، 50 گیگابایت",
+        },
+        unit_price=Decimal("4.90"),
+        currency="EUR",
+    ),
+    Addon(
+        sku="addon-priority-support",
+        name="Priority support",
+        names={
+            "hr": "Prioritetna podrška",
+            "cs": "Přednostní podpora",
+            "sl": "Prednostna podpora",
+            "fa": "پشتیبانی ویژه",
+        },
+        unit_price=Decimal("9.90"),
+        currency="EUR",
+    ),
+    Addon(
+        sku="addon-extra-user",
+        name="One more user",
+        names={
+            "hr": "Još jedan korisnik",
+            "cs": "Další uživatel",
+            "sl": "Še en uporabnik",
+            "fa": "یک کاربر دیگر",
+        },
+        unit_price=Decimal("7.50"),
+        currency="EUR",
+    ),
+)
 
 
 class CurrencyFigures(_Value):

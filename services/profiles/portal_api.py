@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from services.profiles.ledger import Addon
 from services.profiles.settings import ProfilesSettings
 
 PORTAL = Path(__file__).parent / "portal"
@@ -43,6 +44,7 @@ class PortalSite:
     complaints_url: str
     notifications_url: str
     sign_in_link_minutes: int
+    addons: tuple[Addon, ...] = ()
 
     @classmethod
     def of(cls, settings: ProfilesSettings) -> PortalSite:
@@ -50,6 +52,7 @@ class PortalSite:
             complaints_url=settings.portal_complaints_url.rstrip("/"),
             notifications_url=settings.portal_notifications_url.rstrip("/"),
             sign_in_link_minutes=max(settings.sign_in_link_ttl_seconds // 60, 1),
+            addons=tuple(settings.portal_addons),
         )
 
     def config(self) -> dict[str, Any]:
@@ -63,6 +66,8 @@ class PortalSite:
             },
             "locales": list(LOCALES),
             "sign_in_link_minutes": self.sign_in_link_minutes,
+            # What the orders page offers (POST /customers/{id}/orders charges these prices).
+            "addons": [addon.model_dump(mode="json") for addon in self.addons],
         }
 
     def page_headers(self) -> dict[str, str]:

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import TypeVar
 
 from pydantic import ValidationError
@@ -32,6 +33,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from services.profiles.domain import CustomerStatus, ProfileFields, normalise_email, register
 from services.profiles.handlers import live_customer, registered_event
 from services.profiles.ledger import (
+    Addon,
     EntryKind,
     Figures,
     LedgerEntry,
@@ -42,6 +44,8 @@ from services.profiles.ledger import (
     ReturnLine,
     complaint_return_id,
     describe,
+    format_money,
+    priced_from_catalogue,
     purchase_entry_id,
 )
 from services.profiles.ledger_store import LedgerStore
@@ -49,12 +53,13 @@ from services.profiles.store import DUPLICATE_KEY, CustomerStore
 from services.profiles.timeline_domain import EntryKind as TimelineKind
 from services.profiles.timeline_domain import Happening
 from services.profiles.timeline_store import TimelineStore
+from shared.auth import ensure_customer_access
 from shared.clock import to_millisecond, utc_now
 from shared.consumer import RejectEvent
 from shared.errors import Conflict, InvalidInput, NotFound, RapportError
 from shared.events import Event, new_event
 from shared.events.complaints import ComplaintResolved, ResolutionType
-from shared.events.purchases import PurchaseCompleted, PurchaseReturned
+from shared.events.purchases import PurchaseCompleted, PurchaseItem, PurchaseReturned
 from shared.identity import End, follow
 from shared.routing import Routes
 from shared.unit_of_work import UnitOfWork, UnitsOfWork
@@ -62,6 +67,7 @@ from shared.unit_of_work import UnitOfWork, UnitsOfWork
 log = logging.getLogger(__name__)
 
 SOURCE = "/rapport/profiles"
+PORTAL_CHANNEL = "portal"
 HTTP_ATTEMPTS = 3
 REFUNDING_RESOLUTIONS = frozenset({ResolutionType.REFUND, ResolutionType.RETURN})
 T = TypeVar("T")
@@ -76,6 +82,7 @@ class Ledger:
     store: LedgerStore
     timeline: TimelineStore
     clock: Callable[[], datetime] = utc_now
+    addons: tuple[Addon, ...] = ()  # what customers may order themselves (the portal)
 
     async def commit(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
         """Run ``work`` in a unit of work; run it again when a concurrent write got there first.
@@ -347,11 +354,46 @@ async def submit_purchase(
     return await ledger.commit(work)
 
 
+async def place_order(
+    ledger: Ledger,
+    customer_id: str,
+    order_id: str,
+    items: Sequence[PurchaseItem],
+    currency: str,
+    *,
+    by_customer: bool,
+) -> tuple[PurchaseEntry, bool]:
+    """An order placed in the portal: a purchase in channel ``portal``, recorded and announced
+    as ``crm.purchase.completed`` like any purchase posted over HTTP. A customer orders only
+    listed add-ons at their listed prices; staff may order anything."""
+    lines = [LineItem.model_validate(item.model_dump()) for item in items]
+    if by_customer:
+        lines = priced_from_catalogue(lines, currency, ledger.addons)
+    total = sum((line.unit_price * line.quantity for line in lines), Decimal(0))
+    purchase = PurchaseCompleted.model_validate(
+        {
+            "purchase_id": order_id,
+            "customer_id": customer_id,
+            "items": [line.model_dump() for line in lines],
+            "total_amount": total,
+            "currency": currency,
+            "channel": PORTAL_CHANNEL,
+        }
+    )
+    return await submit_purchase(ledger, purchase)
+
+
 # Returns and refunds
 
 
 async def _store_return(
-    ledger: Ledger, uow: UnitOfWork, draft: ReturnEntry, *, strict: bool, time_given: bool
+    ledger: Ledger,
+    uow: UnitOfWork,
+    draft: ReturnEntry,
+    *,
+    strict: bool,
+    time_given: bool,
+    requester: str | None = None,
 ) -> tuple[ReturnEntry, bool]:
     """Record a return or refund of a known purchase within what is left to refund."""
     existing = await ledger.store.return_(uow, draft.return_id)
@@ -372,15 +414,37 @@ async def _store_return(
     if purchase is None:
         raise NotFound(f"no purchase {draft.purchase_id} in the ledger")
     owner = await live_customer_id(ledger, purchase.customer_id, uow)
+    if requester is not None:  # a customer token: its own purchases only, nobody else's id
+        ensure_customer_access(
+            owner,
+            staff=False,
+            own_customer_id=await _maybe_live(ledger, requester, uow),
+            what="purchases",
+        )
     if await _maybe_live(ledger, draft.customer_id, uow) != owner:
         raise InvalidInput(
             f"purchase {purchase.purchase_id} belongs to customer {owner}, "
             f"not to {draft.customer_id}"
         )
     entry = draft.model_copy(update={"customer_id": owner})
-    ledger.store.update_purchase(uow, purchase.after_return(entry))
+    after = purchase.after_return(entry)
+    if requester is not None:
+        _customer_return(purchase, entry)
+    ledger.store.update_purchase(uow, after)
     await _record(ledger, uow, entry, lambda figures: figures.with_return(entry, purchase))
     return entry, True
+
+
+def _customer_return(purchase: PurchaseEntry, entry: ReturnEntry) -> None:
+    """A customer brings goods back for what they cost, never asks for money alone."""
+    if not entry.items:
+        raise InvalidInput("a customer's return names the items brought back")
+    value = purchase.value_of(entry.quantities())
+    if entry.amount != value:
+        raise InvalidInput(
+            f"the refund for these items is {format_money(value, purchase.currency)}, "
+            f"not {format_money(entry.amount, entry.currency)}"
+        )
 
 
 async def _maybe_live(ledger: Ledger, customer_id: str, uow: UnitOfWork) -> str | None:
@@ -414,15 +478,23 @@ def _return_entry(
     )
 
 
-async def submit_return(ledger: Ledger, returned: PurchaseReturned) -> tuple[ReturnEntry, bool]:
-    """A return posted over HTTP, announced as ``crm.purchase.returned``."""
+async def submit_return(
+    ledger: Ledger, returned: PurchaseReturned, *, requester: str | None = None
+) -> tuple[ReturnEntry, bool]:
+    """A return posted over HTTP, announced as ``crm.purchase.returned``; ``requester`` is
+    the customer whose token posted it (then it must be its own purchase, goods only)."""
     now = ledger.clock()
     draft = _return_entry(returned, returned.returned_at or now, now, Origin.HTTP)
 
     async def work(uow: UnitOfWork) -> tuple[ReturnEntry, bool]:
         await load_returns(ledger, [draft], uow)
         entry, created = await _store_return(
-            ledger, uow, draft, strict=True, time_given=returned.returned_at is not None
+            ledger,
+            uow,
+            draft,
+            strict=True,
+            time_given=returned.returned_at is not None,
+            requester=requester,
         )
         if created:
             announced = returned.model_copy(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -14,14 +15,18 @@ from services.profiles.ledger import (
     Figures,
     LedgerEntry,
     Origin,
+    PurchaseEntry,
 )
 from services.profiles.purchases import Ledger
 from shared.auth import CurrentPrincipal, Principal, Role, require_roles
-from shared.events.base import Amount
-from shared.events.purchases import PurchaseCompleted, PurchaseReturned
+from shared.errors import Forbidden, InvalidInput
+from shared.events.base import Amount, CurrencyCode, Identifier
+from shared.events.purchases import PurchaseCompleted, PurchaseItem, PurchaseReturned
 from shared.pagination import Page, decode_cursor, page_of
 
-StaffOrService = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AGENT, Role.SERVICE))]
+STAFF_OR_SERVICE = (Role.ADMIN, Role.AGENT, Role.SERVICE)
+StaffOrService = Annotated[Principal, Depends(require_roles(*STAFF_OR_SERVICE))]
+MAX_ORDER_ITEMS = 50
 _STRICT = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
@@ -43,6 +48,18 @@ class ReturnCreate(PurchaseReturned):
     """A return, as in ``crm.purchase.returned``; ``returned_at`` defaults to now."""
 
     model_config = _STRICT
+
+
+class OrderCreate(BaseModel):
+    """An order placed in the portal; ``order_id`` (optional) makes a retry a no-op."""
+
+    model_config = _STRICT
+
+    order_id: Identifier | None = Field(
+        default=None, description="becomes the purchase id; one is made up when absent"
+    )
+    items: list[PurchaseItem] = Field(min_length=1, max_length=MAX_ORDER_ITEMS)
+    currency: CurrencyCode
 
 
 class LedgerItemPublic(BaseModel):
@@ -70,12 +87,17 @@ class LedgerEntryPublic(BaseModel):
     refunded: Amount | None = Field(
         default=None, description="of a purchase: how much of it was refunded so far"
     )
+    returned_quantities: dict[str, int] | None = Field(
+        default=None, description="of a purchase: quantity brought back so far, per SKU"
+    )
     origin: Origin
     summary: str
 
     @classmethod
     def of(cls, entry: LedgerEntry) -> LedgerEntryPublic:
         fields = entry.model_dump(exclude={"returned", "revision"})
+        if isinstance(entry, PurchaseEntry):
+            fields["returned_quantities"] = dict(entry.returned)
         items = [LedgerItemPublic.model_validate(item) for item in fields.pop("items")]
         return cls.model_validate(
             {
@@ -165,12 +187,49 @@ async def post_purchase(
     return LedgerEntryPublic.of(entry)
 
 
+@router.post(
+    "/customers/{customer_id}/orders", status_code=status.HTTP_201_CREATED, responses=_RECORDED
+)
+async def post_order(
+    customer_id: str,
+    body: OrderCreate,
+    ledger: LedgerDep,
+    response: Response,
+    principal: CurrentPrincipal,
+) -> LedgerEntryPublic:
+    """Order add-ons (the portal): a purchase in channel ``portal``, announced as
+    ``crm.purchase.completed``. A customer may order for itself, only the listed add-ons
+    (``portal_addons``) at their prices; staff may order anything for anyone."""
+    principal.ensure_may_access_customer(customer_id)
+    entry, created = await purchases.place_order(
+        ledger,
+        customer_id,
+        body.order_id or f"ord_{uuid.uuid4().hex}",
+        body.items,
+        body.currency,
+        by_customer=not principal.has_any(*STAFF_OR_SERVICE),
+    )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return LedgerEntryPublic.of(entry)
+
+
 @router.post("/returns", status_code=status.HTTP_201_CREATED, responses=_RECORDED)
 async def post_return(
-    body: ReturnCreate, ledger: LedgerDep, response: Response, _: StaffOrService
+    body: ReturnCreate, ledger: LedgerDep, response: Response, principal: CurrentPrincipal
 ) -> LedgerEntryPublic:
+    """Record a return. A customer token may start one for its own purchase: goods only
+    (named items, refunded at the price paid) and no ``returned_at`` (it is now)."""
+    requester = None
+    if not principal.has_any(*STAFF_OR_SERVICE):
+        if not principal.has_any(Role.CUSTOMER):
+            raise Forbidden("returns are for staff, services and the customer who bought")
+        principal.ensure_may_access_customer(body.customer_id)
+        if body.returned_at is not None:
+            raise InvalidInput("a customer's return happens now: leave returned_at out")
+        requester = body.customer_id
     returned = PurchaseReturned.model_validate(body.model_dump())
-    entry, created = await purchases.submit_return(ledger, returned)
+    entry, created = await purchases.submit_return(ledger, returned, requester=requester)
     if not created:
         response.status_code = status.HTTP_200_OK
     return LedgerEntryPublic.of(entry)

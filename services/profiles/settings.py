@@ -9,6 +9,7 @@ from jsonschema.exceptions import SchemaError
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.profiles.ledger import DEFAULT_ADDONS, Addon
 from shared.settings import ServiceSettings
 
 # Without a deployment schema, custom attributes may hold any scalar value.
@@ -48,6 +49,12 @@ class ProfilesSettings(ServiceSettings):
         pattern=r"^https?://[^\s#?]+$",
         description="the notifications service as the customer's browser reaches it (the"
         " portal's inbox)",
+    )
+    portal_addons: list[Addon] = Field(
+        default_factory=lambda: list(DEFAULT_ADDONS),
+        max_length=100,
+        description="the add-ons customers may order in the portal, at these prices: a JSON"
+        " list of {sku, name, names: {locale: name}, category, unit_price, currency}",
     )
     sign_in_link_ttl_seconds: int = Field(
         default=900, ge=1, le=86_400, description="how long a sign-in link works (once)"
