@@ -9,9 +9,11 @@
 import { ApiError, call, loadConfig, onUnauthorized, session } from "./api.js";
 import { banner, clear, failure, h, heading, link } from "./dom.js";
 import * as i18n from "./i18n.js";
+import * as community from "./pages/community.js";
 import * as help from "./pages/help.js";
 import * as inbox from "./pages/inbox.js";
 import * as me from "./pages/me.js";
+import * as orders from "./pages/orders.js";
 import * as signIn from "./pages/sign-in.js";
 import * as support from "./pages/support.js";
 
@@ -27,8 +29,13 @@ const ROUTES = [
   { path: /^support$/, view: support.renderList, nav: "support" },
   { path: /^support\/new$/, view: support.renderNew, nav: "support" },
   { path: /^support\/([^/]+)$/, view: support.renderRequest, nav: "support" },
-  // Notifications' e-mails link to <portal_url>/complaints/{id}/feedback.
-  { path: /^complaints\/([^/]+)(?:\/feedback)?$/, view: support.renderRequest, nav: "support" },
+  // Notifications' e-mails link to <portal_url>/complaints/{id}/feedback: the rating form.
+  { path: /^complaints\/([^/]+)\/feedback$/, view: support.renderFeedback, nav: "support" },
+  { path: /^complaints\/([^/]+)$/, view: support.renderRequest, nav: "support" },
+  { path: /^community$/, view: community.renderList, nav: "community" },
+  { path: /^community\/ask$/, view: community.renderAsk, nav: "community" },
+  { path: /^community\/questions\/([^/]+)$/, view: community.renderQuestion, nav: "community" },
+  { path: /^orders$/, view: orders.render, nav: "orders" },
   { path: /^inbox$/, view: inbox.render, nav: "inbox" },
 ];
 

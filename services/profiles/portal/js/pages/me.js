@@ -15,6 +15,7 @@ import {
   showFieldError,
 } from "../dom.js";
 import * as i18n from "../i18n.js";
+import { dataSection, preferencesSection } from "./account.js";
 
 const { t } = i18n;
 // Webhooks are how other systems hear of a customer, not a way to reach a person.
@@ -25,9 +26,10 @@ const ADDRESS = ["street", "postal_code", "city", "region", "country"];
 
 export async function render(app, view) {
   const customerId = session.get().customer_id;
-  const [profile, consents] = await Promise.all([
+  const [profile, consents, preferences] = await Promise.all([
     call("profiles", `/customers/${enc(customerId)}`),
     call("profiles", `/customers/${enc(customerId)}/consents`),
+    preferencesSection(app, customerId),
   ]);
   app.customer = profile.data;
   const name = profile.data.display_name || profile.data.given_name || "";
@@ -41,7 +43,12 @@ export async function render(app, view) {
     flashed && flashed.kind === "saved" ? banner("success", h("p", {}, t("profile_saved"))) : null,
   );
   const state = { customer: profile.data, etag: profile.etag };
-  view.append(profileSection(app, state), consentSection(app, customerId, consents.data));
+  view.append(
+    profileSection(app, state),
+    consentSection(app, customerId, consents.data),
+    preferences,
+    dataSection(app, profile.data),
+  );
 }
 
 // ---- the profile ----------------------------------------------------------------------

@@ -26,6 +26,7 @@ export async function render(app, view) {
   let notice = null;
   if (flashed && flashed.kind === "signed-out") notice = t("signed_out");
   if (flashed && flashed.kind === "expired") notice = t("session_expired");
+  if (flashed && flashed.kind === "erased") notice = t("data_erased");
   renderForm(app, view, { notice });
   return undefined;
 }

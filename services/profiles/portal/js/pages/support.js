@@ -378,6 +378,19 @@ function resolution(complaint) {
   );
 }
 
+/** From notifications' feedback link (/complaints/{id}/feedback): the request, its
+ * rating form in view. */
+export async function renderFeedback(app, view, params) {
+  const cleanup = await renderRequest(app, view, params);
+  const rating = view.querySelector("#rating-title") || view.querySelector("#rated-title");
+  if (rating) {
+    rating.setAttribute("tabindex", "-1");
+    rating.scrollIntoView({ block: "start" });
+    rating.focus({ preventScroll: true });
+  }
+  return cleanup;
+}
+
 export async function renderRequest(app, view, [id]) {
   let complaint;
   try {
@@ -396,6 +409,7 @@ export async function renderRequest(app, view, [id]) {
   const factsBox = h("div", {}, facts(complaint));
   const conversationBox = h("div", { "aria-live": "polite" }, conversation(complaint));
   const resolutionBox = h("div", {}, resolution(complaint));
+  const followUpBox = h("div", { id: "follow-up" });
   const problem = h("div", { class: "form-problem" });
   const reply = h("textarea", { name: "reply", rows: 4, maxlength: 20000 });
   const replyForm = h(
@@ -440,6 +454,7 @@ export async function renderRequest(app, view, [id]) {
       factsBox,
     ),
     resolutionBox,
+    followUpBox,
     h(
       "section",
       { class: "card", "aria-labelledby": "description-title" },
@@ -456,18 +471,29 @@ export async function renderRequest(app, view, [id]) {
   );
 
   let shown = JSON.stringify(complaint);
-  const show = (latest) => {
+  // Redrawn only when the status or the feedback changes: never under the customer's typing.
+  const stage = (of) => `${of.status}:${(of.feedback || []).length}`;
+  let followUpStage = null;
+  const showFollowUp = (latest, message) => {
+    if (stage(latest) === followUpStage && !message) return;
+    followUpStage = stage(latest);
+    put(clear(followUpBox), followUp(latest, show, message));
+  };
+  const show = (latest, message = null) => {
     const text = JSON.stringify(latest);
-    if (text === shown) return;
+    if (text === shown && !message) return;
     const before = (complaint.comments || []).length;
     shown = text;
     complaint = latest;
     clear(factsBox).append(facts(latest));
     clear(conversationBox).append(conversation(latest));
     clear(resolutionBox).append(resolution(latest) || "");
+    showFollowUp(latest, message);
     replySection.hidden = latest.status === "closed";
     if ((latest.comments || []).length > before) app.announce(t("new_reply"));
+    if (message) app.announce(message);
   };
+  showFollowUp(complaint);
 
   replyForm.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -506,4 +532,171 @@ export async function renderRequest(app, view, [id]) {
     }
   }, REFRESH_MS);
   return () => clearInterval(timer);
+}
+
+// ---- after the resolution: rate it, or reopen it ----------------------------------------
+
+function scale(name, from, to, legend, hint, lowText, highText) {
+  const id = `${name}-scale`;
+  return h(
+    "fieldset",
+    {
+      class: "field field-wide scale",
+      id,
+      "aria-describedby": hint ? `${id}-hint ${id}-error` : `${id}-error`,
+    },
+    h("legend", {}, legend),
+    hint ? h("p", { class: "hint", id: `${id}-hint` }, hint) : null,
+    h(
+      "div",
+      { class: "scale-options" },
+      Array.from({ length: to - from + 1 }, (_, index) => {
+        const value = from + index;
+        const label =
+          value === from ? `${i18n.number(value)}: ${lowText}` : value === to
+            ? `${i18n.number(value)}: ${highText}`
+            : i18n.number(value);
+        return h(
+          "label",
+          { class: "scale-option" },
+          h("input", { type: "radio", name, value: String(value), "aria-label": label }),
+          h("span", { "aria-hidden": "true" }, i18n.number(value)),
+        );
+      }),
+    ),
+    h("p", { class: "field-error", id: `${id}-error`, hidden: true }),
+  );
+}
+
+function ratingForm(complaint, show) {
+  const comment = h("textarea", { name: "comment", rows: 3, maxlength: 5000 });
+  const problem = h("div", { class: "form-problem" });
+  const form = h(
+    "form",
+    { class: "stack", novalidate: true, id: "rating-form" },
+    scale("csat", 1, 5, t("rating_csat"), null, t("rating_csat_low"), t("rating_csat_high")),
+    scale(
+      "nps",
+      0,
+      10,
+      t("rating_nps"),
+      t("rating_nps_hint"),
+      t("rating_nps_low"),
+      t("rating_nps_high"),
+    ),
+    field({ id: "rating-comment", label: t("rating_comment"), control: comment }),
+    h("button", { type: "submit", class: "button button-primary" }, t("rating_send")),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clear(problem);
+    const error = form.querySelector("#csat-scale-error");
+    error.hidden = true;
+    form.querySelector("#csat-scale").removeAttribute("aria-invalid");
+    const csat = form.querySelector("input[name=csat]:checked");
+    const nps = form.querySelector("input[name=nps]:checked");
+    if (!csat) {
+      error.textContent = t("rating_csat_required");
+      error.hidden = false;
+      form.querySelector("#csat-scale").setAttribute("aria-invalid", "true");
+      form.querySelector("input[name=csat]").focus();
+      return;
+    }
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      const { data } = await call("complaints", `/complaints/${enc(complaint.id)}/feedback`, {
+        method: "POST",
+        body: {
+          csat: Number(csat.value),
+          nps: nps ? Number(nps.value) : undefined,
+          comment: comment.value.trim() || undefined,
+        },
+      });
+      show(data, t("rating_thanks"));
+    } catch (failed) {
+      button.disabled = false;
+      const text =
+        failed instanceof ApiError && failed.status === 409 ? t("rating_already") : failure(failed);
+      problem.append(banner("error", h("p", {}, text)));
+    }
+  });
+  return h(
+    "section",
+    { class: "card", "aria-labelledby": "rating-title", id: "rating" },
+    h("h2", { id: "rating-title" }, t("rating_title")),
+    h("p", {}, t("rating_intro")),
+    problem,
+    form,
+  );
+}
+
+function rated(feedback) {
+  return h(
+    "section",
+    { class: "card", "aria-labelledby": "rated-title", id: "rated" },
+    h("h2", { id: "rated-title" }, t("rating_done_title")),
+    h(
+      "p",
+      { dataset: { csat: feedback.csat } },
+      t("rating_done", { csat: i18n.number(feedback.csat) }),
+      feedback.nps !== null && feedback.nps !== undefined
+        ? [" ", t("rating_done_nps", { nps: i18n.number(feedback.nps) })]
+        : null,
+    ),
+    feedback.comment ? h("p", { class: "message-text", dir: "auto" }, feedback.comment) : null,
+  );
+}
+
+function reopenForm(complaint, show) {
+  const reason = h("textarea", { name: "reason", rows: 3, maxlength: 20000 });
+  const problem = h("div", { class: "form-problem" });
+  const form = h(
+    "form",
+    { class: "stack", novalidate: true, id: "reopen-form" },
+    field({ id: "reopen-reason", label: t("reopen_reason"), control: reason }),
+    h("button", { type: "submit", class: "button" }, t("reopen_send")),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clear(problem);
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      const { data } = await call("complaints", `/complaints/${enc(complaint.id)}/reopen`, {
+        method: "POST",
+        body: reason.value.trim() ? { reason: reason.value.trim() } : {},
+      });
+      show(data, t("reopen_done"));
+    } catch (failed) {
+      button.disabled = false;
+      const text =
+        failed instanceof ApiError && failed.status === 409 ? t("reopen_too_late") : failure(failed);
+      problem.append(banner("error", h("p", {}, text)));
+    }
+  });
+  return h(
+    "section",
+    { class: "card", "aria-labelledby": "reopen-title", id: "reopen" },
+    h("h2", { id: "reopen-title" }, t("reopen_title")),
+    h("p", {}, t("reopen_intro")),
+    problem,
+    form,
+  );
+}
+
+/** What the customer can do once the request is resolved: rate the resolution (once per
+ * resolution) and, while the reopen window lasts, reopen it. */
+function followUp(complaint, show, message) {
+  const done = FINISHED.has(complaint.status);
+  const notice = message ? banner("success", h("p", {}, message)) : null;
+  if (!done) return notice;
+  const last = (complaint.resolutions || []).at(-1);
+  const given = last && (complaint.feedback || []).find((item) => item.resolution === last.number);
+  const canReopen = (complaint.allowed_transitions || []).includes("reopened");
+  return [
+    notice,
+    last ? (given ? rated(given) : ratingForm(complaint, show)) : null,
+    canReopen ? reopenForm(complaint, show) : null,
+  ];
 }
