@@ -35,9 +35,25 @@ from shared.events.complaints import (
 )
 from shared.pagination import Page, cursor_after, decode_cursor
 
+
+def is_staff(principal: Principal) -> bool:
+    """Admins and agents: they see drafts, hidden posts and who wrote what."""
+    return principal.has_any(Role.ADMIN, Role.AGENT)
+
+
 StaffPrincipal = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AGENT))]
 AdminPrincipal = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 ComplaintId = Annotated[str, Path(min_length=1, max_length=200)]
+# Search as you type, in the help centre and the community.
+SearchText = Annotated[
+    str,
+    Query(
+        min_length=1,
+        max_length=500,
+        description="words to search for; the last one matches as a prefix unless a space "
+        "follows it (search as you type)",
+    ),
+]
 Name = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
 

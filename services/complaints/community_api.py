@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field
 
 from services.complaints import community
+from services.complaints.api import SearchText, is_staff
 from services.complaints.community import Community, Decoration
 from services.complaints.domain.community import (
     AcceptAnswer,
@@ -47,15 +48,6 @@ from shared.errors import Forbidden, InvalidInput
 from shared.pagination import Page, decode_cursor, page_of
 
 PostId = Annotated[str, Path(min_length=1, max_length=200)]
-SearchText = Annotated[
-    str,
-    Query(
-        min_length=1,
-        max_length=500,
-        description="words to search for; the last one matches as a prefix unless a space "
-        "follows it (search as you type)",
-    ),
-]
 
 
 def get_community(request: Request) -> Community:
@@ -66,12 +58,8 @@ def get_community(request: Request) -> Community:
 CommunityDep = Annotated[Community, Depends(get_community)]
 
 
-def _is_staff(principal: Principal) -> bool:
-    return principal.has_any(Role.ADMIN, Role.AGENT)
-
-
 def reader_of(principal: Principal) -> Reader:
-    if _is_staff(principal):
+    if is_staff(principal):
         return Member.staff_member(principal.subject).reader
     if principal.has_any(Role.CUSTOMER) and principal.customer_id:
         return Reader(principal.customer_id)
@@ -80,7 +68,7 @@ def reader_of(principal: Principal) -> Reader:
 
 def member_of(principal: Principal) -> Member:
     """Who writes: the token's customer, or a staff member; nobody else."""
-    if _is_staff(principal):
+    if is_staff(principal):
         return Member.staff_member(principal.subject)
     if principal.has_any(Role.CUSTOMER) and principal.customer_id:
         return Member.customer(principal.customer_id)

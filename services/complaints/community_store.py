@@ -14,13 +14,11 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
-from pymongo.errors import DuplicateKeyError
 
 from services.complaints.domain.community import (
     ERASED_TEXT,
@@ -38,6 +36,7 @@ from services.complaints.domain.community import (
     VoteValue,
     earned,
 )
+from services.complaints.search_store import CatalogueVersion
 from shared.identity import Link, link_of
 from shared.mongo import Database, Session, find_in
 
@@ -53,7 +52,7 @@ class CommunityStore:
         self.reports = db["community_reports"]
         self.members = db["community_members"]
         self.nicknames = db["community_nicknames"]
-        self.counters = db["community"]
+        self.catalogue = CatalogueVersion(db["community"], CATALOGUE)
 
     async def ensure_indexes(self) -> None:
         await self.posts.create_index([("kind", ASCENDING), *NEWEST_FIRST])
@@ -65,11 +64,7 @@ class CommunityStore:
         await self.reports.create_index([("reported_at", DESCENDING), ("_id", DESCENDING)])
         await self.reports.create_index("reporter_id")
         await self.nicknames.create_index("member_id")
-        # The counter exists before the first write, so writes only ever $inc it.
-        with contextlib.suppress(DuplicateKeyError):  # another replica was first
-            await self.counters.update_one(
-                {"_id": CATALOGUE}, {"$setOnInsert": {"version": 0}}, upsert=True
-            )
+        await self.catalogue.ensure()
 
     # --- posts
 
@@ -143,14 +138,10 @@ class CommunityStore:
         return [_question(document) async for document in cursor]
 
     async def bump_catalogue(self, session: Session) -> None:
-        """Say that what search finds changed (in the transaction that changed it)."""
-        await self.counters.update_one(
-            {"_id": CATALOGUE}, {"$inc": {"version": 1}}, upsert=True, session=session
-        )
+        await self.catalogue.bump(session)
 
     async def catalogue_version(self) -> int:
-        document = await self.counters.find_one({"_id": CATALOGUE})
-        return 0 if document is None else int(document["version"])
+        return await self.catalogue.current()
 
     # --- votes
 

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, 
 from pydantic import BaseModel, Field
 
 from services.complaints import help_centre
+from services.complaints.api import SearchText, is_staff
 from services.complaints.domain.articles import (
     Article,
     ArticleFilter,
@@ -26,20 +27,11 @@ from services.complaints.domain.articles import (
 from services.complaints.domain.language import Direction, Locale
 from services.complaints.help_centre import ArticleSearch, HelpCentre
 from services.complaints.help_centre_search import Hit
-from shared.auth import CurrentPrincipal, Principal, Role, StaffPrincipal
+from shared.auth import CurrentPrincipal, StaffPrincipal
 from shared.errors import InvalidInput
 from shared.pagination import Page, decode_cursor, page_of
 
 ArticleId = Annotated[str, Path(min_length=1, max_length=200)]
-SearchText = Annotated[
-    str,
-    Query(
-        min_length=1,
-        max_length=500,
-        description="words to search for; the last one matches as a prefix unless a space "
-        "follows it (search as you type)",
-    ),
-]
 
 
 def get_help_centre(request: Request) -> HelpCentre:
@@ -48,10 +40,6 @@ def get_help_centre(request: Request) -> HelpCentre:
 
 
 HelpCentreDep = Annotated[HelpCentre, Depends(get_help_centre)]
-
-
-def is_staff(principal: Principal) -> bool:
-    return principal.has_any(Role.ADMIN, Role.AGENT)
 
 
 class ArticlePublic(BaseModel):

@@ -8,14 +8,13 @@ index was built from (one ``find_one`` by ``_id``) to know when to build it agai
 
 from __future__ import annotations
 
-import contextlib
 from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
-from pymongo.errors import DuplicateKeyError
 
 from services.complaints.domain.articles import Article, ArticleFilter, ArticleStatus
+from services.complaints.search_store import CatalogueVersion
 from shared.mongo import Database, Session
 
 CATALOGUE = "articles"
@@ -25,17 +24,13 @@ NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
 class ArticleStore:
     def __init__(self, db: Database) -> None:
         self.articles = db["help_articles"]
-        self.counters = db["help_centre"]
+        self.catalogue = CatalogueVersion(db["help_centre"], CATALOGUE)
 
     async def ensure_indexes(self) -> None:
         await self.articles.create_index(NEWEST_FIRST)
         await self.articles.create_index([("status", ASCENDING), *NEWEST_FIRST])
         await self.articles.create_index([("locale", ASCENDING), *NEWEST_FIRST])
-        # The counter exists before the first write, so writes only ever $inc it.
-        with contextlib.suppress(DuplicateKeyError):  # another replica was first
-            await self.counters.update_one(
-                {"_id": CATALOGUE}, {"$setOnInsert": {"version": 0}}, upsert=True
-            )
+        await self.catalogue.ensure()
 
     async def get(self, article_id: str, session: Session | None = None) -> Article | None:
         document = await self.articles.find_one({"_id": article_id}, session=session)
@@ -89,14 +84,10 @@ class ArticleStore:
         return [_article(document) async for document in cursor]
 
     async def bump_catalogue(self, session: Session) -> None:
-        """Say that the articles changed (in the transaction that changed them)."""
-        await self.counters.update_one(
-            {"_id": CATALOGUE}, {"$inc": {"version": 1}}, upsert=True, session=session
-        )
+        await self.catalogue.bump(session)
 
     async def catalogue_version(self) -> int:
-        document = await self.counters.find_one({"_id": CATALOGUE})
-        return 0 if document is None else int(document["version"])
+        return await self.catalogue.current()
 
 
 def _document(article: Article) -> dict[str, Any]:

@@ -12,11 +12,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from services.complaints.domain.language import Direction, Locale, direction_of
+from services.complaints.domain.language import Direction, Locale, Revision, Writing, direction_of
 from shared.errors import InvalidInput
 
 EXCERPT_LENGTH = 240
@@ -45,11 +45,7 @@ Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS)]
 BODY_DESCRIPTION = "plain text or light markdown; the portal renders it"
 
 
-def _distinct(tags: list[str]) -> list[str]:
-    return list(dict.fromkeys(tags))
-
-
-class WriteArticle(BaseModel):
+class WriteArticle(Writing):
     """A new article; it starts as a draft."""
 
     model_config = ConfigDict(extra="forbid")
@@ -62,13 +58,8 @@ class WriteArticle(BaseModel):
     product: Ref | None = Field(default=None, description="the product it is about, if one")
     category: Ref | None = Field(default=None, description="the product category, if one")
 
-    @model_validator(mode="after")
-    def _tags_once(self) -> Self:
-        self.tags = _distinct(self.tags)
-        return self
 
-
-class ReviseArticle(BaseModel):
+class ReviseArticle(Revision):
     """The fields to change; `product` and `category` may be set to null to clear them."""
 
     model_config = ConfigDict(extra="forbid")
@@ -81,21 +72,7 @@ class ReviseArticle(BaseModel):
     product: Ref | None = None
     category: Ref | None = None
 
-    @model_validator(mode="after")
-    def _required_stay_set(self) -> Self:
-        cleared = [
-            name
-            for name in ("kind", "locale", "title", "body", "tags")
-            if name in self.model_fields_set and getattr(self, name) is None
-        ]
-        if cleared:
-            raise ValueError(f"{', '.join(cleared)} cannot be null")
-        if self.tags is not None:
-            self.tags = _distinct(self.tags)
-        return self
-
-    def changes(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.model_fields_set}
+    required: ClassVar[tuple[str, ...]] = ("kind", "locale", "title", "body", "tags")
 
 
 class Article(BaseModel):

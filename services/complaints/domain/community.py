@@ -26,11 +26,11 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from services.complaints.domain.language import Direction, Locale, direction_of
+from services.complaints.domain.language import Direction, Locale, Revision, Writing, direction_of
 from shared.errors import Conflict, Forbidden, InvalidInput
 from shared.events.base import EventPayload
 from shared.events.community import AcceptedBy, AnswerAccepted, AnswerPosted, QuestionAsked
@@ -349,11 +349,7 @@ def is_searchable_change(before: Question, after: Question) -> bool:
 # --- commands ------------------------------------------------------------------------
 
 
-def _distinct(tags: list[str]) -> list[str]:
-    return list(dict.fromkeys(tags))
-
-
-class AskQuestion(BaseModel):
+class AskQuestion(Writing):
     model_config = ConfigDict(extra="forbid")
 
     locale: Locale
@@ -363,13 +359,8 @@ class AskQuestion(BaseModel):
     product: Ref | None = Field(default=None, description="the product it is about, if one")
     category: Ref | None = Field(default=None, description="the product category, if one")
 
-    @model_validator(mode="after")
-    def _tags_once(self) -> Self:
-        self.tags = _distinct(self.tags)
-        return self
 
-
-class ReviseQuestion(BaseModel):
+class ReviseQuestion(Revision):
     """The fields to change; `product` and `category` may be set to null to clear them."""
 
     model_config = ConfigDict(extra="forbid")
@@ -381,21 +372,7 @@ class ReviseQuestion(BaseModel):
     product: Ref | None = None
     category: Ref | None = None
 
-    @model_validator(mode="after")
-    def _required_stay_set(self) -> Self:
-        cleared = [
-            name
-            for name in ("locale", "title", "body", "tags")
-            if name in self.model_fields_set and getattr(self, name) is None
-        ]
-        if cleared:
-            raise ValueError(f"{', '.join(cleared)} cannot be null")
-        if self.tags is not None:
-            self.tags = _distinct(self.tags)
-        return self
-
-    def changes(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.model_fields_set}
+    required: ClassVar[tuple[str, ...]] = ("locale", "title", "body", "tags")
 
 
 class WriteAnswer(BaseModel):
