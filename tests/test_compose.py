@@ -6,14 +6,22 @@ contract (ports, images, start order, secrets, licensing of the image).
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from services.analytics.settings import AnalyticsSettings
+from services.complaints.settings import ComplaintsSettings
+from services.notifications.settings import NotificationsSettings
+from services.profiles.settings import ProfilesSettings
+from shared.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -28,6 +36,14 @@ SERVICE_PORTS = {
     "analytics": 8004,
 }
 REQUIRED_SECRET = re.compile(r"^\$\{RAPPORT_AUTH_SECRET:\?[^}]+\}$")
+SETTINGS: dict[str, type[ServiceSettings]] = {
+    "profiles": ProfilesSettings,
+    "complaints": ComplaintsSettings,
+    "notifications": NotificationsSettings,
+    "analytics": AnalyticsSettings,
+}
+# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}
+VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +72,22 @@ def env_of(service: dict[str, Any]) -> dict[str, str]:
         pairs = (str(item).partition("=") for item in raw)
         return {key: value for key, _, value in pairs}
     return {key: "" if value is None else str(value) for key, value in raw.items()}
+
+
+def interpolate(value: str, variables: dict[str, str]) -> str:
+    """``value`` as `docker compose` gives it to the container, with ``variables`` set."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name, op, arg = match["name"], match["op"] or "", match["arg"] or ""
+        found = variables.get(name)
+        missing = found is None or (op.startswith(":") and not found)
+        if not missing:
+            return str(found)
+        if op.endswith("?"):
+            raise AssertionError(f"{name} is required: {arg}")
+        return arg if op.endswith("-") else ""
+
+    return VARIABLE.sub(substitute, value.replace("$$", "\0")).replace("\0", "$")
 
 
 def words(value: str | list[Any]) -> list[str]:
@@ -254,6 +286,64 @@ def test_notifications_sends_sms_to_the_sms_sink(services: dict[str, Any]) -> No
     required = "${RAPPORT_NOTIFICATIONS_SMS_API_KEY:?"
     assert env["RAPPORT_NOTIFICATIONS_SMS_API_KEY"].startswith(required)
     assert services["sms-sink"]["command"][-1] == env["RAPPORT_NOTIFICATIONS_SMS_API_KEY"]
+
+
+# --- the customer portal ------------------------------------------------
+
+
+SettingsOf = Callable[[str, dict[str, str]], Any]
+
+
+@pytest.fixture
+def settings_of(services: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> SettingsOf:
+    """The settings a service loads from its compose environment, given the variables."""
+
+    def load(name: str, variables: dict[str, str]) -> ServiceSettings:
+        for variable in list(os.environ):
+            if variable.startswith("RAPPORT_"):
+                monkeypatch.delenv(variable)
+        given = {"RAPPORT_AUTH_SECRET": "s" * 48, "RAPPORT_NOTIFICATIONS_SMS_API_KEY": "k" * 32}
+        given |= variables
+        for key, value in env_of(services[name]).items():
+            monkeypatch.setenv(key, interpolate(value, given))
+        return SETTINGS[name]()
+
+    return load
+
+
+PUBLIC_HOSTS = [({}, "localhost"), ({"RAPPORT_PUBLIC_HOST": "crm.example.com"}, "crm.example.com")]
+
+
+@pytest.mark.parametrize(("variables", "host"), PUBLIC_HOSTS, ids=["default", "public-host"])
+def test_every_service_lets_the_portal_in(
+    settings_of: SettingsOf, variables: dict[str, str], host: str
+) -> None:
+    """The portal's page, on profiles' published port, may call every API (CORS)."""
+    for name in SERVICE_PORTS:
+        settings = settings_of(name, variables)
+        assert settings.portal_origins == [f"http://{host}:{SERVICE_PORTS['profiles']}"], name
+
+
+@pytest.mark.parametrize(("variables", "host"), PUBLIC_HOSTS, ids=["default", "public-host"])
+def test_mails_and_the_portal_page_use_the_published_addresses(
+    services: dict[str, Any], settings_of: SettingsOf, variables: dict[str, str], host: str
+) -> None:
+    def published(name: str) -> str:
+        port = SERVICE_PORTS[name]
+        assert f"{port}:{port}" in [str(mapping) for mapping in services[name]["ports"]]
+        return f"http://{host}:{port}"
+
+    profiles = settings_of("profiles", variables)
+    notifications = settings_of("notifications", variables)
+    # Sign-in links (profiles) and feedback links (notifications) lead to the portal.
+    assert profiles.portal_url == f"{published('profiles')}/portal"
+    assert notifications.portal_url == profiles.portal_url
+    # The page's config.json: where the browser finds complaints and notifications.
+    assert profiles.portal_complaints_url == published("complaints")
+    assert profiles.portal_notifications_url == published("notifications")
+    # The origin the links open the page on is the one the APIs let in.
+    scheme, _, rest = profiles.portal_url.partition("://")
+    assert f"{scheme}://{rest.split('/')[0]}" in settings_of("complaints", variables).portal_origins
 
 
 def test_auth_secret_is_required_and_never_defaulted(services: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -150,6 +151,25 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         if name.startswith("RAPPORT_"):
             monkeypatch.delenv(name)
     return monkeypatch
+
+
+def load_settings(
+    manifests: list[Manifest], environment: pytest.MonkeyPatch
+) -> dict[str, ServiceSettings]:
+    """Each service's settings as its pods load them: the ConfigMap the Deployment reads,
+    plus the Secret's keys (stand-ins)."""
+    (config,) = of_kind(manifests, "ConfigMap")
+    for name, value in config["data"].items():
+        environment.setenv(name, value)
+    environment.setenv("RAPPORT_AUTH_SECRET", "s" * 48)
+    environment.setenv("RAPPORT_MONGODB_URI", "mongodb://mongo:27017/?replicaSet=rs0")
+    loaded: dict[str, ServiceSettings] = {}
+    for name, deployment in by_service(manifests, "Deployment").items():
+        sources = container_of(deployment)["envFrom"]
+        assert {"configMapRef": {"name": config["metadata"]["name"]}} in sources, name
+        settings_class, _ = SERVICES[name]
+        loaded[name] = settings_class()
+    return loaded
 
 
 def test_the_three_documented_examples_exist() -> None:
@@ -452,6 +472,8 @@ def test_the_ingress_serves_the_apis_and_the_dashboard_but_not_operations(
     assert set(routes) == set(SERVICES)
     assert all("/api" in paths for paths in routes.values())
     assert "/" in routes["analytics"]
+    # The customer portal is served by profiles, on its host only.
+    assert [name for name, paths in routes.items() if "/portal" in paths] == ["profiles"]
     every_path = set().union(*routes.values())
     assert not every_path & {"/metrics", "/healthz", "/readyz"}
 
@@ -480,3 +502,106 @@ def test_the_network_policy_lets_the_release_and_the_listed_peers_in(
     for deployment in of_kind(rendered["keda-ingress"], "Deployment"):
         pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+
+
+# --- the customer portal (docs/portal.md) ----------------------------------------------
+
+
+def test_every_service_lets_the_portal_on_the_profiles_host_in(
+    rendered: dict[str, list[Manifest]], clean_environment: pytest.MonkeyPatch
+) -> None:
+    """The portal's page calls every API from the browser: its origin (the profiles
+    Ingress host, https as the host is under tls) is allowed through CORS everywhere."""
+    values = values_of("keda-ingress")
+    host = values["ingress"]["hosts"]["profiles"]
+    assert any(host in entry["hosts"] for entry in values["ingress"]["tls"])
+    loaded = load_settings(rendered["keda-ingress"], clean_environment)
+    assert set(loaded) == set(SERVICES)
+    for name, settings in loaded.items():
+        assert settings.portal_origins == [f"https://{host}"], name
+
+
+def test_mails_and_the_portal_page_point_at_the_ingress_hosts(
+    rendered: dict[str, list[Manifest]], clean_environment: pytest.MonkeyPatch
+) -> None:
+    hosts = values_of("keda-ingress")["ingress"]["hosts"]
+    loaded = load_settings(rendered["keda-ingress"], clean_environment)
+    profiles = loaded["profiles"]
+    notifications = loaded["notifications"]
+    assert isinstance(profiles, ProfilesSettings)
+    assert isinstance(notifications, NotificationsSettings)
+    # Sign-in links (profiles) and feedback links (notifications) open the portal on the
+    # profiles host, where the Ingress routes /portal.
+    assert profiles.portal_url == f"https://{hosts['profiles']}/portal"
+    assert notifications.portal_url == profiles.portal_url
+    # The page's config.json sends the browser to the other two APIs' hosts.
+    assert profiles.portal_complaints_url == f"https://{hosts['complaints']}"
+    assert profiles.portal_notifications_url == f"https://{hosts['notifications']}"
+
+
+def test_without_an_ingress_the_portal_urls_are_the_ones_given(
+    tmp_path: Path, clean_environment: pytest.MonkeyPatch
+) -> None:
+    portal = {
+        "publicUrls": {
+            "profiles": "https://portal.example.com/",
+            "complaints": "https://api.example.com:8443",
+            "notifications": "http://inbox.example.com",
+        },
+        "extraOrigins": ["https://www.example.com", "https://portal.example.com"],
+    }
+    extra = tmp_path / "portal.yaml"
+    extra.write_text(yaml.safe_dump({"portal": portal}), encoding="utf-8")
+    loaded = load_settings(render(EXAMPLES["minimal"], extra), clean_environment)
+    for name, settings in loaded.items():
+        assert settings.portal_origins == [
+            "https://portal.example.com",
+            "https://www.example.com",
+        ], name
+    profiles = loaded["profiles"]
+    assert isinstance(profiles, ProfilesSettings)
+    assert profiles.portal_url == "https://portal.example.com/portal"
+    assert profiles.portal_complaints_url == "https://api.example.com:8443"
+    assert profiles.portal_notifications_url == "http://inbox.example.com"
+    notifications = loaded["notifications"]
+    assert isinstance(notifications, NotificationsSettings)
+    assert notifications.portal_url == "https://portal.example.com/portal"
+
+
+def test_portal_settings_given_in_values_win(
+    tmp_path: Path, clean_environment: pytest.MonkeyPatch
+) -> None:
+    overrides = {
+        "settings": {"portal_url": "https://crm.example.com/customers"},
+        "services": {
+            "notifications": {"settings": {"portal_url": "https://mail.example.com/portal"}},
+            "profiles": {"settings": {"portal_complaints_url": "https://help.example.com"}},
+        },
+    }
+    extra = tmp_path / "own.yaml"
+    extra.write_text(yaml.safe_dump(overrides), encoding="utf-8")
+    loaded = load_settings(render(EXAMPLES["keda-ingress"], extra), clean_environment)
+    profiles = loaded["profiles"]
+    notifications = loaded["notifications"]
+    assert isinstance(profiles, ProfilesSettings)
+    assert isinstance(notifications, NotificationsSettings)
+    assert profiles.portal_url == "https://crm.example.com/customers"
+    assert notifications.portal_url == "https://mail.example.com/portal"
+    assert profiles.portal_complaints_url == "https://help.example.com"
+    assert profiles.portal_notifications_url == "https://notifications.crm.example.com"
+
+
+@pytest.mark.parametrize(
+    "portal",
+    [
+        {"publicUrls": {"profiles": "https://crm.example.com/portal"}},
+        {"publicUrls": {"complaints": "complaints.example.com"}},
+        {"extraOrigins": ["*"]},
+    ],
+    ids=["path", "no-scheme", "wildcard"],
+)
+def test_portal_addresses_that_are_not_origins_are_refused(
+    tmp_path: Path, portal: dict[str, Any]
+) -> None:
+    message = render_error(tmp_path, EXAMPLES["minimal"], {"portal": portal})
+    assert re.search(r"at '/portal/\w+/\w+'.* does not match pattern", message), message

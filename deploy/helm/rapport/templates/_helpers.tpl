@@ -186,3 +186,54 @@ Refuses values that would deploy something broken; included once, by the ConfigM
 {{- fail (printf "terminationGracePeriodSeconds must be at least %d: preStopSleepSeconds + 10 s for HTTP requests + 30 s for the stream worker's batch in hand + a margin" $needed) }}
 {{- end }}
 {{- end }}
+
+{{/*
+A service's public base URL for the customer portal: portal.publicUrls.<service>, else
+http(s)://<ingress.hosts.<service>> when the Ingress is enabled (https when a TLS entry
+lists the host), else empty. (dict "root" $ "service" "profiles")
+*/}}
+{{- define "rapport.publicUrl" -}}
+{{- $values := .root.Values }}
+{{- $explicit := index $values.portal.publicUrls .service }}
+{{- $host := index $values.ingress.hosts .service }}
+{{- if $explicit }}
+{{- trimSuffix "/" $explicit }}
+{{- else if and $values.ingress.enabled $host (index $values.services .service).enabled }}
+{{- $scheme := "http" }}
+{{- range $values.ingress.tls }}
+{{- if has $host (.hosts | default list) }}
+{{- $scheme = "https" }}
+{{- end }}
+{{- end }}
+{{- printf "%s://%s" $scheme $host }}
+{{- end }}
+{{- end }}
+
+{{/*
+The portal's settings derived from the public URLs (values.yaml `portal`), as YAML:
+`platform` (RAPPORT_<NAME>) and `profiles` (RAPPORT_PROFILES_<NAME>). Only what is
+known; settings of the same name in values win (the ConfigMap merges these under them).
+*/}}
+{{- define "rapport.portalSettings" -}}
+{{- $profiles := include "rapport.publicUrl" (dict "root" . "service" "profiles") }}
+{{- $complaints := include "rapport.publicUrl" (dict "root" . "service" "complaints") }}
+{{- $notifications := include "rapport.publicUrl" (dict "root" . "service" "notifications") }}
+{{- $platform := dict }}
+{{- $origins := list }}
+{{- if $profiles }}
+{{- $_ := set $platform "portal_url" (printf "%s/portal" $profiles) }}
+{{- $origins = append $origins $profiles }}
+{{- end }}
+{{- $origins = concat $origins .Values.portal.extraOrigins | uniq }}
+{{- if $origins }}
+{{- $_ := set $platform "portal_origins" $origins }}
+{{- end }}
+{{- $own := dict }}
+{{- with $complaints }}
+{{- $_ := set $own "portal_complaints_url" . }}
+{{- end }}
+{{- with $notifications }}
+{{- $_ := set $own "portal_notifications_url" . }}
+{{- end }}
+{{- toYaml (dict "platform" $platform "profiles" $own) }}
+{{- end }}
