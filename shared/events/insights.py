@@ -23,12 +23,18 @@ class RfmScores(Record):
 
 
 class SegmentChanged(EventPayload):
+    """Analytics judged the customer again and the segment or the loyalty tier changed
+    (or both): ``previous_segment`` equals ``segment`` when only the tier moved. Each
+    ``previous_*`` is null on the customer's first judgement; ``previous_loyalty_tier``
+    is also absent from events of producers that predate it."""
+
     event_type = "crm.customer.segment_changed"
     topic = INSIGHTS
 
     customer_id: Identifier
     previous_segment: ShortText | None = None
     segment: ShortText
+    previous_loyalty_tier: ShortText | None = None
     loyalty_tier: ShortText | None = None
     rfm: RfmScores
     changed_at: Timestamp

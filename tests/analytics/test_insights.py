@@ -295,3 +295,34 @@ async def test_on_a_fresh_start_segments_make_sense_at_once_and_follow_the_growi
         assert all(before == after[1] for (before, _), after in zip(gone[1:], gone, strict=False))
         assert all(before != now for before, now in gone)
         assert gone[-1][1] == (await api.get("/customers/c-gone/insights"))["segment"]
+
+
+def tier_changes(events: list[dict[str, Any]], customer_id: str) -> list[tuple[Any, ...]]:
+    return [
+        (
+            e["data"]["previous_segment"],
+            e["data"]["segment"],
+            e["data"].get("previous_loyalty_tier"),
+            e["data"]["loyalty_tier"],
+        )
+        for e in events
+        if e["type"] == "crm.customer.segment_changed" and e["subject"] == customer_id
+    ]
+
+
+async def test_a_tier_that_moves_while_the_segment_stays_is_announced(
+    api: Api, kafka_bootstrap: str
+) -> None:
+    # Long ago, so recency scores 1 however many purchases: at_risk from the third on.
+    await api.feed(*[purchase("c-tier", f"t{i}", ago(days=400 + i)) for i in range(5)])
+    insights = await api.get("/customers/c-tier/insights")
+    assert (insights["segment"], insights["loyalty_tier"]) == ("at_risk", "silver")
+    before = tier_changes(await insight_events(api, kafka_bootstrap), "c-tier")
+
+    await api.feed(purchase("c-tier", "t5", ago(days=390)))  # the sixth purchase: gold
+    insights = await api.get("/customers/c-tier/insights")
+    assert (insights["segment"], insights["loyalty_tier"]) == ("at_risk", "gold")
+    await recompute(api.analytics)  # judged again, nothing changed: nothing announced
+    after = tier_changes(await insight_events(api, kafka_bootstrap), "c-tier")
+    assert after[: len(before)] == before
+    assert after[len(before) :] == [("at_risk", "at_risk", "silver", "gold")]

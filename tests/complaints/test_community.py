@@ -5,12 +5,16 @@ beside nicknames; search, erasure and merges; the events and their schemas."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
 from jsonschema import Draft202012Validator
 
+from services.analytics.domain.insights import Churn, Insight
+from services.analytics.domain.segments import LoyaltyTier, Rfm, Segment
+from services.analytics.handlers import judging
 from services.analytics.handlers.routing import routes as analytics_routes
 from services.complaints.domain.community import (
     DEFAULT_TIER_BENEFITS,
@@ -27,7 +31,7 @@ from shared.events import new_event
 from shared.events.community import AnswerAccepted, AnswerPosted, QuestionAsked
 from shared.events.customers import CustomerErased, CustomerMerged
 from shared.events.envelope import decode, encode
-from shared.events.insights import RfmScores, SegmentChanged
+from shared.events.insights import RfmScores, RiskLevel, SegmentChanged
 from shared.events.schemas import DEFAULT_FOLDER
 from shared.kafka import AiokafkaPublisher
 from shared.routing import Routes
@@ -514,6 +518,32 @@ async def test_the_loyalty_tier_from_analytics_shows_beside_the_name_with_its_be
     assert (author["nickname"], author["tier"]) == ("Ana", "gold")
     listed_author = (await listed(api, api.customer("cus_ben")))["items"][0]["author"]
     assert listed_author["tier"] == "gold"
+
+
+async def test_a_tier_analytics_announces_while_the_segment_stays_shows_in_the_community(
+    api: Api, publisher: AiokafkaPublisher, topics: TopicNames
+) -> None:
+    ana = api.customer("cus_ana")
+    await nickname(api, ana, "Ana")
+    await send(publisher, topics(INSIGHTS), segment("cus_ana", "silver", "2026-11-22T10:00:00Z"))
+    # Analytics judges her again: still loyal, now gold; what it announces, as it is.
+    before = {"insight": {"segment": "loyal", "loyalty_tier": "silver", "churn_level": "low"}}
+    judged = Insight(
+        rfm=Rfm(5, 4, 3),
+        segment=Segment.LOYAL,
+        loyalty_tier=LoyaltyTier.GOLD,
+        churn=Churn(RiskLevel.LOW, 0.0, ()),
+    )
+    _, payloads = judging._changes("cus_ana", before, judged, datetime(2026, 11, 23, tzinfo=UTC))
+    [announced] = [p for p in payloads if isinstance(p, SegmentChanged)]
+    assert (announced.previous_segment, announced.segment) == ("loyal", "loyal")
+    await send(publisher, topics(INSIGHTS), announced)
+
+    async def gold() -> bool:
+        return bool((await my_page(api, ana))["tier"] == "gold")
+
+    await eventually(gold, timeout=30, message="the tier change was not shown")
+    assert (await my_page(api, ana))["benefits"] == DEFAULT_TIER_BENEFITS["gold"]
 
 
 async def test_erasure_blanks_a_members_posts_and_nickname_and_keeps_the_thread(

@@ -33,13 +33,18 @@ def _changes(
     stored["churn_changed_at"] = old.get("churn_changed_at")
     payloads: list[EventPayload] = []
     scores = insight.rfm or Rfm(1, 1, 1)
-    if old.get("segment") != insight.segment.value:
+    segment_moved = old.get("segment") != insight.segment.value
+    if segment_moved:
         stored["segment_changed_at"] = now
+    # A tier that moves while the segment stays is announced too: consumers (the
+    # community) show the tier from this event.
+    if segment_moved or old.get("loyalty_tier") != insight.loyalty_tier.value:
         payloads.append(
             SegmentChanged(
                 customer_id=customer_id,
                 previous_segment=old.get("segment"),
                 segment=insight.segment.value,
+                previous_loyalty_tier=old.get("loyalty_tier"),
                 loyalty_tier=insight.loyalty_tier.value,
                 rfm=RfmScores(
                     recency=scores.recency, frequency=scores.frequency, monetary=scores.monetary
