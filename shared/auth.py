@@ -2,16 +2,24 @@
 
 ``rapport token mint --role agent --subject alice`` prints a token signed with the
 configured secret (``RAPPORT_AUTH_SECRET``).
+
+Every token minted here carries a ``jti`` (a UUID) and an ``exp``. A customer token can
+be signed out (``POST /api/v1/portal/sign-out``): :func:`authenticate` then refuses it
+with 401 ("this session was signed out") in every service whose app has a revocation
+check (``app.state.revocations``, :mod:`shared.revocation`, which the runtime wires).
+Staff, service and admin tokens are never checked; a customer token without a ``jti``
+(minted before revocation existed) cannot be signed out and works until it expires.
 """
 
 from __future__ import annotations
 
 import hmac
+import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import jwt
 from fastapi import Depends, Request
@@ -36,6 +44,8 @@ class Principal:
     subject: str
     roles: frozenset[Role]
     customer_id: str | None = None
+    token_id: str | None = None  # the token's ``jti``; None for the static admin token
+    expires_at: datetime | None = None
 
     def has_any(self, *roles: Role) -> bool:
         return bool(self.roles.intersection(roles))
@@ -88,6 +98,7 @@ class TokenService:
             "iat": now,
             "nbf": now,
             "exp": now + ttl,
+            "jti": str(uuid.uuid4()),
         }
         if customer_id:
             claims["customer_id"] = customer_id
@@ -118,7 +129,20 @@ class TokenService:
         customer_id = claims.get("customer_id")
         if Role.CUSTOMER in roles and not customer_id:
             raise Unauthenticated("a customer token must name its customer")
-        return Principal(subject=str(claims["sub"]), roles=roles, customer_id=customer_id)
+        token_id = claims.get("jti")
+        return Principal(
+            subject=str(claims["sub"]),
+            roles=roles,
+            customer_id=customer_id,
+            token_id=str(token_id) if token_id else None,
+            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        )
+
+
+class RevocationCheck(Protocol):
+    """Tells whether a token (by its ``jti``) was signed out: :mod:`shared.revocation`."""
+
+    async def is_revoked(self, token_id: str) -> bool: ...
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -131,7 +155,12 @@ async def authenticate(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("send Authorization: Bearer <token>")
     tokens: TokenService = request.app.state.tokens
-    return tokens.verify(credentials.credentials)
+    principal = tokens.verify(credentials.credentials)
+    if Role.CUSTOMER in principal.roles and principal.token_id is not None:
+        revocations: RevocationCheck | None = getattr(request.app.state, "revocations", None)
+        if revocations is not None and await revocations.is_revoked(principal.token_id):
+            raise Unauthenticated("this session was signed out", reason="signed_out")
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]

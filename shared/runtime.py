@@ -3,7 +3,10 @@
 A service process runs its HTTP API and its stream worker on one event loop: uvicorn
 serves FastAPI, whose lifespan starts the MongoDB client, the process's one producer, the
 outbox relay and the stream worker (its consumer group), and stops them in reverse. The
-stream worker connects in the background, so the API serves at once.
+stream worker connects in the background, so the API serves at once. Every service
+also keeps the customer tokens signed out (``revoked_tokens``, :mod:`shared.revocation`),
+which its API refuses; a service that consumes ``crm.customers`` binds
+``shared.revocation.routes`` to learn them.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from shared.http import create_http_app
 from shared.kafka import AiokafkaPublisher
 from shared.mongo import Database, MongoClient, create_client, ping
 from shared.outbox import Outbox, OutboxRelay
+from shared.revocation import RevocationStore
 from shared.routing import BoundRoutes
 from shared.settings import ServiceSettings
 from shared.stream import StreamWorker
@@ -52,6 +56,7 @@ class ServiceRuntime:
     worker: StreamWorker
     tokens: TokenService
     topics: TopicNames
+    revocations: RevocationStore
     subscriptions: list[str] = field(default_factory=list)
     startup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -105,6 +110,7 @@ class ServiceRuntime:
             worker=worker,
             tokens=TokenService(settings.secret, admin_token=admin_token),
             topics=topics,
+            revocations=RevocationStore(db),
             subscriptions=subscribed,
         )
 
@@ -120,6 +126,7 @@ class ServiceRuntime:
         self._steps = [
             self.outbox.ensure_indexes,
             self.consumer.ensure_indexes,
+            self.revocations.ensure_indexes,
             *self.startup,  # e.g. the service's own indexes and background loops
             self.publisher.start,
             self.relay.start,
@@ -209,7 +216,13 @@ class ServiceRuntime:
             lifespan=self.lifespan,
             readiness=self.readiness,
             routers=routers,
-            state={"tokens": self.tokens, "runtime": self, **state},
+            # ``revocations``: the customer tokens signed out, which ``authenticate`` refuses.
+            state={
+                "tokens": self.tokens,
+                "revocations": self.revocations,
+                "runtime": self,
+                **state,
+            },
         )
         for error, handler in (exception_handlers or {}).items():
             app.add_exception_handler(error, handler)

@@ -34,6 +34,7 @@ CONTRACT_TYPES = {
     "crm.customer.consent_changed",
     "crm.interaction.logged",
     "crm.customer.sign_in_requested",
+    "crm.customer.signed_out",
     "crm.purchase.completed",
     "crm.purchase.returned",
     "crm.complaint.opened",

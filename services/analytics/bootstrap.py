@@ -10,7 +10,7 @@ from services.analytics.handlers.recompute import Recomputer
 from services.analytics.handlers.routing import routes
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.store import AnalyticsStore
-from shared import ops
+from shared import ops, revocation
 from shared.runtime import ServiceRuntime
 
 
@@ -21,6 +21,7 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
         client=runtime.client, store=store, outbox=runtime.outbox, relay=runtime.relay
     )
     runtime.handle(routes.bind(analytics))
+    runtime.handle(revocation.routes.bind(runtime.revocations))  # customers' sign-outs
     recomputer = Recomputer(
         analytics, settings.recompute_interval_seconds, settle=settings.regrade_settle_seconds
     )

@@ -14,7 +14,7 @@ from services.complaints.help_centre import HelpCentre
 from services.complaints.help_centre_store import ArticleStore
 from services.complaints.settings import ComplaintsSettings
 from services.complaints.store import ComplaintStore, CustomerDirectory, SlaConfigStore
-from shared import ops
+from shared import ops, revocation
 from shared.runtime import ServiceRuntime
 
 
@@ -44,6 +44,7 @@ def create_app(settings: ComplaintsSettings) -> FastAPI:
         tier_benefits=settings.community_tier_benefits,
     )
     runtime.handle(community.routes.bind(members))
+    runtime.handle(revocation.routes.bind(runtime.revocations))  # customers' sign-outs
     runtime.startup += [
         store.ensure_indexes,
         help_centre.store.ensure_indexes,

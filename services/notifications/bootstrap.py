@@ -31,7 +31,7 @@ from services.notifications.template_store import TemplateStore
 from services.notifications.templating import JinjaTemplateRenderer
 from services.notifications.webhooks import WebhookDelivery
 from services.notifications.webhooks_store import WebhookStore
-from shared import ops
+from shared import ops, revocation
 from shared.runtime import ServiceRuntime
 
 
@@ -94,6 +94,7 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
     notifications.hand_off = dispatcher
     scheduler = Scheduler(notifications, settings.scheduler_poll_interval_seconds)
     runtime.handle(routes.bind(notifications))
+    runtime.handle(revocation.routes.bind(runtime.revocations))  # customers' sign-outs
     runtime.startup += [
         ledger.ensure_indexes,
         directory.ensure_indexes,

@@ -117,6 +117,7 @@ def _sign_in(settings: ProfilesSettings, runtime: ServiceRuntime, profiles: Prof
         profiles=profiles,
         store=store,
         tokens=runtime.tokens,
+        revocations=runtime.revocations,
         portal_url=settings.portal_url,
         link_ttl=timedelta(seconds=settings.sign_in_link_ttl_seconds),
         links_per_window=settings.sign_in_links_per_window,

@@ -12,16 +12,19 @@ that is expired, used, withdrawn, unknown or malformed, or whose customer was er
 merged meanwhile, is refused with a problem naming the ``reason``, so the portal can say
 what happened and offer a new link.
 
-Signing out cannot revoke the token: every service verifies tokens on its own, from the
-signature alone, and reads no other service's database. What it can do, it does: withdraw
-the links still unused; the portal forgets the token, which expires by itself
+Signing out revokes the token it is made with (by its ``jti``) and withdraws the links
+still unused. Every service verifies tokens on its own and reads no other service's
+database, so profiles stores the revocation (``revoked_tokens``) and announces it,
+``crm.customer.signed_out``, in one transaction; complaints, notifications and analytics
+keep what they hear (:mod:`shared.revocation`) and refuse the token from then on, within
+seconds. A token without a ``jti`` (minted before revocation existed) only expires
 (``token_ttl``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pymongo.errors import DuplicateKeyError
 
@@ -41,8 +44,9 @@ from services.profiles.sign_in_store import SignInStore, ThrottleRace
 from shared.auth import Role, TokenService
 from shared.clock import Clock, to_millisecond, utc_now
 from shared.events import new_event
-from shared.events.customers import SignInRequested
+from shared.events.customers import CustomerSignedOut, SignInRequested
 from shared.mongo import Session, in_transaction, in_transaction_retrying
+from shared.revocation import RevocationStore
 
 SIGN_IN_PATH = "/sign-in"
 
@@ -50,11 +54,12 @@ SIGN_IN_PATH = "/sign-in"
 @dataclass
 class SignIn:
     """What the sign-in use cases need: the profiles' ports, the link store, the token
-    service and the settings of links and tokens."""
+    service, the signed-out tokens and the settings of links and tokens."""
 
     profiles: Profiles
     store: SignInStore
     tokens: TokenService
+    revocations: RevocationStore
     portal_url: str
     link_ttl: timedelta = timedelta(minutes=15)
     links_per_window: int = 5
@@ -139,7 +144,27 @@ async def redeem(sign_in: SignIn, token: str) -> SignedIn:
     return SignedIn(access_token, int(sign_in.token_ttl.total_seconds()), customer_id)
 
 
-async def sign_out(sign_in: SignIn, customer_id: str) -> int:
-    """Withdraw the customer's unused links; returns how many. The token itself stays
-    valid until it expires (see the module's docstring)."""
-    return await sign_in.store.withdraw_unused(customer_id, to_millisecond(sign_in.clock()))
+async def sign_out(
+    sign_in: SignIn, customer_id: str, token_id: str | None, expires_at: datetime | None
+) -> int:
+    """Revoke the customer token ``token_id`` (its ``jti``; it expires at ``expires_at``)
+    and announce it; withdraw the customer's unused links and return how many. A token
+    without a ``jti`` cannot be revoked: it works until it expires."""
+    now = to_millisecond(sign_in.clock())
+    withdrawn = await sign_in.store.withdraw_unused(customer_id, now)
+    if token_id is None or expires_at is None:
+        return withdrawn
+    signed_out = CustomerSignedOut(
+        customer_id=customer_id, token_id=token_id, expires_at=expires_at, signed_out_at=now
+    )
+    profiles = sign_in.profiles
+    event = new_event(signed_out, source=SOURCE)
+
+    async def store(session: Session) -> None:
+        await sign_in.revocations.revoke(session, signed_out)
+        await profiles.outbox.add(session, [event])
+
+    await in_transaction(profiles.client, store)
+    sign_in.revocations.remember(token_id, expires_at)  # refused here at once
+    profiles.relay.wake()
+    return withdrawn

@@ -124,12 +124,13 @@ async def redeem_sign_in(body: Redemption, sign_in: SignInDep) -> SignInToken:
 
 @router.post("/sign-out", status_code=status.HTTP_204_NO_CONTENT)
 async def sign_out(principal: CustomerPrincipal, sign_in: SignInDep) -> Response:
-    """Sign out: withdraws the customer's sign-in links not used yet.
+    """Sign out: this token stops working, and the customer's sign-in links not used
+    yet are withdrawn.
 
-    The token is not revoked (every service checks tokens by their signature alone): the
-    portal discards it, and it expires by itself
-    (`RAPPORT_PROFILES_CUSTOMER_TOKEN_TTL_SECONDS`, 12 hours).
+    Profiles refuses the token at once (401, `reason: signed_out`); complaints,
+    notifications and analytics within seconds (they learn it from
+    `crm.customer.signed_out`). The customer's other sessions (other tokens) go on.
     """
     assert principal.customer_id is not None  # a customer token names its customer
-    await cases.sign_out(sign_in, principal.customer_id)
+    await cases.sign_out(sign_in, principal.customer_id, principal.token_id, principal.expires_at)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -189,3 +189,17 @@ class SignInRequested(EventPayload):
         default=None, description="the language to write in (the portal's, when it said)"
     )
     requested_at: Timestamp
+
+
+class CustomerSignedOut(EventPayload):
+    """A customer signed out of the portal: the customer token ``token_id`` (its ``jti``)
+    no longer works. Every service keeps the revocation until ``expires_at``, when the
+    token would have expired anyway, and refuses the token with 401 from then on."""
+
+    event_type = "crm.customer.signed_out"
+    topic = CUSTOMERS
+
+    customer_id: Identifier
+    token_id: Identifier = Field(description="the `jti` of the customer token signed out")
+    expires_at: Timestamp = Field(description="when the token expires (its `exp`)")
+    signed_out_at: Timestamp

@@ -20,6 +20,7 @@ CONTRACT_EVENTS: tuple[type[EventPayload], ...] = (
     customers.ConsentChanged,
     customers.InteractionLogged,
     customers.SignInRequested,
+    customers.CustomerSignedOut,
     purchases.PurchaseCompleted,
     purchases.PurchaseReturned,
     complaints.ComplaintOpened,

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from services.profiles.bootstrap import create_app
@@ -294,3 +295,40 @@ async def test_signing_out_withdraws_the_links_not_used_yet(portal: Portal) -> N
     problem_of(await portal.http.post("/api/v1/portal/sign-out"), 401)
     staff = await portal.http.post("/api/v1/portal/sign-out", headers=portal.api.agent)
     problem_of(staff, 403)
+
+
+async def test_signing_out_revokes_that_token_at_once_and_no_other(portal: Portal) -> None:
+    customer = await new_customer(portal)
+    cid, email = customer["id"], customer["emails"][0]
+    sessions = []
+    for _ in range(2):  # e.g. a laptop and a phone
+        await portal.ask(email)
+        redeemed = (await portal.redeem(await portal.token(cid))).json()
+        sessions.append({"Authorization": f"Bearer {redeemed['access_token']}"})
+    laptop, phone = sessions
+    jti = portal.api.tokens.verify(laptop["Authorization"][7:]).token_id
+    # A customer token minted before tokens had a jti: cannot be named, works until exp.
+    claims = {"iss": "rapport", "aud": "rapport", "sub": cid, "roles": ["customer"],
+              "customer_id": cid, "exp": datetime.now(UTC) + timedelta(hours=1)}  # fmt: skip
+    older = {"Authorization": f"Bearer {jwt.encode(claims, portal.api.tokens.secret, 'HS256')}"}
+    me = f"/api/v1/customers/{cid}"
+
+    assert (await portal.http.post("/api/v1/portal/sign-out", headers=laptop)).status_code == 204
+
+    refused = problem_of(await portal.http.get(me, headers=laptop), 401)
+    assert refused["detail"] == "this session was signed out"
+    assert refused["reason"] == "signed_out"
+    assert (await portal.http.get(me, headers=phone)).status_code == 200
+    assert (await portal.http.get(me, headers=older)).status_code == 200
+    [revoked] = await portal.db["revoked_tokens"].find({"customer_id": cid}).to_list()
+    assert revoked["_id"] == jti
+    assert revoked["expires_at"] > datetime.now(UTC) + timedelta(hours=11)
+    # Removed once the token has expired: a TTL index on expires_at.
+    ttl = (await portal.db["revoked_tokens"].index_information())["expires_at_ttl"]
+    assert ttl["key"] == [("expires_at", 1)]
+    assert ttl["expireAfterSeconds"] == 0
+    # Announced with the revocation, through the outbox.
+    stored = [json.loads(bytes(d["value"])) async for d in portal.db["outbox"].find()]
+    [event] = [e for e in stored if e["type"] == "crm.customer.signed_out"]
+    assert event["subject"] == cid
+    assert event["data"]["token_id"] == jti
