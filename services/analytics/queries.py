@@ -62,11 +62,7 @@ async def series(
 
 
 async def segment_counts(store: AnalyticsStore) -> dict[str, Any]:
-    counts: Counter[str] = Counter()
-    async for document in store.customers.find(store.live_customers(), {"insight.segment": 1}):
-        insight = document.get("insight") or {}
-        if insight.get("segment"):
-            counts[insight["segment"]] += 1
+    counts: Counter[str] = Counter(await store.segments_of_live_customers())
     return {
         "total": sum(counts.values()),
         "segments": [{"segment": s.value, "count": counts[s.value]} for s in Segment],
@@ -90,10 +86,8 @@ async def segment_members(
     if segment not in {s.value for s in Segment}:
         raise NotFound(f"no segment {segment!r}", segments=[s.value for s in Segment])
     position = decode_cursor(cursor, scope=f"segment:{segment}")
-    query: dict[str, Any] = {**store.live_customers(), "insight.segment": segment}
-    if position is not None:
-        query["_id"] = {"$gt": position[1]}
-    found = await store.customers.find(query).sort("_id", 1).limit(limit + 1).to_list()
+    after = None if position is None else position[1]
+    found = await store.segment_members_page(segment, after, limit + 1)
     page, next_cursor = page_of(found, limit, lambda d: (EPOCH, d["_id"]), f"segment:{segment}")
     return {"items": [_member(d) for d in page], "next_cursor": next_cursor}
 
@@ -103,23 +97,14 @@ async def churn_risks(
 ) -> dict[str, Any]:
     levels = [level.value] if level else [RiskLevel.HIGH.value, RiskLevel.MEDIUM.value]
     scope = f"churn:{','.join(levels)}"
-    query: dict[str, Any] = {**store.live_customers(), "insight.churn_level": {"$in": levels}}
     position = decode_cursor(cursor, scope=scope)
+    after: tuple[float, str] | None = None
     if position is not None:
-        points, _, after = position[1].partition("|")
+        points, _, customer_id = position[1].partition("|")
         if not points.isdigit():
             raise InvalidInput("cursor is not one this API issued")
-        score = int(points) / 100
-        query["$or"] = [
-            {"insight.churn_score": {"$lt": score}},
-            {"insight.churn_score": score, "_id": {"$gt": after}},
-        ]
-    found = (
-        await store.customers.find(query)
-        .sort([("insight.churn_score", -1), ("_id", 1)])
-        .limit(limit + 1)
-        .to_list()
-    )
+        after = int(points) / 100, customer_id
+    found = await store.churn_risks_page(levels, after, limit + 1)
     page, next_cursor = page_of(found, limit, _churn_position, scope)
     return {
         "items": [
@@ -160,15 +145,8 @@ async def _live_customer(store: AnalyticsStore, customer_id: str) -> dict[str, A
 async def _offers(store: AnalyticsStore, customer_id: str, summary: Summary) -> list[Any]:
     if not summary.categories:
         return []
-    peers = store.customers.find(
-        {
-            **store.live_customers(),
-            "_id": {"$ne": customer_id},
-            "summary.categories": {"$in": list(summary.categories)},
-        },
-        {"summary": 1},
-    )
-    return next_best_offers(summary, [Summary.from_document(d.get("summary")) async for d in peers])
+    peers = await store.peers_of(customer_id, list(summary.categories))
+    return next_best_offers(summary, [Summary.from_document(d.get("summary")) for d in peers])
 
 
 async def next_best_offer(store: AnalyticsStore, customer_id: str) -> dict[str, Any]:
@@ -243,10 +221,11 @@ async def bought_together(
     if (sku is None) == (category is None):
         raise InvalidInput("give exactly one of sku or category")
     field, value = ("skus", sku) if sku is not None else ("categories", category)
+    assert value is not None  # exactly one was given
     in_purchases: Counter[str] = Counter()
     names: dict[str, tuple[str, str]] = {}
     purchases = 0
-    async for purchase in store.purchases.find({field: value}, {field: 1, "items": 1}):
+    for purchase in await store.purchases_with(field, value):
         purchases += 1
         for other in purchase[field]:
             if other != value:
@@ -256,9 +235,7 @@ async def bought_together(
     customer_field = "summary.sku_ids" if sku is not None else "summary.categories"
     by_customers: Counter[str] = Counter()
     customers = 0
-    async for document in store.customers.find(
-        {**store.live_customers(), customer_field: value}, {customer_field: 1}
-    ):
+    for document in await store.live_customers_with(customer_field, value):
         customers += 1
         summary = document.get("summary") or {}
         held = summary.get("sku_ids" if sku is not None else "categories") or []
@@ -291,14 +268,8 @@ async def bought_together(
 
 
 async def recent_notifications(store: AnalyticsStore, limit: int) -> dict[str, Any]:
-    found = (
-        await store.notifications.find({}).sort([("at", -1), ("_id", -1)]).limit(limit).to_list()
-    )
-    ids = list({d["customer_id"] for d in found})
-    names = {
-        c["_id"]: c.get("name")
-        async for c in store.customers.find({"_id": {"$in": ids}}, {"name": 1})
-    }
+    found = await store.latest_notifications(limit)
+    names = await store.names_of(list({d["customer_id"] for d in found}))
     return {
         "items": [
             {

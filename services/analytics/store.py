@@ -168,6 +168,78 @@ class AnalyticsStore:
             key=customer_id,
         )
 
+    async def segments_of_live_customers(self) -> list[str]:
+        """The segment of each live customer that has one."""
+        segments = []
+        async for document in self.customers.find(self.live_customers(), {"insight.segment": 1}):
+            insight = document.get("insight") or {}
+            if insight.get("segment"):
+                segments.append(insight["segment"])
+        return segments
+
+    async def segment_members_page(
+        self, segment: str, after: str | None, limit: int
+    ) -> list[Document]:
+        """Up to ``limit`` live customers in ``segment``, by id, after the id ``after``."""
+        query: dict[str, Any] = {**self.live_customers(), "insight.segment": segment}
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        return await self.customers.find(query).sort("_id", 1).limit(limit).to_list()
+
+    async def churn_risks_page(
+        self, levels: Sequence[str], after: tuple[float, str] | None, limit: int
+    ) -> list[Document]:
+        """Up to ``limit`` live customers at one of the churn ``levels``, highest score
+        first, then by id, after the (score, id) ``after``."""
+        query: dict[str, Any] = {
+            **self.live_customers(),
+            "insight.churn_level": {"$in": list(levels)},
+        }
+        if after is not None:
+            score, customer_id = after
+            query["$or"] = [
+                {"insight.churn_score": {"$lt": score}},
+                {"insight.churn_score": score, "_id": {"$gt": customer_id}},
+            ]
+        return (
+            await self.customers.find(query)
+            .sort([("insight.churn_score", -1), ("_id", 1)])
+            .limit(limit)
+            .to_list()
+        )
+
+    async def peers_of(self, customer_id: str, categories: Sequence[str]) -> list[Document]:
+        """The summaries of the other live customers who bought in any of ``categories``."""
+        return [
+            document
+            async for document in self.customers.find(
+                {
+                    **self.live_customers(),
+                    "_id": {"$ne": customer_id},
+                    "summary.categories": {"$in": list(categories)},
+                },
+                {"summary": 1},
+            )
+        ]
+
+    async def live_customers_with(self, field: str, value: str) -> list[Document]:
+        """The live customers whose ``field`` (a summary list) holds ``value``, with it."""
+        return [
+            document
+            async for document in self.customers.find(
+                {**self.live_customers(), field: value}, {field: 1}
+            )
+        ]
+
+    async def names_of(self, customer_ids: Sequence[str]) -> dict[str, Any]:
+        """The name of each of these customers analytics knows, by id."""
+        return {
+            document["_id"]: document.get("name")
+            async for document in self.customers.find(
+                {"_id": {"$in": list(customer_ids)}}, {"name": 1}
+            )
+        }
+
     async def buyer_count(self) -> int:
         """Live customers with a purchase: the population RFM ranks against."""
         return await self.customers.count_documents(
@@ -262,3 +334,19 @@ class AnalyticsStore:
         if not counts:
             return None
         return sorted(counts, key=lambda cur: (-counts[cur], cur))[0]
+
+    # Purchases and notifications
+
+    async def purchases_with(self, field: str, value: str) -> list[Document]:
+        """The purchases whose ``field`` (``skus`` or ``categories``) holds ``value``, with
+        that field and their items."""
+        return [
+            purchase
+            async for purchase in self.purchases.find({field: value}, {field: 1, "items": 1})
+        ]
+
+    async def latest_notifications(self, limit: int) -> list[Document]:
+        """The ``limit`` latest notification facts, newest first."""
+        return (
+            await self.notifications.find({}).sort([("at", -1), ("_id", -1)]).limit(limit).to_list()
+        )
