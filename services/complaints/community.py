@@ -41,9 +41,11 @@ from services.complaints.domain.community import (
     ReportPost,
     ReviseQuestion,
     SetNickname,
+    TierText,
     Vote,
     VoteValue,
     WriteAnswer,
+    benefits_in,
 )
 from services.complaints.domain.language import Locale
 from shared.clock import Clock, to_millisecond, utc_now
@@ -101,7 +103,7 @@ class Community:
     relay: OutboxRelay
     index: search.LiveIndex[Question, QuestionIndex] = field(default_factory=_live_index)
     edit_window: timedelta = timedelta(minutes=60)
-    tier_benefits: Mapping[str, str] = field(default_factory=lambda: DEFAULT_TIER_BENEFITS)
+    tier_benefits: Mapping[str, TierText] = field(default_factory=lambda: DEFAULT_TIER_BENEFITS)
     clock: Clock = utc_now
 
     def now(self) -> datetime:
@@ -174,21 +176,30 @@ async def decorate(ctx: Community, posts: Iterable[AnyPost], reader: Reader) -> 
 
 
 async def member_page(
-    ctx: Community, member_id: str, *, staff: bool = False, known: bool = False
+    ctx: Community,
+    member_id: str,
+    *,
+    staff: bool = False,
+    known: bool = False,
+    locale: Locale = Locale.EN,
 ) -> MemberView:
-    """A member's page: nickname, reputation, loyalty tier and its benefits; ``known``:
-    404 for a member the community never heard of (else a blank page)."""
+    """A member's page: nickname, reputation, loyalty tier and its benefits (in
+    ``locale``, else English); ``known``: 404 for a member the community never heard of
+    (else a blank page)."""
     profile = await ctx.store.member(member_id)
     if profile is None:
         if known:
             raise NotFound(f"no member {member_id}")
         profile = MemberProfile(id=member_id, staff=staff)
-    benefits = ctx.tier_benefits.get(profile.tier) if profile.tier else None
-    return MemberView(profile, benefits)
+    text = ctx.tier_benefits.get(profile.tier) if profile.tier else None
+    return MemberView(profile, None if text is None else benefits_in(text, locale))
 
 
-async def set_nickname(ctx: Community, member: Member, command: SetNickname) -> MemberView:
-    """The member's public name from now on, beside every post they wrote."""
+async def set_nickname(
+    ctx: Community, member: Member, command: SetNickname, locale: Locale = Locale.EN
+) -> MemberView:
+    """The member's public name from now on, beside every post they wrote; their page
+    after, its benefits in ``locale``."""
 
     async def work(session: Session) -> str:
         acting = await _acting(ctx, member, session)
@@ -202,7 +213,7 @@ async def set_nickname(ctx: Community, member: Member, command: SetNickname) -> 
         member_id = await in_transaction(ctx.client, work)
     except DuplicateKeyError:  # a concurrent claim of the same nickname won
         raise Conflict(f"the nickname {command.nickname!r} is taken; choose another") from None
-    return await member_page(ctx, member_id, staff=member.staff)
+    return await member_page(ctx, member_id, staff=member.staff, locale=locale)
 
 
 # --- reading ---------------------------------------------------------------------------

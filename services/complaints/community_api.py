@@ -42,7 +42,7 @@ from services.complaints.domain.community import (
     VoteValue,
     WriteAnswer,
 )
-from services.complaints.domain.language import Direction, Locale
+from services.complaints.domain.language import Direction, Locale, locale_or_english
 from shared.auth import CurrentPrincipal, Principal, Role, StaffPrincipal
 from shared.errors import Forbidden, InvalidInput
 from shared.pagination import Page, decode_cursor, page_of
@@ -596,19 +596,40 @@ async def list_reports(
     )
 
 
+BenefitsLocale = Annotated[
+    str | None,
+    Query(
+        max_length=35,
+        description="the language of `benefits` (`en`, `hr`, `cs`, `sl`, `fa`; `hr-HR` "
+        "reads as `hr`); any other, or none: English",
+    ),
+]
+
+
 @router.get("/members/me")
-async def read_my_page(ctx: CommunityDep, principal: CurrentPrincipal) -> MemberPublic:
+async def read_my_page(
+    ctx: CommunityDep, principal: CurrentPrincipal, locale: BenefitsLocale = None
+) -> MemberPublic:
     """The reader's page: nickname, reputation, loyalty tier and what it gives."""
     member = member_of(principal)
-    return MemberPublic.of(await community.member_page(ctx, member.member_id, staff=member.staff))
+    page = await community.member_page(
+        ctx, member.member_id, staff=member.staff, locale=locale_or_english(locale)
+    )
+    return MemberPublic.of(page)
 
 
 @router.put("/members/me", responses={409: {"description": "another member has it"}})
 async def set_nickname(
-    body: SetNickname, ctx: CommunityDep, principal: CurrentPrincipal
+    body: SetNickname,
+    ctx: CommunityDep,
+    principal: CurrentPrincipal,
+    locale: BenefitsLocale = None,
 ) -> MemberPublic:
     """Choose the nickname shown beside your posts (unique, whatever the case)."""
-    return MemberPublic.of(await community.set_nickname(ctx, member_of(principal), body))
+    member = member_of(principal)
+    return MemberPublic.of(
+        await community.set_nickname(ctx, member, body, locale_or_english(locale))
+    )
 
 
 @router.get("/members/{member_id}")

@@ -7,8 +7,12 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.complaints.domain.community import DEFAULT_TIER_BENEFITS
+from services.complaints.domain.community import DEFAULT_TIER_BENEFITS, TierBenefits
 from shared.settings import ServiceSettings
+
+
+def _default_tier_benefits() -> TierBenefits:
+    return {tier: dict(texts) for tier, texts in DEFAULT_TIER_BENEFITS.items()}
 
 
 class ComplaintsSettings(ServiceSettings):
@@ -32,7 +36,9 @@ class ComplaintsSettings(ServiceSettings):
     community_edit_window_minutes: float = Field(
         default=60, ge=0, description="how long after posting an author may edit the post"
     )
-    community_tier_benefits: dict[str, str] = Field(
-        default_factory=lambda: dict(DEFAULT_TIER_BENEFITS),
-        description="loyalty tier to the benefits the community shows beside it (JSON)",
+    community_tier_benefits: TierBenefits = Field(
+        default_factory=_default_tier_benefits,
+        description="loyalty tier to the benefits the community shows beside it (JSON): a "
+        'text for every language, or texts per locale with an `en` fallback ({"en": ..., '
+        '"hr": ...})',
     )

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
+import pytest
 from jsonschema import Draft202012Validator
+from pydantic import ValidationError
 
 from services.analytics.domain.insights import Churn, Insight
 from services.analytics.domain.segments import LoyaltyTier, Rfm, Segment
@@ -21,8 +23,11 @@ from services.complaints.domain.community import (
     Answer,
     Earned,
     Question,
+    benefits_in,
     earned,
 )
+from services.complaints.domain.language import Locale
+from services.complaints.settings import ComplaintsSettings
 from services.notifications.handlers import routes as notifications_routes
 from services.profiles.purchases import routes as ledger_routes
 from services.profiles.timeline import routes as timeline_routes
@@ -113,8 +118,8 @@ async def thread(api: Api, who: dict[str, str], question_id: str) -> Any:
     return await ok(await api.http.get(f"{QUESTIONS}/{question_id}", headers=who))
 
 
-async def my_page(api: Api, who: dict[str, str]) -> Any:
-    return await ok(await api.http.get(f"{COMMUNITY}/members/me", headers=who))
+async def my_page(api: Api, who: dict[str, str], **params: Any) -> Any:
+    return await ok(await api.http.get(f"{COMMUNITY}/members/me", params=params, headers=who))
 
 
 async def listed(api: Api, who: dict[str, str], **params: Any) -> Any:
@@ -513,11 +518,56 @@ async def test_the_loyalty_tier_from_analytics_shows_beside_the_name_with_its_be
     await eventually(tiered, timeout=30, message="the segment change was not consumed")
     page = await my_page(api, ana)
     assert page["tier"] == "gold"  # the older silver arrived later and changed nothing
-    assert page["benefits"] == DEFAULT_TIER_BENEFITS["gold"]
+    assert page["benefits"] == DEFAULT_TIER_BENEFITS["gold"][Locale.EN]  # no locale: English
+    # In the reader's language (the portal passes its own); any other one: English.
+    croatian = await my_page(api, ana, locale="hr")
+    assert croatian["benefits"] == DEFAULT_TIER_BENEFITS["gold"][Locale.HR]
+    assert (
+        croatian["benefits"] == "Besplatna dostava, povrat u roku od 60 dana i prioritetna podrška."
+    )
+    assert {key: value for key, value in croatian.items() if key != "benefits"} == {
+        key: value for key, value in page.items() if key != "benefits"
+    }
+    persian = await my_page(api, ana, locale="fa-IR")
+    assert persian["benefits"] == DEFAULT_TIER_BENEFITS["gold"][Locale.FA]
+    german = await my_page(api, ana, locale="de")
+    assert german["benefits"] == DEFAULT_TIER_BENEFITS["gold"][Locale.EN]
     author = (await thread(api, api.customer("cus_ben"), question["id"]))["author"]
     assert (author["nickname"], author["tier"]) == ("Ana", "gold")
     listed_author = (await listed(api, api.customer("cus_ben")))["items"][0]["author"]
     assert listed_author["tier"] == "gold"
+    # Choosing a nickname answers the page too, its benefits in the language asked for.
+    renamed = await ok(
+        await api.http.put(
+            f"{COMMUNITY}/members/me", params={"locale": "sl"}, json={"nickname": "Ana H"},
+            headers=ana,
+        )
+    )  # fmt: skip
+    assert renamed["benefits"] == DEFAULT_TIER_BENEFITS["gold"][Locale.SL]
+
+
+def test_tier_benefits_are_one_text_or_texts_per_locale_with_an_english_fallback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert all(set(texts) == set(Locale) for texts in DEFAULT_TIER_BENEFITS.values())
+    monkeypatch.setenv(
+        "RAPPORT_COMPLAINTS_COMMUNITY_TIER_BENEFITS",
+        json.dumps({"gold": "Gold, in any language", "silver": {"en": "Silver", "hr": "Srebro"}}),
+    )
+    benefits = ComplaintsSettings().community_tier_benefits
+    assert benefits_in(benefits["gold"], Locale.FA) == "Gold, in any language"  # the old form
+    assert benefits_in(benefits["silver"], Locale.HR) == "Srebro"
+    assert benefits_in(benefits["silver"], Locale.CS) == "Silver"  # none in Czech: English
+    monkeypatch.setenv(
+        "RAPPORT_COMPLAINTS_COMMUNITY_TIER_BENEFITS", json.dumps({"silver": {"hr": "Srebro"}})
+    )
+    with pytest.raises(ValidationError, match="`en`, the fallback"):
+        ComplaintsSettings()
+    monkeypatch.setenv(
+        "RAPPORT_COMPLAINTS_COMMUNITY_TIER_BENEFITS", json.dumps({"silver": {"en": "S", "de": "D"}})
+    )
+    with pytest.raises(ValidationError):
+        ComplaintsSettings()  # a language the portal does not speak
 
 
 async def test_a_tier_analytics_announces_while_the_segment_stays_shows_in_the_community(
@@ -543,7 +593,7 @@ async def test_a_tier_analytics_announces_while_the_segment_stays_shows_in_the_c
         return bool((await my_page(api, ana))["tier"] == "gold")
 
     await eventually(gold, timeout=30, message="the tier change was not shown")
-    assert (await my_page(api, ana))["benefits"] == DEFAULT_TIER_BENEFITS["gold"]
+    assert (await my_page(api, ana))["benefits"] == DEFAULT_TIER_BENEFITS["gold"][Locale.EN]
 
 
 async def test_erasure_blanks_a_members_posts_and_nickname_and_keeps_the_thread(

@@ -256,17 +256,22 @@ async def opened_page(
         await context.close()
 
 
-async def sign_in(page: Page, stack: PortalStack, email: str) -> str:
+async def sign_in(
+    page: Page, stack: PortalStack, email: str, *, lands_on: str | None = None
+) -> str:
     """Sign in as a customer does: ask for a link, open the one the e-mail brings.
-    Returns the link (used up now)."""
-    await page.goto(f"{stack.portal}/")
+    Returns the link (used up now). From the portal's start, landing on Me; with
+    ``lands_on``, from the sign-in form the page shows now (a link opened signed out),
+    landing back on that URL."""
+    if lands_on is None:
+        await page.goto(f"{stack.portal}/")
     await page.locator("#sign-in-email").fill(email)
     await page.locator("#sign-in-form button[type=submit]").click()
     await expect(page.locator("#link-sent")).to_contain_text(email)
     link = await stack.link_to(email)
     assert link.startswith(f"{stack.portal}/sign-in#token="), link
     await page.goto(link)
-    await expect(page).to_have_url(f"{stack.portal}/me")
+    await expect(page).to_have_url(lands_on or f"{stack.portal}/me")
     return link
 
 

@@ -359,6 +359,12 @@ async def test_the_persian_portal_reads_right_to_left_on_a_phone(
         assert given
         assert label["x"] + label["width"] > given["x"] + given["width"] - 2  # flush right
 
+        # The community asks for the member's tier benefits in Persian.
+        async with page.expect_request(lambda r: "/community/members/me" in r.url) as asked:
+            await page.goto(f"{stack.portal}/community")
+        assert (await asked.value).url.endswith("/community/members/me?locale=fa")
+        await expect(page.locator("#member-card")).to_be_visible()
+
         await page.goto(f"{stack.portal}/help")
         await page.locator("#help-q").fill("سفارش")
         first = page.locator("#help-results > li").first

@@ -1,7 +1,8 @@
 """The portal's self-service beyond the first slice, in a real browser against the real
 services: the community (a question another customer answers and the asker accepts, with
 reputation beside the nickname), rating a resolved request through notifications'
-feedback link and reopening it, message preferences, the GDPR export and erasure."""
+feedback link (opened signed out: sign-in leads back to it) and reopening it, message
+preferences, the GDPR export and erasure."""
 
 from __future__ import annotations
 
@@ -140,9 +141,10 @@ async def test_a_customer_rates_a_resolved_request_through_the_feedback_link_and
     feedback_link = found.group(0)
     assert feedback_link == f"{stack.portal}/complaints/{complaint['id']}/feedback"
 
-    async with opened_page(browser, f"{stack.portal}/") as page:
-        await sign_in(page, stack, email)
-        await page.goto(feedback_link)
+    # Opened signed out, the link asks for sign-in, and the mailed sign-in link leads back.
+    async with opened_page(browser, feedback_link) as page:
+        await expect(page.locator("#sign-in-form")).to_be_visible()
+        await sign_in(page, stack, email, lands_on=feedback_link)
         await expect(page.get_by_role("heading", level=1)).to_have_text("Toaster burns bread")
         rating = page.locator("#rating-title")
         await expect(rating).to_have_text("How did we do?")

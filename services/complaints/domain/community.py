@@ -23,12 +23,20 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from services.complaints.domain.language import Direction, Locale, Revision, Writing, direction_of
 from shared.errors import Conflict, Forbidden, InvalidInput
@@ -67,14 +75,70 @@ Nickname = Annotated[
 BODY_DESCRIPTION = "plain text or light markdown; the portal renders it"
 
 # What each loyalty tier (analytics' ``loyalty_tier``) gives, as the portal shows it
-# beside the tier; a deployment sets its own (``RAPPORT_COMPLAINTS_COMMUNITY_TIER_BENEFITS``).
-DEFAULT_TIER_BENEFITS = {
-    "bronze": "Member prices and the community's answers at any hour.",
-    "silver": "Member prices, free delivery on orders over 50 EUR and early access to sales.",
-    "gold": "Free delivery, 60-day returns and priority support.",
-    "platinum": "Free express delivery, 90-day returns, a personal advisor and invitations "
-    "to product previews.",
+# beside the tier, in each of the portal's languages; a deployment sets its own
+# (``RAPPORT_COMPLAINTS_COMMUNITY_TIER_BENEFITS``).
+DEFAULT_TIER_BENEFITS: dict[str, dict[Locale, str]] = {
+    "bronze": {
+        Locale.EN: "Member prices and the community's answers at any hour.",
+        Locale.HR: "Članske cijene i odgovori zajednice u bilo koje doba dana.",
+        Locale.CS: "Členské ceny a odpovědi komunity v kteroukoli denní dobu.",
+        Locale.SL: "Članske cene in odgovori skupnosti ob kateri koli uri.",
+        Locale.FA: "قیمت‌های ویژهٔ اعضا و پاسخ‌های انجمن در هر ساعت از شبانه‌روز.",
+    },
+    "silver": {
+        Locale.EN: "Member prices, free delivery on orders over 50 EUR and early access to sales.",
+        Locale.HR: "Članske cijene, besplatna dostava za narudžbe iznad 50 EUR i raniji "
+        "pristup sniženjima.",
+        Locale.CS: "Členské ceny, doprava zdarma u objednávek nad 50 EUR a dřívější "
+        "přístup k výprodejům.",
+        Locale.SL: "Članske cene, brezplačna dostava za naročila nad 50 EUR in zgodnejši "
+        "dostop do razprodaj.",
+        Locale.FA: "قیمت‌های ویژهٔ اعضا، ارسال رایگان برای سفارش‌های بالای ۵۰ یورو و "  # noqa: RUF001 - Persian
+        "دسترسی زودهنگام به حراج‌ها.",  # noqa: RUF001 - Persian
+    },
+    "gold": {
+        Locale.EN: "Free delivery, 60-day returns and priority support.",
+        Locale.HR: "Besplatna dostava, povrat u roku od 60 dana i prioritetna podrška.",
+        Locale.CS: "Doprava zdarma, vrácení zboží do 60 dnů a přednostní podpora.",
+        Locale.SL: "Brezplačna dostava, vračilo v 60 dneh in prednostna podpora.",
+        Locale.FA: "ارسال رایگان، مهلت ۶۰ روزه برای مرجوع کردن کالا و پشتیبانی با اولویت.",
+    },
+    "platinum": {
+        Locale.EN: "Free express delivery, 90-day returns, a personal advisor and "
+        "invitations to product previews.",
+        Locale.HR: "Besplatna ekspresna dostava, povrat u roku od 90 dana, osobni savjetnik "
+        "i pozivnice na predstavljanja novih proizvoda.",
+        Locale.CS: "Expresní doprava zdarma, vrácení zboží do 90 dnů, osobní poradce "
+        "a pozvánky na předváděcí akce nových produktů.",
+        Locale.SL: "Brezplačna hitra dostava, vračilo v 90 dneh, osebni svetovalec "
+        "in vabila na predstavitve novih izdelkov.",
+        Locale.FA: "ارسال سریع رایگان، مهلت ۹۰ روزه برای مرجوع کردن کالا، مشاور شخصی "
+        "و دعوت‌نامه برای پیش‌نمایش محصولات تازه.",
+    },
 }
+
+
+def _with_english(texts: dict[Locale, str]) -> dict[Locale, str]:
+    if Locale.EN not in texts:
+        raise ValueError("a tier's texts per locale need one in `en`, the fallback")
+    return texts
+
+
+LocalisedText = Annotated[dict[Locale, str], AfterValidator(_with_english)]
+"""One text per portal language (``{"en": ..., "hr": ...}``); ``en`` is the fallback."""
+
+TierText = str | Mapping[Locale, str]
+"""What a tier gives: one text for every language, or one per language."""
+
+TierBenefits = dict[str, str | LocalisedText]
+"""The setting: loyalty tier to what it gives (a plain text, or texts per locale)."""
+
+
+def benefits_in(text: TierText, locale: Locale) -> str:
+    """``text`` as a reader of ``locale`` sees it: theirs if there is one, else English."""
+    if isinstance(text, str):
+        return text
+    return text.get(locale) or text[Locale.EN]
 
 
 class PostKind(StrEnum):

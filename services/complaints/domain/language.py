@@ -27,6 +27,15 @@ class Direction(StrEnum):
 RIGHT_TO_LEFT = frozenset({Locale.FA})
 
 
+def locale_or_english(tag: str | None) -> Locale:
+    """The portal language ``tag`` asks for (``hr``, ``hr-HR``); English for any other."""
+    primary = (tag or "").strip().replace("_", "-").split("-")[0].lower()
+    try:
+        return Locale(primary)
+    except ValueError:
+        return Locale.EN
+
+
 def direction_of(locale: Locale) -> Direction:
     """How a page in ``locale`` is laid out: Persian runs right to left."""
     return Direction.RTL if locale in RIGHT_TO_LEFT else Direction.LTR

@@ -19,6 +19,9 @@ import * as support from "./pages/support.js";
 
 const { t } = i18n;
 const CHOICE_KEY = "rapport.portal.locale";
+// Where a signed-out customer was going (a feedback link, a bookmark): sign-in returns
+// there. sessionStorage, like the token: this tab only.
+const RETURN_KEY = "rapport.portal.return-to";
 
 const ROUTES = [
   { path: /^$/, view: home, public: true },
@@ -90,6 +93,14 @@ const app = {
     setTimeout(() => {
       announcer.textContent = text;
     }, 50);
+  },
+
+  /** Where the customer was going before sign-in got in the way (a path under the
+   * portal, with its query), once; null if nowhere in particular. */
+  takeReturnPath() {
+    const wanted = sessionStorage.getItem(RETURN_KEY);
+    sessionStorage.removeItem(RETURN_KEY);
+    return wanted && returnable(wanted) ? wanted : null;
   },
 
   /** Just signed in: learn who the customer is, and speak their language. */
@@ -166,6 +177,26 @@ function home() {
   return app.navigate(session.get() ? "me" : "sign-in", { replace: true });
 }
 
+/** The path under the portal and its query, as the address bar has them. */
+function currentPath() {
+  const path = location.pathname.startsWith(app.base)
+    ? location.pathname.slice(app.base.length)
+    : location.pathname.replace(/^\/portal\/?/, "");
+  return path.replace(/\/+$/, "") + location.search;
+}
+
+/** Only one of the portal's views that need signing in is worth returning to. */
+function returnable(wanted) {
+  let path;
+  try {
+    path = decodeURIComponent(wanted.split("?")[0]);
+  } catch {
+    return false;
+  }
+  const found = match(path);
+  return Boolean(found && !found.route.public);
+}
+
 function match(path) {
   for (const route of ROUTES) {
     const found = path.match(route.path);
@@ -203,6 +234,7 @@ async function render({ focus = false } = {}) {
     if (!found) {
       renderNotFound(view);
     } else if (!found.route.public && !session.get()) {
+      sessionStorage.setItem(RETURN_KEY, currentPath()); // back here once signed in
       await signIn.render(app, view, []);
     } else {
       const cleanup = await found.route.view(app, view, found.params);
@@ -223,7 +255,9 @@ async function render({ focus = false } = {}) {
   clearTimeout(showWaiting);
   waiting.remove();
   view.removeAttribute("aria-busy");
-  if (focus && generation === app.generation) {
+  // Focus goes to the heading, unless the view put it somewhere itself (the rating form
+  // a feedback link opens).
+  if (focus && generation === app.generation && !view.contains(document.activeElement)) {
     const title = view.querySelector("h1");
     if (title) title.focus({ preventScroll: false });
   }
@@ -260,6 +294,7 @@ async function signOut() {
     // The token is forgotten below whatever the service said; it expires by itself.
   }
   session.clear();
+  sessionStorage.removeItem(RETURN_KEY);
   app.customer = null;
   app.setUnread(0);
   app.flash({ kind: "signed-out" });

@@ -59,8 +59,13 @@ function byline(author, { mine = false, benefits = null } = {}) {
 
 let memberCache = null;
 
+// The member's page, its tier's benefits in the portal's language (English if the
+// deployment has no text in it).
 async function myMember() {
-  if (!memberCache) memberCache = (await call("complaints", "/community/members/me")).data;
+  if (!memberCache) {
+    const query = { locale: i18n.locale() };
+    memberCache = (await call("complaints", "/community/members/me", { query })).data;
+  }
   return memberCache;
 }
 
@@ -128,6 +133,7 @@ function memberCard(app, member) {
       const { data } = await call("complaints", "/community/members/me", {
         method: "PUT",
         body: { nickname: wanted },
+        query: { locale: i18n.locale() },
       });
       memberCache = data;
       nickname.value = data.nickname;

@@ -1,7 +1,9 @@
 /* Signing in without a password: the customer gives an e-mail address and gets a link
  * (<portal>/sign-in#token=...) that works once, for a few minutes. Opening it here redeems
- * the token for a customer token. A link that cannot be used gets a page of its own that
- * says why (the API's `reason`, and its words) and offers a new one. */
+ * the token for a customer token, then goes back to where the customer was going when
+ * sign-in got in the way (a feedback link, a bookmark), or else to Me. A link that cannot
+ * be used gets a page of its own that says why (the API's `reason`, and its words) and
+ * offers a new one. */
 
 import { ApiError, call, session } from "../api.js";
 import {
@@ -21,7 +23,7 @@ const REASONS = ["expired", "used", "withdrawn", "account_closed", "unknown", "m
 export async function render(app, view) {
   const fragment = new URLSearchParams(location.hash.slice(1));
   if (fragment.has("token")) return redeem(app, view, fragment.get("token"));
-  if (session.get()) return app.navigate("me", { replace: true });
+  if (session.get()) return app.navigate(app.takeReturnPath() || "me", { replace: true });
   const flashed = app.takeFlash();
   let notice = null;
   if (flashed && flashed.kind === "signed-out") notice = t("signed_out");
@@ -146,6 +148,12 @@ async function redeem(app, view, token) {
   }
   session.save(signedIn);
   await app.signedIn();
+  // Back where the customer was going when sign-in got in the way (a feedback link), else Me.
+  const wanted = app.takeReturnPath();
+  if (wanted) {
+    app.announce(t("welcome"));
+    return app.navigate(wanted, { replace: true });
+  }
   app.flash({ kind: "welcome" });
   return app.navigate("me", { replace: true });
 }
