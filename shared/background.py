@@ -55,11 +55,15 @@ class Periodic:
             self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            # Cancel until it ends: a round may swallow one cancellation (a library that
+            # catches it), never every one.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                task.result()
         if self.lease is not None:
             await self.lease.release()
 
@@ -82,8 +86,11 @@ class Periodic:
             if more:
                 self.woken = False
                 continue
+            # (asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a stop's
+            # cancellation that lands as the wake-up does, and the loop would run on)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=pause)
+                async with asyncio.timeout(pause):
+                    await self._wake.wait()
             self.woken = self._wake.is_set()
             if self.woken and self.settle:
                 await asyncio.sleep(min(self.settle, self.interval))
