@@ -212,8 +212,11 @@ async def stream(_: StaffPrincipal, pulse: PulseDep) -> AsyncIterator[ServerSent
     async with pulse.listen() as changed:
         yield _update("connected")
         while not (pulse.closed or server_is_stopping()):
+            # (asyncio.timeout: on Python 3.11 wait_for can swallow the request's
+            # cancellation when it lands as the change does)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), CHECK_SECONDS)
+                async with asyncio.timeout(CHECK_SECONDS):
+                    await changed.wait()
             if changed.is_set():
                 changed.clear()
                 yield _update("changed")
