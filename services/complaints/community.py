@@ -61,6 +61,7 @@ from shared.routing import Routes
 from shared.unit_of_work import UnitOfWork
 
 T = TypeVar("T")
+_Revised = TypeVar("_Revised", Question, Answer)
 
 SOURCE = "/rapport/complaints"
 ATTEMPTS = 5
@@ -380,33 +381,35 @@ def _as(acting: Member | None) -> Member:
 async def revise_question(
     ctx: Community, question_id: str, command: ReviseQuestion, member: Member
 ) -> Question:
-    async def decide(
-        post: AnyPost, acting: Member | None, _: Session
-    ) -> tuple[AnyPost, list[EventPayload]]:
-        if not isinstance(post, Question):
-            raise NotFound(f"no question {question_id}")
-        revised = community.revise_question(post, command, _as(acting), ctx.now(), ctx.edit_window)
-        return revised, []
-
-    question = await _change(ctx, question_id, decide, member)
-    assert isinstance(question, Question)
-    return question
+    return await _revise(ctx, question_id, Question, community.revise_question, command, member)
 
 
 async def revise_answer(
     ctx: Community, answer_id: str, command: WriteAnswer, member: Member
 ) -> Answer:
+    return await _revise(ctx, answer_id, Answer, community.revise_answer, command, member)
+
+
+async def _revise(
+    ctx: Community,
+    post_id: str,
+    kind: type[_Revised],
+    rule: Callable[[_Revised, Any, Member, datetime, timedelta], _Revised],
+    command: Any,
+    member: Member,
+) -> _Revised:
+    """The author's edit of a question or an answer, within the edit window."""
+
     async def decide(
         post: AnyPost, acting: Member | None, _: Session
     ) -> tuple[AnyPost, list[EventPayload]]:
-        if not isinstance(post, Answer):
-            raise NotFound(f"no answer {answer_id}")
-        revised = community.revise_answer(post, command, _as(acting), ctx.now(), ctx.edit_window)
-        return revised, []
+        if not isinstance(post, kind):
+            raise NotFound(f"no {kind.__name__.lower()} {post_id}")
+        return rule(post, command, _as(acting), ctx.now(), ctx.edit_window), []
 
-    answer = await _change(ctx, answer_id, decide, member)
-    assert isinstance(answer, Answer)
-    return answer
+    revised = await _change(ctx, post_id, decide, member)
+    assert isinstance(revised, kind)
+    return revised
 
 
 async def delete_post(ctx: Community, post_id: str, member: Member, kind: PostKind) -> AnyPost:

@@ -13,8 +13,6 @@ import asyncio
 import io
 import json
 import os
-import shutil
-import socket
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,7 +24,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from devstack.up import Console, Stack, UpConfig, banner
 from services.analytics import dashboard
@@ -50,6 +48,7 @@ from tests.analytics.conftest import (
     returned,
 )
 from tests.service_harness import DrivenClock, eventually
+from tests.support import web
 
 # Waiting for the worker and the page; generous because the test machine is shared.
 WAIT_MS = 30_000
@@ -82,33 +81,14 @@ async def serving(
     app = create_app(settings)
     analytics: Analytics = app.state.analytics
     analytics.clock = clock
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
     # A generous grace period: a stream that did not end on shutdown would show as a cut
     # response (and a slow test), not pass unnoticed.
-    config = uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=30
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[listener]))
-    try:
-        async with asyncio.timeout(STARTUP_SECONDS):  # a hung start fails, never hangs CI
-            while not server.started:
-                if task.done():
-                    await task  # raises what stopped the start, if anything did
-                    raise AssertionError("the analytics service did not start")
-                await asyncio.sleep(0.05)
-        url = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-            api = Api(http, TokenService(settings.secret), analytics, clock, publisher, topics)
-            yield Served(url, app, api, server)
-    finally:
-        server.should_exit = True
-        try:
-            await asyncio.wait_for(task, STOP_SECONDS)
-        finally:
-            listener.close()
+    async with (
+        web.serving(app, grace=30, startup=STARTUP_SECONDS, stop=STOP_SECONDS) as running,
+        httpx.AsyncClient(base_url=running.url, timeout=30) as http,
+    ):
+        api = Api(http, TokenService(settings.secret), analytics, clock, publisher, topics)
+        yield Served(running.url, app, api, running.server)
 
 
 @pytest.fixture
@@ -124,15 +104,8 @@ async def served(
 
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    chromium = os.environ.get("RAPPORT_CHROMIUM") or shutil.which("chromium")
-    if not chromium:
-        pytest.fail("chromium is missing: `make browser` installs it, or set RAPPORT_CHROMIUM")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=chromium, headless=True)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with web.chromium() as launched:
+        yield launched
 
 
 @asynccontextmanager

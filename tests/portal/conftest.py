@@ -13,10 +13,7 @@ other test sessions on the same broker and store.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -25,9 +22,8 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
-from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
+from playwright.async_api import Browser, Page, ViewportSize, expect
 
 from devstack.smtp import ReceivedMessage, SmtpSink
 from services.complaints.bootstrap import create_app as create_complaints
@@ -41,6 +37,7 @@ from shared.mongo import create_client
 from shared.topics import TopicNames, ensure_topics
 from tests.conftest import delete_topics, visible
 from tests.support.api import ApiClient
+from tests.support.web import chromium, listening, serving
 
 # Waiting for the page and for what travels over Kafka; generous: the machine is shared.
 WAIT_MS = 30_000
@@ -108,36 +105,6 @@ def link_in(mail: ReceivedMessage) -> str:
     return found.group(0)
 
 
-def listening() -> socket.socket:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    return listener
-
-
-@asynccontextmanager
-async def serving(app: FastAPI, listener: socket.socket) -> AsyncIterator[str]:
-    """``app`` under uvicorn on ``listener``'s port; yields its URL."""
-    config = uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[listener]))
-    try:
-        async with asyncio.timeout(STARTUP_SECONDS):  # a hung start fails, never hangs CI
-            while not server.started:
-                if task.done():
-                    await task
-                    raise AssertionError("a service of the portal did not start")
-                await asyncio.sleep(0.05)
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        try:
-            await asyncio.wait_for(task, STOP_SECONDS)
-        finally:
-            listener.close()
-
-
 @pytest.fixture(scope="package")
 async def portal_topics(kafka_bootstrap: str) -> AsyncIterator[TopicNames]:
     names = TopicNames(f"test-portal-{uuid.uuid4().hex[:10]}.")
@@ -195,7 +162,12 @@ async def stack(
         async with AsyncExitStack() as running:
             clients = {}
             for name, app in apps.items():
-                url = await running.enter_async_context(serving(app, listeners[name]))
+                served = await running.enter_async_context(
+                    serving(
+                        app, listeners[name], grace=5, startup=STARTUP_SECONDS, stop=STOP_SECONDS
+                    )
+                )
+                url = served.url
                 http = await running.enter_async_context(
                     httpx.AsyncClient(base_url=url, timeout=30)
                 )
@@ -218,15 +190,8 @@ async def stack(
 
 @pytest.fixture(scope="package")
 async def browser() -> AsyncIterator[Browser]:
-    chromium = os.environ.get("RAPPORT_CHROMIUM") or shutil.which("chromium")
-    if not chromium:
-        pytest.fail("chromium is missing: `make browser` installs it, or set RAPPORT_CHROMIUM")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=chromium, headless=True)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with chromium() as launched:
+        yield launched
 
 
 PHONE: ViewportSize = {"width": 390, "height": 844}
