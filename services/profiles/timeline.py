@@ -84,8 +84,8 @@ async def record(
 ) -> None:
     """File a complaint or notification event on the timeline of the customer it is about.
 
-    The entry's id is the event's id, so a redelivered event never adds a second entry
-    (the consumer's processed-event marker already skips it; the upsert makes sure).
+    The entry's id is the event's id: a redelivered event is skipped by the consumer's
+    processed-event marker, and a second entry with that id would fail the transaction.
     """
     happening = describe(event.payload)
     if happening is None:
