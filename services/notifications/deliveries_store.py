@@ -107,12 +107,15 @@ class DeliveryLedger:
         return [delivery_from(document) for document in found]
 
     async def claimed(self, delivery_ids: Sequence[str], claim: str) -> list[Delivery]:
-        """These deliveries as stored, those still pending under ``claim``."""
-        found = await find_in(
-            self.deliveries, "_id", delivery_ids,
-            {"claim": claim, "status": DeliveryStatus.PENDING.value},
-        )  # fmt: skip
-        return [delivery_from(document) for document in found]
+        """These deliveries as stored, those still pending under ``claim`` (read by id,
+        the claim and status checked here: see :func:`finish`)."""
+        found = await find_in(self.deliveries, "_id", delivery_ids)
+        return [
+            delivery_from(document)
+            for document in found
+            if document.get("claim") == claim
+            and document.get("status") == DeliveryStatus.PENDING.value
+        ]
 
     async def claims(
         self, delivery_ids: Sequence[str], session: Session | None = None
@@ -256,10 +259,14 @@ def move_pending(source_id: str, target_id: str, *, undo: bool) -> list[Write]:
 
 
 def finish(delivery: Delivery, changes: Mapping[str, Any]) -> UpdateOne:
-    """Record an attempt's outcome, if the delivery is still pending under this claim
-    (an erasure cancels it; a claim that expired may have been taken over); releases it."""
+    """Record an attempt's outcome and release the claim. The caller has read, in the same
+    transaction, that the delivery is still pending under this claim (an erasure cancels
+    it; a claim that expired may have been taken over): a change made since makes the
+    transaction conflict and run again. The filter is the id alone, which the store
+    finds directly (with the claim and status in it, the development store looks for an
+    index on them and reads every pending delivery)."""
     return UpdateOne(
-        {"_id": delivery.id, "claim": delivery.claim, "status": DeliveryStatus.PENDING.value},
+        {"_id": delivery.id},
         {"$set": {**changes, "claim": None, "claimed_until": None}, "$inc": {"version": 1}},
     )
 
