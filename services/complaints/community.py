@@ -576,9 +576,7 @@ async def segment_changed(ctx: Community, event: Event[SegmentChanged], uow: Uni
     """Analytics moved the customer to a loyalty tier: shown beside their name."""
     changed = event.payload
     if changed.loyalty_tier is not None:
-        await ctx.store.set_tier(
-            changed.customer_id, changed.loyalty_tier, changed.changed_at, uow.session
-        )
+        ctx.store.set_tier(uow, changed.customer_id, changed.loyalty_tier, changed.changed_at)
 
 
 @routes.on(CustomerErased)

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 
 from services.complaints.domain.community import (
     ERASED_TEXT,
@@ -39,6 +39,7 @@ from services.complaints.domain.community import (
 from services.complaints.search_store import CatalogueVersion
 from shared.identity import Link, link_of
 from shared.mongo import Database, Session, find_in
+from shared.unit_of_work import UnitOfWork
 
 CATALOGUE = "questions"
 NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
@@ -248,34 +249,32 @@ class CommunityStore:
             session=session,
         )
 
-    async def set_tier(
-        self, customer_id: str, tier: str, changed_at: datetime, session: Session
-    ) -> None:
-        """The customer's loyalty tier as of ``changed_at``, unless a later one is known."""
-        result = await self.members.update_one(
-            {
-                "_id": customer_id,
-                "$or": [{"tier_changed_at": None}, {"tier_changed_at": {"$lte": changed_at}}],
-            },
-            {"$set": {"tier": tier, "tier_changed_at": changed_at}},
-            session=session,
-        )
-        if result.matched_count == 0:  # no member yet (or a later tier): a new one only
-            await self.members.update_one(
+    def set_tier(self, uow: UnitOfWork, customer_id: str, tier: str, changed_at: datetime) -> None:
+        """The customer's loyalty tier as of ``changed_at``, unless a later one is known,
+        written when ``uow`` commits: one update that decides by itself (a pipeline), so a
+        batch of tier changes is one write and no read; a customer not yet a member
+        becomes one."""
+        later_known = {"$gt": ["$tier_changed_at", changed_at]}  # (a missing date is not)
+        uow.write(
+            self.members,
+            UpdateOne(
                 {"_id": customer_id},
-                {
-                    "$setOnInsert": {
-                        "customer_id": customer_id,
-                        "staff": False,
-                        "nickname": None,
-                        "tier": tier,
-                        "tier_changed_at": changed_at,
-                        "created_at": changed_at,
+                [
+                    {
+                        "$set": {
+                            "customer_id": {"$ifNull": ["$customer_id", customer_id]},
+                            "staff": {"$ifNull": ["$staff", False]},
+                            "nickname": {"$ifNull": ["$nickname", None]},
+                            "created_at": {"$ifNull": ["$created_at", changed_at]},
+                            "tier": {"$cond": [later_known, "$tier", tier]},
+                            "tier_changed_at": {"$max": ["$tier_changed_at", changed_at]},
+                        }
                     }
-                },
+                ],
                 upsert=True,
-                session=session,
-            )
+            ),
+            key=customer_id,
+        )
 
     # --- erasure and merges
 

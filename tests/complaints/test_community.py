@@ -18,6 +18,9 @@ from services.analytics.domain.insights import Churn, Insight
 from services.analytics.domain.segments import LoyaltyTier, Rfm, Segment
 from services.analytics.handlers import judging
 from services.analytics.handlers.routing import routes as analytics_routes
+from services.complaints.community import Community
+from services.complaints.community import routes as community_routes
+from services.complaints.community_store import CommunityStore
 from services.complaints.domain.community import (
     DEFAULT_TIER_BENEFITS,
     Answer,
@@ -32,6 +35,7 @@ from services.notifications.handlers import routes as notifications_routes
 from services.profiles.purchases import routes as ledger_routes
 from services.profiles.timeline import routes as timeline_routes
 from shared.auth import Role
+from shared.consumer import EventConsumer, IncomingMessage, Outcome
 from shared.events import new_event
 from shared.events.community import AnswerAccepted, AnswerPosted, QuestionAsked
 from shared.events.customers import CustomerErased, CustomerMerged
@@ -39,12 +43,15 @@ from shared.events.envelope import decode, encode
 from shared.events.insights import RfmScores, RiskLevel, SegmentChanged
 from shared.events.schemas import DEFAULT_FOLDER
 from shared.kafka import AiokafkaPublisher
+from shared.mongo import Database
+from shared.outbox import Outbox, OutboxRelay
 from shared.routing import Routes
 from shared.topics import COMPLAINTS, CUSTOMERS, INSIGHTS, TopicNames
 from tests.complaints.conftest import MONDAY_MORNING, Api
 from tests.kafka_reading import read_topic
 from tests.service_harness import eventually
 from tests.support.api import PROBLEM
+from tests.support.commands import counted_client
 
 COMMUNITY = "/api/v1/community"
 QUESTIONS = f"{COMMUNITY}/questions"
@@ -757,3 +764,53 @@ def test_the_other_consumers_of_the_topic_read_community_events_and_ignore_them(
         for routes in (analytics_routes, notifications_routes, ledger_routes, timeline_routes):
             bound = cast(Routes[Any], routes).bind(None)
             assert not bound.handles(payload.event_type)
+
+
+async def test_a_batch_of_tier_changes_is_one_write_and_no_read(
+    mongodb_uri: str, db: Database, publisher: AiokafkaPublisher, topics: TopicNames
+) -> None:
+    """Tier changes come with every purchase that moves a customer: a batch of them costs
+    the store one update command, whatever their number, and reads nothing; the latest
+    tier of each customer wins whatever the order, and a member keeps the rest."""
+    async with counted_client(mongodb_uri) as (client, counter):
+        service_db = client[db.name]
+        store = CommunityStore(service_db)
+        await store.ensure_indexes()
+        await service_db["community_members"].insert_one(
+            {"_id": "cus_ana", "customer_id": "cus_ana", "staff": False, "nickname": "Ana",
+             "tier": "platinum", "tier_changed_at": datetime(2026, 11, 24, tzinfo=UTC)}
+        )  # fmt: skip
+        outbox = Outbox(service_db, topics)
+        context = Community(
+            client=client, store=store, outbox=outbox,
+            relay=OutboxRelay(service_db, publisher, "complaints"),
+        )  # fmt: skip
+        consumer = EventConsumer(
+            service="complaints", client=client, db=service_db, publisher=publisher,
+            routes=community_routes.bind(context), topics=topics, outbox=outbox,
+        )  # fmt: skip
+        changes = [
+            segment("cus_ana", "gold", "2026-11-23T10:00:00Z"),  # older than platinum
+            segment("cus_ana", "silver", "2026-11-25T10:00:00Z"),
+            segment("cus_bo", "gold", "2026-11-25T10:00:00Z"),
+            segment("cus_bo", "silver", "2026-11-24T10:00:00Z"),  # older: changes nothing
+            *(segment(f"cus_{n}", "bronze", "2026-11-25T10:00:00Z") for n in range(40)),
+        ]
+        batch = [
+            IncomingMessage(topics(INSIGHTS), 0, offset, record.key, record.value, record.headers)
+            for offset, record in enumerate(
+                encode(new_event(change, source="/rapport/analytics")) for change in changes
+            )
+        ]
+        counter.clear()
+        assert await consumer.handle_batch(batch) == [Outcome.PROCESSED] * len(batch)
+        assert counter.written("community_members") == [("update", len(changes))]
+        assert "community_members" not in counter.finds()
+        members = {
+            document["_id"]: document async for document in service_db["community_members"].find()
+        }
+        assert (members["cus_ana"]["tier"], members["cus_ana"]["nickname"]) == ("silver", "Ana")
+        assert members["cus_bo"]["tier"] == "gold"
+        assert members["cus_bo"]["tier_changed_at"] == datetime(2026, 11, 25, 10, tzinfo=UTC)
+        assert {members[f"cus_{n}"]["tier"] for n in range(40)} == {"bronze"}
+        assert (members["cus_7"]["staff"], members["cus_7"]["nickname"]) == (False, None)
