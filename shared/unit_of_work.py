@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -87,6 +87,12 @@ class UnitOfWork:
         await self.load(collection, [key])
         document = self._map(collection).documents[key]
         return copy.deepcopy(document) if document is not None else None
+
+    async def view(self, collection: Collection, key: Hashable) -> Mapping[str, Any] | None:
+        """The document as this unit of work sees it, not copied: to read only (the
+        handlers' hot path reads a field or two of documents it does not change)."""
+        await self.load(collection, [key])
+        return self._map(collection).documents[key]
 
     def known(self, collection: Collection, key: Hashable) -> bool:
         return key in self._map(collection).documents

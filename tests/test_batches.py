@@ -355,3 +355,28 @@ async def test_a_document_inserted_then_put_is_written_once_as_an_insert(
     with pytest.raises(BulkWriteError):
         await units.run(duplicate)
     assert await tallies.find_one({"_id": "taken"}) == {"_id": "taken", "count": 0}
+
+
+async def test_a_view_reads_what_the_unit_sees_without_a_copy_and_once(
+    counted: tuple[MongoClient, CommandCounter], db: Database, topics: TopicNames
+) -> None:
+    """``view`` (the handlers' read-only hot path) reads a document once, sees what the
+    unit changed, and hands out the unit's own document rather than a copy per call."""
+    client, counter = counted
+    units = UnitsOfWork(client, Outbox(client[db.name], topics))
+    tallies = client[db.name]["tallies"]
+    await tallies.insert_many([{"_id": "a", "count": 1}, {"_id": "b", "count": 7}])
+    seen: list[object] = []
+
+    async def work(uow: UnitOfWork) -> None:
+        first = await uow.view(tallies, "a")
+        assert first == {"_id": "a", "count": 1}
+        assert await uow.view(tallies, "a") is first  # the same document, not a copy
+        assert await uow.view(tallies, "missing") is None
+        uow.put(tallies, {"_id": "b", "count": 8})
+        seen.append(await uow.view(tallies, "b"))
+
+    counter.clear()
+    await units.run(work)
+    assert seen == [{"_id": "b", "count": 8}]
+    assert counter.finds() == ["tallies", "tallies"]  # "a", then "missing"; "b" was put

@@ -134,6 +134,14 @@ class ProfileFields(BaseModel):
         return self
 
 
+def link_of_profile(status: str, merged_into: str | None) -> Link:
+    """A profile's merge link (``shared.identity``) from its status and survivor."""
+    return Link(
+        merged_into=merged_into if status == CustomerStatus.MERGED else None,
+        erased=status == CustomerStatus.ERASED,
+    )
+
+
 class Customer(ProfileFields):
     """A profile as stored: its fields plus identity and bookkeeping."""
 
@@ -154,10 +162,7 @@ class Customer(ProfileFields):
     def link(self) -> Link:
         """What following a merge chain reads of this profile (``shared.identity``): the
         survivor of a merged one, and whether it was erased."""
-        return Link(
-            merged_into=self.merged_into if self.status is CustomerStatus.MERGED else None,
-            erased=self.status is CustomerStatus.ERASED,
-        )
+        return link_of_profile(self.status, self.merged_into)
 
     @property
     def display_name(self) -> str:

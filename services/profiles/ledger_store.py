@@ -9,7 +9,7 @@ never as a float.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -72,7 +72,7 @@ class LedgerStore:
 
     async def figures_in(self, uow: UnitOfWork, customer_id: str) -> Figures:
         """The customer's figures as ``uow`` sees them (with this batch's entries)."""
-        document = await uow.get(self.figures, customer_id)
+        document = await uow.view(self.figures, customer_id)  # (read into a new model)
         return Figures(customer_id=customer_id) if document is None else _figures(document)
 
     def put_figures(self, uow: UnitOfWork, figures: Figures) -> None:
@@ -188,7 +188,7 @@ def _figures_document(figures: Figures) -> dict[str, Any]:
     )
 
 
-def _figures(document: dict[str, Any]) -> Figures:
+def _figures(document: Mapping[str, Any]) -> Figures:
     fields = _from_bson(document)
     return Figures(
         customer_id=fields["_id"],

@@ -19,7 +19,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from services.profiles.domain import Customer, CustomerQuery, CustomerStatus
+from services.profiles.domain import Customer, CustomerQuery, CustomerStatus, link_of_profile
 from services.profiles.identity import match_keys
 from shared.identity import MAX_MERGE_HOPS, Link
 from shared.mongo import Database, Session
@@ -87,8 +87,12 @@ class CustomerStore:
     async def link(self, uow: UnitOfWork, customer_id: str) -> Link | None:
         """The profile's merge link as ``uow`` sees it (``shared.identity``); None when
         there is no such profile."""
-        customer = await self.of(uow, customer_id)
-        return None if customer is None else customer.link
+        document = await uow.view(self.customers, customer_id)  # (no model: on every event)
+        if document is None:
+            return None
+        return link_of_profile(
+            document.get("status", CustomerStatus.ACTIVE), document.get("merged_into")
+        )
 
     async def load_owners(self, uow: UnitOfWork, keys: Iterable[str]) -> list[str]:
         """Read who owns these identity keys into ``uow``; returns the owners found."""
