@@ -574,9 +574,12 @@ async def customer_erased(
 
 
 @routes.after_batch
-async def _wake_the_dispatcher(
+async def _deliver_due_now(
     ctx: Notifications, events: Sequence[Event[Any]], uow: UnitOfWork
 ) -> None:
-    """What the batch recorded as due now goes out without waiting for the next poll."""
-    if ctx.batch(uow).due_now:
+    """What the batch recorded as due now goes out without waiting for the next poll: the
+    in-app messages with the batch itself, the rest from the dispatcher, woken now."""
+    batch = ctx.batch(uow)
+    await batch.deliver_in_app()
+    if batch.due_now:
         ctx.wake_dispatcher()
