@@ -68,8 +68,10 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
     webhook_delivery = WebhookDelivery(WebhookStore(db), channel_settings)
     notifications.webhooks = webhook_delivery
     sms = SmsSender(channel_settings)
+    # (as many kept SMTP connections as sends run at once)
+    smtp = SmtpSender(channel_settings, max_idle=settings.dispatcher_concurrency)
     senders: dict[Channel, Sender] = {
-        Channel.EMAIL: SmtpSender(channel_settings),
+        Channel.EMAIL: smtp,
         Channel.SMS: sms,
         Channel.IN_APP: InAppSender(inbox_store),
     }
@@ -107,7 +109,13 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
     ]
     # Run in reverse: the scheduler stops, the dispatcher finishes and records the sends in
     # flight, and only then are the channels' clients closed.
-    runtime.shutdown += [webhook_delivery.close, sms.close, dispatcher.stop, scheduler.stop]
+    runtime.shutdown += [
+        webhook_delivery.close,
+        smtp.close,
+        sms.close,
+        dispatcher.stop,
+        scheduler.stop,
+    ]
     return runtime.http_app(
         [ops.router, api.router, templates_api.router, inbox_api.router, webhooks_api.router],
         inbox=inbox_store,

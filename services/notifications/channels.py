@@ -11,8 +11,10 @@ recognised as the same message.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -102,12 +104,25 @@ def _digest(value: str) -> str:
 
 
 class SmtpSender:
-    """E-mail over SMTP: a multipart/alternative message (plain text, then HTML)."""
+    """E-mail over SMTP: a multipart/alternative message (plain text, then HTML).
+
+    Connections are kept and reused, as mail providers ask of bulk senders: a message
+    costs its MAIL, RCPT and DATA exchange, not a TCP connection, greeting, EHLO, TLS and
+    login each. One message uses one connection at a time; at most ``max_idle``
+    connections wait for the next message, none longer than ``idle_seconds`` (servers
+    close idle clients), and a kept connection the server closed meanwhile is replaced
+    once, at once. Call :meth:`close` at shutdown."""
 
     channel = Channel.EMAIL
 
-    def __init__(self, settings: ChannelSettings) -> None:
+    def __init__(
+        self, settings: ChannelSettings, *, max_idle: int = 16, idle_seconds: float = 30.0
+    ) -> None:
         self.settings = settings
+        self.max_idle = max_idle
+        self.idle_seconds = idle_seconds
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []  # newest last
+        self.connections_opened = 0
 
     def build(self, message: OutgoingMessage) -> EmailMessage:
         settings = self.settings
@@ -153,20 +168,8 @@ class SmtpSender:
         except (ValueError, TypeError) as error:
             raise PermanentDeliveryError(f"the e-mail cannot be built: {error}") from None
         settings = self.settings
-        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
         try:
-            await aiosmtplib.send(
-                mail,
-                sender=settings.sender_address,
-                recipients=[address],
-                hostname=settings.smtp_host,
-                port=settings.smtp_port,
-                username=settings.smtp_username,
-                password=password,
-                start_tls=settings.smtp_starttls,
-                use_tls=settings.smtp_tls,
-                timeout=settings.send_timeout_seconds,
-            )
+            await self._transfer(mail, address)
         except aiosmtplib.SMTPRecipientsRefused as error:
             codes = [refused.code for refused in error.recipients]
             reasons = "; ".join(f"{r.code} {r.message}" for r in error.recipients)
@@ -188,6 +191,75 @@ class SmtpSender:
                 f"SMTP server {settings.smtp_host}:{settings.smtp_port} unavailable:"
                 f" {type(error).__name__}: {error}"
             ) from None
+
+    async def _transfer(self, mail: EmailMessage, address: str) -> None:
+        """Send on a kept connection (or a new one) and keep it while it can serve on."""
+        sender = self.settings.sender_address
+        client, kept = await self._connection()
+        try:
+            try:
+                await client.send_message(mail, sender=sender, recipients=[address])
+            except aiosmtplib.SMTPServerDisconnected:
+                if not kept:
+                    raise
+                # A kept connection the server had closed: once more, on a new one.
+                client.close()
+                client, _ = await self._connection(fresh=True)
+                await client.send_message(mail, sender=sender, recipients=[address])
+        except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException):
+            self._keep(client)  # the server refused the message and reset the envelope
+            raise
+        except BaseException:
+            client.close()  # (in an unknown state: a timeout, a reset, a cancellation)
+            raise
+        self._keep(client)
+
+    @property
+    def kept(self) -> int:
+        """How many connections wait for the next message."""
+        return len(self._idle)
+
+    async def close(self) -> None:
+        """Say goodbye on the kept connections."""
+        idle, self._idle = self._idle, []
+        for client, _ in idle:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                await client.quit()
+            client.close()
+
+    async def _connection(self, *, fresh: bool = False) -> tuple[aiosmtplib.SMTP, bool]:
+        """A connection for one message, and whether it was kept from an earlier one."""
+        now = time.monotonic()
+        while self._idle and not fresh:
+            client, since = self._idle.pop()
+            if client.is_connected and now - since < self.idle_seconds:
+                return client, True
+            client.close()
+        settings = self.settings
+        client = aiosmtplib.SMTP(
+            hostname=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=(
+                settings.smtp_password.get_secret_value() if settings.smtp_password else None
+            ),
+            start_tls=settings.smtp_starttls,
+            use_tls=settings.smtp_tls,
+            timeout=settings.send_timeout_seconds,
+        )
+        try:
+            await client.connect()
+        except BaseException:
+            client.close()
+            raise
+        self.connections_opened += 1
+        return client, False
+
+    def _keep(self, client: aiosmtplib.SMTP) -> None:
+        if client.is_connected and len(self._idle) < self.max_idle:
+            self._idle.append((client, time.monotonic()))
+        else:
+            client.close()
 
 
 def classify_http(status: int, what: str, body: str = "") -> None:

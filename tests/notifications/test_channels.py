@@ -201,6 +201,88 @@ async def test_a_refused_recipient_is_permanent_and_a_deferred_one_transient(
         await sender.send(outgoing(Channel.EMAIL, "busy@example.com"))
 
 
+class _Counting:
+    """An SMTP server that notes the client connection each message came over, and can
+    hang up on a client after its message (as a server does with idle clients)."""
+
+    def __init__(self) -> None:
+        self.peers: list[Any] = []
+        self.hang_up = False
+
+    async def handle_DATA(  # noqa: N802 - aiosmtpd hook
+        self, server: Any, session: Any, envelope: Any
+    ) -> str:
+        self.peers.append(session.peer)
+        if self.hang_up:
+            asyncio.get_running_loop().call_later(0.05, server.transport.close)
+        return "250 OK"
+
+
+@pytest.fixture
+def counting_server() -> Iterator[tuple[_Counting, int]]:
+    handler = _Counting()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+async def test_messages_share_a_kept_connection_and_a_closed_one_is_replaced(
+    counting_server: tuple[_Counting, int],
+) -> None:
+    handler, port = counting_server
+    sender = SmtpSender(smtp_settings(port), max_idle=2)
+    try:
+        for n in range(3):
+            await sender.send(outgoing(Channel.EMAIL, f"kept-{n}@example.com"))
+        assert len(handler.peers) == 3
+        assert len(set(handler.peers)) == 1  # one connection for the three
+        assert sender.connections_opened == 1
+        # Sends at once use a connection each; afterwards at most ``max_idle`` wait.
+        await asyncio.gather(
+            *(sender.send(outgoing(Channel.EMAIL, f"busy-{n}@example.com")) for n in range(4))
+        )
+        assert sender.connections_opened == 4
+        assert sender.kept == 2
+    finally:
+        await sender.close()
+    assert sender.kept == 0
+
+
+async def test_a_connection_the_server_closed_is_replaced(
+    counting_server: tuple[_Counting, int],
+) -> None:
+    handler, port = counting_server
+    sender = SmtpSender(smtp_settings(port))
+    try:
+        handler.hang_up = True  # as a server does with a client it finds idle
+        await sender.send(outgoing(Channel.EMAIL, "then-closed@example.com"))
+        await asyncio.sleep(0.3)
+        await sender.send(outgoing(Channel.EMAIL, "after@example.com"))
+        assert sender.connections_opened == 2
+        assert len(set(handler.peers)) == 2
+    finally:
+        await sender.close()
+
+
+async def test_a_kept_connection_idle_too_long_is_not_used_again(
+    counting_server: tuple[_Counting, int],
+) -> None:
+    handler, port = counting_server
+    sender = SmtpSender(smtp_settings(port), idle_seconds=0.2)
+    try:
+        await sender.send(outgoing(Channel.EMAIL, "first@example.com"))
+        await asyncio.sleep(0.3)
+        await sender.send(outgoing(Channel.EMAIL, "second@example.com"))
+        assert sender.connections_opened == 2
+        assert len(set(handler.peers)) == 2
+    finally:
+        await sender.close()
+
+
 # --- SMS -------------------------------------------------------------------------------
 
 
