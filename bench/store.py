@@ -8,10 +8,11 @@ its own transaction as the services do, on collections with the services' real i
 - the baseline's: the idempotency markers and ledger entries (``insert_many``, no
   secondary index) and the per-customer figures (``bulk_write`` of ``$inc`` upserts);
 - notifications': the deliveries (``insert_many`` into the ledger with its five indexes),
-  their outcomes (the dispatcher's ``bulk_write`` of
-  :func:`~services.notifications.deliveries_store.finish`),
-  and the ``crm.notification.sent`` events into the outbox and out of it (``insert_many``,
-  then the relay's mark as published).
+  the e-mail's outcome (the dispatcher's ``bulk_write`` of
+  :func:`~services.notifications.deliveries_store.finish`), the in-app message (an
+  ``insert_many`` into the inbox, with its delivery: the batch delivers it, so its delivery
+  is written once, already sent), and the ``crm.notification.sent`` events into the outbox
+  and out of it (``insert_many``, then the relay's mark as published).
 
 It prints microseconds per document for each (the best of ``--rounds``), then what one
 purchase costs in store time on each path, and the rate each path could not exceed on
@@ -36,6 +37,7 @@ from pymongo import AsyncMongoClient, InsertOne, UpdateOne
 from bench._common import connection_parser, database_name, positive, redact
 from services.notifications.deliveries_domain import Delivery, DeliveryStatus
 from services.notifications.deliveries_store import DeliveryLedger, delivery_document, finish
+from services.notifications.inbox_store import InboxStore
 from services.notifications.rules import Audience
 from shared.mongo import Collection, MongoClient, update_in
 from shared.outbox import Outbox
@@ -47,7 +49,8 @@ BASELINE = {"markers": 1.0, "ledger entries": 1.0, "figures ($inc)": 0.1}
 THANK_YOU = {
     "markers": 1.0,
     "deliveries (insert)": 2.0,
-    "delivery outcomes": 2.0,
+    "delivery outcomes": 1.0,  # the e-mail's: the in-app one is inserted already sent
+    "inbox (insert)": 1.0,
     "outbox (insert)": 2.0,
     "outbox (marked published)": 2.0,
 }
@@ -92,6 +95,15 @@ def deliveries(count: int, now: datetime) -> list[Delivery]:
     ]
 
 
+def inbox_documents(sent: list[Delivery], now: datetime) -> list[dict[str, Any]]:
+    return [
+        {"_id": d.id, "customer_id": d.customer_id, "rule": d.rule,
+         "subject": "Hvala na narudžbi P-1", "text": "Hvala na narudžbi! " * 8, "locale": "hr",
+         "direction": "ltr", "created_at": now, "read_at": None}
+        for d in sent
+    ]  # fmt: skip
+
+
 def outbox_documents(count: int) -> list[dict[str, Any]]:
     return [
         {"_id": str(uuid.uuid4()), "order": ObjectId(), "type": "rapport.notification.sent",
@@ -107,6 +119,8 @@ async def one_round(client: MongoClient, name: str, count: int) -> dict[str, flo
     await ledger.ensure_indexes()
     outbox = Outbox(db, TopicNames(""))
     await outbox.ensure_indexes()
+    inbox = InboxStore(db)
+    await inbox.ensure_indexes()
     markers, entries, figures = db["markers"], db["entries"], db["figures"]
     now = datetime.now(UTC)
     sent = deliveries(count, now)
@@ -152,6 +166,9 @@ async def one_round(client: MongoClient, name: str, count: int) -> dict[str, flo
             client,
             on(ledger.deliveries, [finish(d, {"status": "sent", "sent_at": now}) for d in sent]),
             count,
+        ),
+        "inbox (insert)": await timed(
+            client, on(inbox.messages, [InsertOne(d) for d in inbox_documents(sent, now)]), count
         ),
         "outbox (insert)": await timed(
             client, on(outbox.collection, [InsertOne(d) for d in events]), count
