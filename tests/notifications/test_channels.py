@@ -5,6 +5,7 @@ in-app inbox; and which failures are worth a retry (transient) and which never a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -176,16 +177,23 @@ class _Refusing:
         return self.code
 
 
-@pytest.fixture(scope="module")
-def refusing_server() -> Iterator[tuple[_Refusing, int]]:
-    handler = _Refusing()
+@contextlib.contextmanager
+def smtp_server(handler: object) -> Iterator[int]:
+    """An aiosmtpd server with ``handler`` on a free port, for the test's duration."""
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        yield handler, port
+        yield port
     finally:
         controller.stop()
+
+
+@pytest.fixture(scope="module")
+def refusing_server() -> Iterator[tuple[_Refusing, int]]:
+    handler = _Refusing()
+    with smtp_server(handler) as port:
+        yield handler, port
 
 
 async def test_a_refused_recipient_is_permanent_and_a_deferred_one_transient(
@@ -221,16 +229,11 @@ class _Counting:
 @pytest.fixture
 def counting_server() -> Iterator[tuple[_Counting, int]]:
     handler = _Counting()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_server(handler) as port:
         yield handler, port
-    finally:
-        controller.stop()
 
 
-async def test_messages_share_a_kept_connection_and_a_closed_one_is_replaced(
+async def test_messages_share_kept_connections_and_at_most_max_idle_wait(
     counting_server: tuple[_Counting, int],
 ) -> None:
     handler, port = counting_server
