@@ -34,7 +34,7 @@ from shared.events.envelope import Event, InvalidEvent, KafkaRecord, decode
 from shared.events.registry import DEFAULT_REGISTRY, EventRegistry
 from shared.kafka import EventPublisher
 from shared.mongo import Database, MongoClient, find_in
-from shared.observability import BATCH_SIZE, EVENTS_CONSUMED, span_from
+from shared.observability import BATCH_SECONDS, BATCH_SIZE, EVENTS_CONSUMED, span_from
 from shared.outbox import Outbox, OutboxRelay
 from shared.routing import BoundRoutes
 from shared.topics import TopicNames
@@ -144,6 +144,10 @@ class EventConsumer:
     async def handle_batch(self, messages: Sequence[IncomingMessage]) -> list[Outcome]:
         """Apply ``messages`` (in order); returns each one's outcome, in order."""
         BATCH_SIZE.labels(self.service).observe(len(messages))
+        with BATCH_SECONDS.labels(self.service).time():
+            return await self._handle_batch(messages)
+
+    async def _handle_batch(self, messages: Sequence[IncomingMessage]) -> list[Outcome]:
         outcomes: dict[int, Outcome] = {}
         decoded: list[tuple[int, _Decoded]] = []
         for index, message in enumerate(messages):

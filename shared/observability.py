@@ -42,6 +42,17 @@ BATCH_SIZE = Histogram(
 EVENTS_PUBLISHED = Counter(
     "rapport_events_published_total", "Events published from the outbox", ["service", "topic"]
 )
+BATCH_SECONDS = Histogram(
+    "rapport_consumer_batch_seconds",
+    "Time a consumer took to apply one batch, from decoding to the commit of its unit of work",
+    ["service"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+TRANSACTION_RETRIES = Counter(
+    "rapport_transaction_retries_total",
+    "Units of work run again after a transient transaction error (a write conflict with a"
+    " concurrent transaction, a primary stepping down)",
+)
 OUTBOX_PENDING = Gauge(
     "rapport_outbox_pending", "Outbox events stored but not yet published", ["service"]
 )

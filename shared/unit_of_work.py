@@ -29,7 +29,7 @@ from pymongo import DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
 
 from shared.events import Event
 from shared.mongo import Collection, Document, MongoClient, Session, find_in
-from shared.observability import current_trace_context
+from shared.observability import TRANSACTION_RETRIES, current_trace_context
 from shared.outbox import Outbox, OutboxRelay
 
 log = logging.getLogger(__name__)
@@ -236,6 +236,9 @@ class UnitsOfWork:
 
         async with self.client.start_session() as session:
             result = await session.with_transaction(attempt)
+        if len(attempts) > 1:
+            TRANSACTION_RETRIES.inc(len(attempts) - 1)
+            log.info("a unit of work ran %d times (transient transaction errors)", len(attempts))
         if self.relay is not None:
             self.relay.wake()
         attempts[-1].committed()

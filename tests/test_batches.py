@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client import REGISTRY
 from pymongo.errors import BulkWriteError
 
 from shared.consumer import EventConsumer, IncomingMessage, Outcome, RejectEvent
@@ -121,6 +122,8 @@ async def test_a_duplicate_inside_a_batch_and_across_batches_has_one_effect(
     consumer = consumer_of(client, db, publisher, topics, tally)
     first, second, third = purchase("p-1"), purchase("p-2"), purchase("p-3")
     topic = topics(PURCHASES)
+    timed = {"service": "batch-tests"}
+    batches_before = REGISTRY.get_sample_value("rapport_consumer_batch_seconds_count", timed)
 
     outcomes = await consumer.handle_batch(
         messages(topic, encode(first), encode(second), encode(first))
@@ -128,6 +131,9 @@ async def test_a_duplicate_inside_a_batch_and_across_batches_has_one_effect(
     assert outcomes == [Outcome.PROCESSED, Outcome.PROCESSED, Outcome.DUPLICATE]
     again = await consumer.handle_batch(messages(topic, encode(second), encode(third), start=3))
     assert again == [Outcome.DUPLICATE, Outcome.PROCESSED]
+    # Each batch's time is measured (``rapport_consumer_batch_seconds``).
+    batches_after = REGISTRY.get_sample_value("rapport_consumer_batch_seconds_count", timed)
+    assert (batches_after or 0.0) - (batches_before or 0.0) == 2
 
     assert await tally.effects.count_documents({}) == 3
     assert await tally.tallies.find_one({"_id": "c-1"}) == {"_id": "c-1", "count": 3}
@@ -380,3 +386,34 @@ async def test_a_view_reads_what_the_unit_sees_without_a_copy_and_once(
     await units.run(work)
     assert seen == [{"_id": "b", "count": 8}]
     assert counter.finds() == ["tallies", "tallies"]  # "a", then "missing"; "b" was put
+
+
+async def test_a_unit_of_work_that_meets_a_write_conflict_runs_again_and_is_counted(
+    mongo_client: MongoClient, db: Database, topics: TopicNames
+) -> None:
+    """Two units change the same document at once: the second meets a write conflict,
+    runs again once the first committed, and ``rapport_transaction_retries_total`` says
+    so (the metric an operator reads when batches slow down)."""
+    units = UnitsOfWork(mongo_client, Outbox(db, topics))
+    tallies = db["tallies"]
+    await tallies.insert_one({"_id": "shared", "count": 0})
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def first(uow: UnitOfWork) -> None:
+        await tallies.update_one({"_id": "shared"}, {"$inc": {"count": 1}}, session=uow.session)
+        holding.set()
+        await release.wait()
+
+    async def second(uow: UnitOfWork) -> None:
+        await tallies.update_one({"_id": "shared"}, {"$inc": {"count": 10}}, session=uow.session)
+
+    before = REGISTRY.get_sample_value("rapport_transaction_retries_total") or 0.0
+    held = asyncio.create_task(units.run(first))
+    await holding.wait()
+    conflicting = asyncio.create_task(units.run(second))
+    await asyncio.sleep(0.5)  # the second meets the first's uncommitted change meanwhile
+    release.set()
+    await asyncio.gather(held, conflicting)
+    assert (await tallies.find_one({"_id": "shared"}) or {})["count"] == 11
+    after = REGISTRY.get_sample_value("rapport_transaction_retries_total") or 0.0
+    assert after > before
