@@ -40,7 +40,6 @@ from services.notifications.deliveries_store import (
 from services.notifications.directory_domain import Customer
 from services.notifications.directory_store import Directory, customer_from, merge_link
 from services.notifications.documents import Document, Write, apply, matches
-from services.notifications.domain import Channel
 from services.notifications.ports import HandOff, Lease, WebhookPort, WebhookSubscription
 from services.notifications.preferences_domain import CustomerPreferences
 from services.notifications.preferences_store import PreferenceStore, combine
@@ -113,9 +112,6 @@ class Batch:
         self._hand_off = hand_off
         self._lease: Lease | None = None
         self._handed: list[Delivery] = []
-        # In-app deliveries recorded as due now, and the documents their inserts write.
-        self._in_app_now: list[Delivery] = []
-        self._inserted: dict[str, Document] = {}
         self.session: Session | None = uow.session if uow is not None else None
         self._collections = (
             directory.customers,
@@ -493,31 +489,11 @@ class Batch:
                             "due_at": lease.until}
                 )  # fmt: skip
                 self._handed.append(delivery)
-            if delivery.channel is Channel.IN_APP:
-                self._in_app_now.append(delivery)
         document = delivery_document(delivery)
         # (as a plain write: the unit of work need not keep a copy, the batch keeps its own)
         uow.write(self._collections[2], InsertOne(document), key=delivery.id)
-        self._inserted[delivery.id] = document
         self.deliveries[delivery.id] = {key: document.get(key) for key in _LEDGER_FIELDS}
         return True
-
-    async def deliver_in_app(self) -> None:
-        """The in-app messages this batch recorded as due now, and that nothing later in
-        the batch changed, go into the inbox in the batch's own transaction (see
-        :meth:`~services.notifications.ports.HandOff.deliver_in`): each delivery is written
-        once, already sent. Called once every event of the batch was applied."""
-        ready = [delivery for delivery in self._in_app_now if self._unchanged(delivery)]
-        self._in_app_now = []
-        if not ready or self._hand_off is None:
-            return
-        delivered = await self._hand_off.deliver_in(self, ready, self._writable())
-        for delivery_id, changes in delivered.items():
-            self._inserted[delivery_id].update(changes)  # its insert, not yet written
-            known = self.deliveries[delivery_id]
-            if known is not None:
-                known.update({k: v for k, v in changes.items() if k in _LEDGER_FIELDS})
-        self._handed = [delivery for delivery in self._handed if delivery.id not in delivered]
 
     def _leased(self) -> Lease | None:
         """The batch's claim on what it records as due now: taken at the first such
@@ -536,25 +512,20 @@ class Batch:
         unchanged: list[Delivery] = []
         changed: list[str] = []
         for delivery in self._handed:
-            if self._unchanged(delivery):
+            now = self.deliveries.get(delivery.id)
+            if now is not None and all(
+                now.get(name) == value
+                for name, value in (
+                    ("status", DeliveryStatus.PENDING.value),
+                    ("customer_id", delivery.customer_id),
+                    ("due_at", delivery.due_at),
+                    ("last_error", delivery.last_error),
+                )
+            ):
                 unchanged.append(delivery)
             else:
                 changed.append(delivery.id)
         return unchanged, changed
-
-    def _unchanged(self, delivery: Delivery) -> bool:
-        """Whether the delivery is still pending as recorded (no later event of the batch
-        moved or cancelled it)."""
-        now = self.deliveries.get(delivery.id)
-        return now is not None and all(
-            now.get(name) == value
-            for name, value in (
-                ("status", DeliveryStatus.PENDING.value),
-                ("customer_id", delivery.customer_id),
-                ("due_at", delivery.due_at),
-                ("last_error", delivery.last_error),
-            )
-        )
 
     def emit(self, events: Sequence[Event[Any]]) -> None:
         self._writable().emit(events)

@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import re
 import time
-from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, parseaddr
@@ -29,12 +28,10 @@ from services.notifications.domain import (
     Channel,
     OutgoingMessage,
     PermanentDeliveryError,
-    Sender,
     TransientDeliveryError,
 )
 from services.notifications.inbox_store import InboxStore
 from shared.settings import Environment
-from shared.unit_of_work import UnitOfWork
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -337,18 +334,3 @@ class InAppSender:
 
     async def send(self, message: OutgoingMessage) -> None:
         await self.inbox.deliver(message)
-
-    def within(self, uow: UnitOfWork) -> Sender:
-        """This channel as a batch uses it: the message is written when ``uow`` commits,
-        together with the delivery it records."""
-        return _InUnit(self.inbox, uow)
-
-
-@dataclass
-class _InUnit:
-    inbox: InboxStore
-    uow: UnitOfWork
-    channel: Channel = Channel.IN_APP
-
-    async def send(self, message: OutgoingMessage) -> None:
-        self.inbox.deliver_in(self.uow, message)

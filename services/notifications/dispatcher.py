@@ -17,8 +17,7 @@ What the event path records as due now does not wait for a look at all: the batc
 a claim of this dispatcher into those deliveries (:meth:`Dispatcher.reserve`), and once its
 transaction has committed hands them over (:meth:`Dispatcher.take`): as recorded, or
 read back by id when a later event of the batch changed them (a merge, an erasure); they
-are then sent like a claimed batch. An in-app message due now is not even handed over:
-the batch delivers it in its own transaction (:meth:`Dispatcher.deliver_in`). While more than
+are then sent like a claimed batch. While more than
 ``max_in_hand`` deliveries wait in hand, no lease is given: the deliveries stay due and
 are claimed later. A delivery whose claim would expire before its send could time out is
 not started (past its lease another dispatcher may take it over).
@@ -56,7 +55,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from services.notifications.batch import Batch
-from services.notifications.channels import InAppSender
 from services.notifications.deliveries_domain import WAITING_FOR_CUSTOMER, Delivery, DeliveryStatus
 from services.notifications.deliveries_store import finish
 from services.notifications.directory_domain import Customer
@@ -355,46 +353,10 @@ class Dispatcher:
         )
         return len(claimed)
 
-    async def deliver_in(
-        self, reader: Batch, deliveries: Sequence[Delivery], uow: UnitOfWork
-    ) -> dict[str, dict[str, Any]]:
-        """Deliver in-app messages due now in the transaction of the batch recording them:
-        the message, its delivery already sent and the ``crm.notification.sent`` event are
-        written together (no claim, no second write of the delivery, no inbox write of its
-        own). Only what is sent is settled here: a message the policy suppresses or
-        postpones now, or that fails, is left pending for the dispatcher, which tries it as
-        any other. Returns the changes of each delivery sent, by id."""
-        in_app = self.senders.get(Channel.IN_APP)
-        if not isinstance(in_app, InAppSender):
-            return {}
-        sender = in_app.within(uow)
-        now = self.ctx.now()
-        delivered: dict[str, dict[str, Any]] = {}
-        for delivery in deliveries:
-            try:
-                outcome = await self.attempt(delivery, now, reader, sender=sender)
-            except Exception:
-                log.exception("delivery %s could not be delivered with its batch", delivery.id)
-                continue
-            if not isinstance(outcome, Sent):
-                continue
-            changes, events, _ = self._changes(delivery, outcome, now)
-            uow.emit(events)
-            delivered[delivery.id] = {
-                **changes, "claim": None, "claimed_until": None, "version": delivery.version + 1
-            }  # fmt: skip
-        return delivered
-
     async def attempt(
-        self,
-        delivery: Delivery,
-        now: datetime,
-        reader: Batch | None = None,
-        *,
-        sender: Sender | None = None,
+        self, delivery: Delivery, now: datetime, reader: Batch | None = None
     ) -> Outcome:
-        """Try one claimed delivery; ``reader``: what its batch read of the customers;
-        ``sender``: the channel's, unless given."""
+        """Try one claimed delivery; ``reader``: what its batch read of the customers."""
         reader = reader or self.ctx.reader()
         customer = await reader.customer(delivery.customer_id)
         situation = await self._situation(delivery, customer, reader, now)
@@ -415,7 +377,7 @@ class Dispatcher:
             if because is not None:
                 return Skip(because, postpone_until=later, deferral=True)
         recipient = self._recipient(delivery, customer, address)
-        sender = sender or self.senders.get(delivery.channel)
+        sender = self.senders.get(delivery.channel)
         if sender is None:
             return Failure(f"no sender for the {delivery.channel.value} channel", False)
         try:

@@ -574,12 +574,9 @@ async def customer_erased(
 
 
 @routes.after_batch
-async def _deliver_due_now(
+async def _wake_the_dispatcher(
     ctx: Notifications, events: Sequence[Event[Any]], uow: UnitOfWork
 ) -> None:
-    """What the batch recorded as due now goes out without waiting for the next poll: the
-    in-app messages with the batch itself, the rest from the dispatcher, woken now."""
-    batch = ctx.batch(uow)
-    await batch.deliver_in_app()
-    if batch.due_now:
+    """What the batch recorded as due now goes out without waiting for the next poll."""
+    if ctx.batch(uow).due_now:
         ctx.wake_dispatcher()

@@ -9,8 +9,6 @@ a merge moves them to the surviving customer, and an undone merge takes them bac
 Messages delivered at the same time are written together: while one ``insert_many`` is
 on its way, the messages that arrive queue up and go in the next one (the dispatcher
 sends many at once, and one write per message would cost the store a round trip each).
-A message an event makes due at once is written by the event's own batch, with its
-delivery (:meth:`InboxStore.deliver_in`).
 """
 
 from __future__ import annotations
@@ -27,7 +25,6 @@ from services.notifications.inbox_domain import InboxMessage
 from shared.clock import Clock, utc_now
 from shared.errors import NotFound
 from shared.mongo import Database, Session
-from shared.unit_of_work import UnitOfWork
 
 
 class InboxStore:
@@ -45,21 +42,8 @@ class InboxStore:
 
     async def deliver(self, message: OutgoingMessage) -> None:
         """Store the message once per delivery id; a repeat changes nothing."""
-        document = self._document(message)
-        written = asyncio.get_running_loop().create_future()
-        self._queued.append((document, written))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_queued())
-        await asyncio.shield(written)  # (a cancelled send still leaves its message written)
-
-    def deliver_in(self, uow: UnitOfWork, message: OutgoingMessage) -> None:
-        """Store the message when ``uow`` commits, with the delivery that records it (a
-        delivery recorded and delivered in one transaction: its id is new)."""
-        uow.insert(self.messages, self._document(message))
-
-    def _document(self, message: OutgoingMessage) -> dict[str, Any]:
         rendered = message.rendered
-        return {
+        document = {
             "_id": message.delivery_id,
             "customer_id": message.recipient.customer_id,
             "rule": message.rule,
@@ -70,6 +54,11 @@ class InboxStore:
             "created_at": self.clock(),
             "read_at": None,
         }
+        written = asyncio.get_running_loop().create_future()
+        self._queued.append((document, written))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_queued())
+        await asyncio.shield(written)  # (a cancelled send still leaves its message written)
 
     async def _write_queued(self) -> None:
         """Write what is queued, one ``insert_many`` at a time, until nothing is."""

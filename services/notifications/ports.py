@@ -68,14 +68,6 @@ class HandOff(Protocol):
         those with the ids in ``changed``, as they were committed."""
         ...
 
-    async def deliver_in(
-        self, reader: Any, deliveries: Sequence[Any], uow: Any
-    ) -> Mapping[str, Mapping[str, Any]]:
-        """Deliver, in the transaction of ``uow`` (the batch that records them), the
-        deliveries whose channel is a write of the store (the in-app inbox); returns the
-        changes of each one delivered, by id (the others are left to the dispatcher)."""
-        ...
-
 
 def subscription_id(subscription: Any) -> str:
     """A subscription's id, whether it is a model, a dataclass or a mapping."""

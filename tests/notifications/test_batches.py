@@ -19,11 +19,10 @@ from typing import Any
 import pytest
 
 from devstack.smtp import ReceivedMessage, SmtpSink
-from services.notifications.channels import ChannelSettings, InAppSender, SmtpSender
+from services.notifications.channels import ChannelSettings, SmtpSender
 from services.notifications.dispatcher import Dispatcher
 from services.notifications.domain import Channel, OutgoingMessage, Purpose, Sender
 from services.notifications.handlers import routes
-from services.notifications.inbox_store import InboxStore
 from services.notifications.planning import Notifications
 from services.notifications.preferences_domain import CustomerPreferences, OptOut
 from services.notifications.template_store import TemplateStore
@@ -40,7 +39,6 @@ from shared.events.customers import (
     CustomerUpdated,
 )
 from shared.events.insights import ChurnRiskChanged
-from shared.events.notifications import NotificationSent
 from shared.events.purchases import PurchaseCompleted
 from shared.kafka import AiokafkaPublisher
 from shared.mongo import IN_CHUNK, Database, MongoClient
@@ -797,58 +795,3 @@ async def test_a_thank_you_at_dawn_goes_at_once_while_the_sms_and_the_offer_wait
         for d in await setup.deliveries(customer_id=strict)
     }
     assert receipts == {"email": (morning, "quiet hours"), "in_app": (dawn, None)}
-
-
-async def test_an_in_app_message_due_now_goes_to_the_inbox_with_its_batch(
-    setup: Setup, smtp_sink: SmtpSink
-) -> None:
-    """The thank-you's in-app message is written by the batch that records it, in its
-    transaction: the delivery once (inserted already sent, no claim, no second write),
-    the inbox message with one insert for the batch, and its ``crm.notification.sent``.
-    The e-mail still goes through the dispatcher. A customer erased later in the same
-    batch gets no message, and one the batch cannot deliver yet (a buyer not registered)
-    is left pending for the dispatcher."""
-    tag = uuid.uuid4().hex[:6]
-    customers = people(tag, 4)
-    (erased, _), *kept = customers
-    inbox = InboxStore(setup.db, clock=setup.ctx.now)
-    await inbox.ensure_indexes()
-    setup.ctx.inbox = inbox
-    senders: Mapping[Channel, Sender] = {
-        Channel.EMAIL: Watched(smtp_sink), Channel.IN_APP: InAppSender(inbox)
-    }  # fmt: skip
-    renderer = JinjaTemplateRenderer(TemplateStore(setup.db))
-    setup.ctx.hand_off = Dispatcher(setup.ctx, renderer, senders)  # (not started: no lease)
-    stranger = f"c-{tag}-stranger"
-    events: list[EventPayload] = [registered(c, email) for c, email in customers]
-    events += [bought(c, f"{tag}-{c}") for c, _ in customers]
-    events += [bought(stranger, f"{tag}-stranger"), CustomerErased(customer_id=erased,
-                                                                   erased_at=DAYTIME)]  # fmt: skip
-    setup.counter.clear()
-    assert set(await setup.batch(*events)) == {Outcome.PROCESSED}
-
-    # The ledger: the registrations release what waited for them, one insert of every
-    # delivery (the in-app ones already sent), the erasure cancels; nothing else.
-    assert setup.counter.written("deliveries") == [
-        ("update", len(customers)), ("insert", 2 * len(customers) + 2), ("update", 4)
-    ]  # fmt: skip
-    # The inbox: the erasure blanks what the erased customer had, then one insert of the
-    # batch's messages.
-    assert setup.counter.written("inbox") == [("update", 1), ("insert", len(kept))]
-    in_app = {d["customer_id"]: d for d in await setup.deliveries(channel="in_app")}
-    for customer, _ in kept:
-        delivery = in_app[customer]
-        assert (delivery["status"], delivery["claim"], delivery["attempts"]) == ("sent", None, 1)
-        assert delivery["sent_at"] == DAYTIME
-    assert in_app[erased]["status"] == "cancelled"
-    assert (in_app[stranger]["status"], in_app[stranger]["claim"]) == ("pending", None)
-    messages = [m async for m in inbox.messages.find({}, sort=[("customer_id", 1)])]
-    assert [m["customer_id"] for m in messages] == sorted(c for c, _ in kept)
-    assert all(m["_id"] == in_app[m["customer_id"]]["_id"] and m["text"] for m in messages)
-    announced = [
-        d async for d in setup.ctx.outbox.collection.find({"type": NotificationSent.event_type})
-    ]
-    assert len(announced) == len(kept)
-    emails = await setup.deliveries(channel="email", customer_id={"$in": [c for c, _ in kept]})
-    assert {d["status"] for d in emails} == {"pending"}  # the dispatcher's to send
-    assert mails_to(smtp_sink, {email for _, email in customers}) == []
