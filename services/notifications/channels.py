@@ -204,12 +204,12 @@ class SmtpSender:
                 client, _ = await self._connection(fresh=True)
                 await client.send_message(mail, sender=sender, recipients=[address])
         except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException):
-            self._keep(client)  # the server refused the message and reset the envelope
+            await self._release(client)  # the server refused the message, reset the envelope
             raise
         except BaseException:
             client.close()  # (in an unknown state: a timeout, a reset, a cancellation)
             raise
-        self._keep(client)
+        await self._release(client)
 
     @property
     def kept(self) -> int:
@@ -220,9 +220,7 @@ class SmtpSender:
         """Say goodbye on the kept connections."""
         idle, self._idle = self._idle, []
         for client, _ in idle:
-            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
-                await client.quit()
-            client.close()
+            await _quit(client)
 
     async def _connection(self, *, fresh: bool = False) -> tuple[aiosmtplib.SMTP, bool]:
         """A connection for one message, and whether it was kept from an earlier one."""
@@ -231,7 +229,7 @@ class SmtpSender:
             client, since = self._idle.pop()
             if client.is_connected and now - since < self.idle_seconds:
                 return client, True
-            client.close()
+            await _quit(client)
         settings = self.settings
         client = aiosmtplib.SMTP(
             hostname=settings.smtp_host,
@@ -252,11 +250,20 @@ class SmtpSender:
         self.connections_opened += 1
         return client, False
 
-    def _keep(self, client: aiosmtplib.SMTP) -> None:
+    async def _release(self, client: aiosmtplib.SMTP) -> None:
+        """Keep the connection for the next message, or say goodbye when enough wait."""
         if client.is_connected and len(self._idle) < self.max_idle:
             self._idle.append((client, time.monotonic()))
-        else:
-            client.close()
+            return
+        await _quit(client)
+
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    """QUIT, as a polite client does; a connection already gone is simply closed."""
+    if client.is_connected:
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+            await client.quit()
+    client.close()
 
 
 def classify_http(status: int, what: str, body: str = "") -> None:

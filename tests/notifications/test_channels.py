@@ -215,7 +215,14 @@ class _Counting:
 
     def __init__(self) -> None:
         self.peers: list[Any] = []
+        self.quits = 0
         self.hang_up = False
+
+    async def handle_QUIT(  # noqa: N802 - aiosmtpd hook
+        self, server: Any, session: Any, envelope: Any
+    ) -> str:
+        self.quits += 1
+        return "221 Bye"
 
     async def handle_DATA(  # noqa: N802 - aiosmtpd hook
         self, server: Any, session: Any, envelope: Any
@@ -250,9 +257,11 @@ async def test_messages_share_kept_connections_and_at_most_max_idle_wait(
         )
         assert sender.connections_opened == 4
         assert sender.kept == 2
+        assert handler.quits == 2  # the two beyond ``max_idle`` said goodbye
     finally:
         await sender.close()
     assert sender.kept == 0
+    assert handler.quits == 4
 
 
 async def test_a_connection_the_server_closed_is_replaced(
