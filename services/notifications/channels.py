@@ -229,7 +229,7 @@ class SmtpSender:
             client, since = self._idle.pop()
             if client.is_connected and now - since < self.idle_seconds:
                 return client, True
-            await _quit(client)
+            client.close()  # (idle too long: the server may be gone; no QUIT to wait on)
         settings = self.settings
         client = aiosmtplib.SMTP(
             hostname=settings.smtp_host,
