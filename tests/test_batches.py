@@ -417,3 +417,20 @@ async def test_a_unit_of_work_that_meets_a_write_conflict_runs_again_and_is_coun
     assert (await tallies.find_one({"_id": "shared"}) or {})["count"] == 11
     after = REGISTRY.get_sample_value("rapport_transaction_retries_total") or 0.0
     assert after > before
+
+
+async def test_the_markers_have_no_index_but_their_id_and_an_older_one_is_dropped(
+    mongo_client: MongoClient,
+    db: Database,
+    publisher: AiokafkaPublisher,
+    topics: TopicNames,
+    tally: Tally,
+) -> None:
+    """Each index on the markers would cost the store a second write per applied event,
+    and nothing reads them but by id: the index earlier versions made goes at start."""
+    await db["processed_events"].create_index([("processed_at", 1)])  # as they made it
+    consumer = consumer_of(mongo_client, db, publisher, topics, tally)
+    await consumer.ensure_indexes()
+    await consumer.ensure_indexes()  # again (another replica): nothing left to drop, no error
+    indexes = [index["name"] async for index in await db["processed_events"].list_indexes()]
+    assert indexes == ["_id_"]
