@@ -26,7 +26,7 @@ from typing import Any
 
 from shared.events import Event
 from shared.events.customers import CustomerSignedOut
-from shared.mongo import Database, Session
+from shared.mongo import Database
 from shared.routing import Routes
 from shared.unit_of_work import UnitOfWork
 
@@ -90,17 +90,10 @@ class RevocationStore:
         self._revoked[token_id] = expires_at
         _bound(self._revoked, self.cache_size)
 
-    async def revoke(self, session: Session, signed_out: CustomerSignedOut) -> None:
-        """Store the revocation in ``session``'s transaction (profiles, at sign-out); call
-        :meth:`remember` once it committed."""
-        document = _document(signed_out)
-        await self.collection.replace_one(
-            {"_id": document["_id"]}, document, upsert=True, session=session
-        )
-
     def record(self, uow: UnitOfWork, signed_out: CustomerSignedOut) -> None:
         """Store the revocation with the unit of work (idempotent: keyed by the jti) and
-        refuse the token in this process once it committed."""
+        refuse the token in this process once it committed: profiles at sign-out, the
+        other services when they hear of it."""
         uow.put(self.collection, _document(signed_out))
         uow.after_commit(lambda: self.remember(signed_out.token_id, signed_out.expires_at))
 

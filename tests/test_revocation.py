@@ -6,8 +6,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from shared.events.customers import CustomerSignedOut
-from shared.mongo import Database, in_transaction
+from shared.mongo import Database
+from shared.outbox import Outbox
 from shared.revocation import RevocationStore
+from shared.topics import TopicNames
+from shared.unit_of_work import UnitOfWork, UnitsOfWork
+
+
+async def _record(store: RevocationStore, uow: UnitOfWork, signed_out: CustomerSignedOut) -> None:
+    store.record(uow, signed_out)
 
 
 class Ticking:
@@ -34,8 +41,8 @@ async def test_lookups_are_cached_and_revocations_expire(db: Database) -> None:
         expires_at=datetime.now(UTC) + timedelta(hours=1),
         signed_out_at=datetime.now(UTC),
     )
-    await in_transaction(db.client, lambda session: store.revoke(session, signed_out))
-    store.remember("t-1", signed_out.expires_at)
+    units = UnitsOfWork(db.client, Outbox(db, TopicNames("test.")))
+    await units.run(lambda uow: _record(store, uow, signed_out))  # remembered once committed
     assert await store.is_revoked("t-1")
     assert store.lookups == 0  # the writer knows at once
 

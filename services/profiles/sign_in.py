@@ -47,6 +47,7 @@ from shared.events import new_event
 from shared.events.customers import CustomerSignedOut, SignInRequested
 from shared.mongo import Session, in_transaction, in_transaction_retrying
 from shared.revocation import RevocationStore
+from shared.unit_of_work import UnitOfWork, UnitsOfWork
 
 SIGN_IN_PATH = "/sign-in"
 
@@ -158,13 +159,11 @@ async def sign_out(
         customer_id=customer_id, token_id=token_id, expires_at=expires_at, signed_out_at=now
     )
     profiles = sign_in.profiles
-    event = new_event(signed_out, source=SOURCE)
 
-    async def store(session: Session) -> None:
-        await sign_in.revocations.revoke(session, signed_out)
-        await profiles.outbox.add(session, [event])
+    async def store(uow: UnitOfWork) -> None:
+        # (refused in this process once committed; the others learn it from the event)
+        sign_in.revocations.record(uow, signed_out)
+        uow.emit([new_event(signed_out, source=SOURCE)])
 
-    await in_transaction(profiles.client, store)
-    sign_in.revocations.remember(token_id, expires_at)  # refused here at once
-    profiles.relay.wake()
+    await UnitsOfWork(profiles.client, profiles.outbox, profiles.relay).run(store)
     return withdrawn
