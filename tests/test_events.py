@@ -147,6 +147,14 @@ def test_binary_mode_from_a_foreign_producer_is_read_too() -> None:
         (structured(purchase_data(), type="crm.purchase.teleported"), "unknown event type"),
         (structured(purchase_data(total_amount=9.9)), "never a number"),
         (structured(purchase_data(currency="euro")), "currency"),
+        # More than a store's decimal keeps exactly, a quantity whose sums overflow
+        # a 64-bit integer: refused here, not by the database half-way through a batch.
+        (structured(purchase_data(total_amount="1" * 35)), "more than 34 significant digits"),
+        (structured(purchase_data(total_amount="0." + "1" * 40)), "significant digits"),
+        (
+            structured(purchase_data(items=[{**purchase_data()["items"][0], "quantity": 10**31}])),
+            "less than or equal to 1000000000",
+        ),
         (structured(purchase_data(items=[])), "items"),
         (structured(purchase_data(), subject="someone-else"), "is not the event's customer"),
         (

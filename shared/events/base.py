@@ -27,9 +27,16 @@ def _decimal_text_only(value: object) -> object:
     return value
 
 
+# What a store's decimal type keeps exactly (MongoDB's Decimal128, IEEE 754 decimal128).
+AMOUNT_DIGITS = 34
+
+
 def _is_finite(value: Decimal) -> Decimal:
     if not value.is_finite():
         raise ValueError("amount must be a finite decimal")
+    # (between the first and the last digit that is not zero; ``normalize`` would round)
+    if len("".join(map(str, value.as_tuple().digits)).strip("0")) > AMOUNT_DIGITS:
+        raise ValueError(f"amount has more than {AMOUNT_DIGITS} significant digits")
     return value
 
 

@@ -18,12 +18,16 @@ from shared.events.base import (
 )
 from shared.topics import PURCHASES
 
+# A line's quantity: at least one, and a bound that sums of many still fit a 64-bit integer.
+MAX_QUANTITY = 1_000_000_000
+Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
+
 
 class PurchaseItem(Record):
     sku: Identifier
     name: ShortText
     category: ShortText
-    quantity: int = Field(ge=1)
+    quantity: Quantity
     unit_price: NonNegativeAmount
 
 
@@ -62,7 +66,7 @@ class PurchaseCompleted(EventPayload):
 
 class ReturnedItem(Record):
     sku: Identifier
-    quantity: int = Field(ge=1)
+    quantity: Quantity
     unit_price: NonNegativeAmount | None = None
 
 

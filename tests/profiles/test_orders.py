@@ -156,6 +156,13 @@ async def test_an_add_on_order_reaches_the_ledger_figures_and_the_purchases_topi
     assert (await api.http.post(orders, json=unlisted, headers=mine)).status_code == 422
     as_float = {**cheaper, "items": [{**line, "unit_price": 9.9}]}
     assert (await api.http.post(orders, json=as_float, headers=mine)).status_code == 422
+    # Beyond what the store keeps (a 64-bit count, 34 decimal digits): refused, not a 500.
+    huge = {**cheaper, "items": [{**line, "quantity": 77134719613398681902980272226304}]}
+    too_precise = {**cheaper, "items": [{**line, "unit_price": "9." + "9" * 40}]}
+    for unstorable in (huge, too_precise):
+        answer = await api.http.post(orders, json=unstorable, headers=api.agent)
+        assert answer.status_code == 422, answer.text
+        assert answer.headers["content-type"].startswith(PROBLEM)
     other = await new_customer(api)
     assert (await api.http.post(orders, json=body, headers=api.customer(other))).status_code == 403
     # Staff may order what the catalogue does not list.
