@@ -252,7 +252,9 @@ async def test_no_marketing_during_an_open_complaint_and_a_daily_cap(
     )  # fmt: skip
     during = await apply(ctx, churn("c-m"))
     offers = [d for d in await ledger(ctx, "c-m") if d["source_event_id"] == during.id]
-    email_offer = next(d for d in offers if d["rule"] == "retention_offer")
+    email_offer = next(
+        d for d in offers if d["rule"] == "retention_offer" and d["channel"] == "email"
+    )
     assert email_offer["reason"] == "no marketing while a complaint is open"
 
     await ctx.directory.customers.update_one({"_id": "c-m"}, {"$set": {"open_complaints": []}})
