@@ -21,6 +21,9 @@ from pythonjsonlogger.json import JsonFormatter
 
 _propagator = TraceContextTextMapPropagator()
 _TRACE_KEYS = ("traceparent", "tracestate")
+# One tracer for the process: a proxy until ``configure_tracing`` sets the provider, then
+# the provider's (asking the provider for a tracer per span costs a tracer per span).
+_tracer = trace.get_tracer("rapport")
 
 HTTP_REQUESTS = Counter(
     "rapport_http_requests_total", "HTTP requests served", ["service", "method", "route", "status"]
@@ -103,7 +106,7 @@ def span_from(carrier: Mapping[str, str], name: str) -> Iterator[trace.Span]:
     )
     token = otel_context.attach(parent)
     try:
-        with trace.get_tracer("rapport").start_as_current_span(name) as span:
+        with _tracer.start_as_current_span(name) as span:
             yield span
     finally:
         otel_context.detach(token)

@@ -99,6 +99,18 @@ class BoundRoutes:
     def handles(self, event_type: str) -> bool:
         return event_type in self.event_types
 
+    @cached_property
+    def _by_type(self) -> dict[str, tuple[tuple[Any, _Route[Any]], ...]]:
+        """The bindings of each event type, in registration order."""
+        return {
+            event_type: tuple(
+                binding
+                for binding in self.bindings
+                if any(kind.event_type == event_type for kind in binding[1].types)
+            )
+            for event_type in self.event_types
+        }
+
     async def load(self, events: Sequence[Event[Any]], uow: UnitOfWork) -> None:
         """Run each route's loader once, with the events of its types (in batch order)."""
         for context, route in self.bindings:
@@ -110,9 +122,8 @@ class BoundRoutes:
                 await route.load(context, mine, uow)
 
     async def apply(self, event: Event[Any], uow: UnitOfWork) -> None:
-        for context, route in self.bindings:
-            if any(event.type == kind.event_type for kind in route.types):
-                await route.handle(context, event, uow)
+        for context, route in self._by_type.get(event.type, ()):
+            await route.handle(context, event, uow)
 
     async def finish(self, events: Sequence[Event[Any]], uow: UnitOfWork) -> None:
         """Run each ``after_batch`` step once, after every event of the batch was applied."""

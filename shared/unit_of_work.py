@@ -12,6 +12,11 @@ is woken, so an event announced by a consumer goes out at once rather than at th
 next poll, and what was registered with :meth:`UnitOfWork.after_commit` runs (only for
 the attempt that committed).
 
+A handler that changes the same document event after event (a customer's figures) can
+keep it as a domain object (:meth:`UnitOfWork.keep`, read back with
+:meth:`UnitOfWork.decoded`): it is then decoded once when first read and encoded once at
+commit, not at every event of the batch.
+
 A collection a handler changes through the unit of work must not also be written by that
 handler through ``session`` directly: queued writes reach the database only at commit.
 """
@@ -37,11 +42,45 @@ T = TypeVar("T")
 WriteOperation = InsertOne[Document] | ReplaceOne[Document] | UpdateOne | UpdateMany | DeleteOne
 
 
+class _Kept:
+    """A domain object kept whole: its document is encoded when read or written."""
+
+    __slots__ = ("_document", "encode", "value")
+
+    def __init__(self, value: Any, encode: Callable[[Any], Document]) -> None:
+        self.value = value
+        self.encode = encode
+        self._document: Document | None = None
+
+    def document(self) -> Document:
+        if self._document is None:
+            self._document = self.encode(self.value)
+        return self._document
+
+
+@dataclass(frozen=True)
+class _Whole:
+    """A document written whole at commit: an insert, or a put (replace or insert)."""
+
+    insert: bool
+    key: Hashable
+    entry: Document | _Kept
+
+    def operation(self) -> InsertOne[Document] | ReplaceOne[Document]:
+        entry = self.entry
+        document = entry.document() if isinstance(entry, _Kept) else entry
+        if self.insert:
+            return InsertOne(document)
+        return ReplaceOne({"_id": self.key}, document, upsert=True)
+
+
 @dataclass
 class _Loaded:
-    """One collection's identity map: what was read (``None`` = known absent)."""
+    """One collection's identity map: what was read or changed (``None`` = known absent),
+    and the objects decoded from it (with the entry each was decoded from)."""
 
-    documents: dict[Hashable, Document | None] = field(default_factory=dict)
+    documents: dict[Hashable, Document | _Kept | None] = field(default_factory=dict)
+    decoded: dict[Hashable, tuple[object, Any]] = field(default_factory=dict)
 
 
 class UnitOfWork:
@@ -53,7 +92,7 @@ class UnitOfWork:
         self.events: list[Event[Any]] = []
         self._maps: dict[str, _Loaded] = {}
         self._collections: dict[str, Collection] = {}
-        self._writes: dict[str, list[WriteOperation]] = {}
+        self._writes: dict[str, list[WriteOperation | _Whole]] = {}
         # Where a queued insert or whole-document put of a key sits in its collection's
         # writes, while nothing else queued since touches that key: a later put replaces it.
         self._whole: dict[tuple[str, Hashable], int] = {}
@@ -84,15 +123,34 @@ class UnitOfWork:
 
         Returns a copy the caller may change; :meth:`put` it to keep the change.
         """
-        await self.load(collection, [key])
-        document = self._map(collection).documents[key]
-        return copy.deepcopy(document) if document is not None else None
+        document = await self.view(collection, key)
+        return copy.deepcopy(dict(document)) if document is not None else None
 
     async def view(self, collection: Collection, key: Hashable) -> Mapping[str, Any] | None:
         """The document as this unit of work sees it, not copied: to read only (the
         handlers' hot path reads a field or two of documents it does not change)."""
         await self.load(collection, [key])
-        return self._map(collection).documents[key]
+        entry = self._map(collection).documents[key]
+        return entry.document() if isinstance(entry, _Kept) else entry
+
+    async def decoded(
+        self, collection: Collection, key: Hashable, decode: Callable[[Mapping[str, Any] | None], T]
+    ) -> T:
+        """The document as this unit of work sees it, as ``decode`` makes it into an object
+        (``None``: there is none); decoded once while the document is unchanged, and the
+        object itself when it was :meth:`keep`-ed. The object is shared: to read, or to
+        replace with :meth:`keep`, never to change in place."""
+        await self.load(collection, [key])
+        loaded = self._map(collection)
+        entry = loaded.documents[key]
+        if isinstance(entry, _Kept):
+            return entry.value  # type: ignore[no-any-return]
+        cached = loaded.decoded.get(key)
+        if cached is not None and cached[0] is entry:
+            return cached[1]  # type: ignore[no-any-return]
+        value = decode(entry)
+        loaded.decoded[key] = (entry, value)
+        return value
 
     def known(self, collection: Collection, key: Hashable) -> bool:
         return key in self._map(collection).documents
@@ -104,20 +162,16 @@ class UnitOfWork:
 
         The unit of work keeps ``document`` itself (it is what will be written): the
         caller hands it over and does not change it afterwards (:meth:`get` a copy)."""
-        key = document["_id"]
-        self._map(collection).documents[key] = document
-        at = self._whole.get((collection.full_name, key))
-        if at is None:
-            self._queue(collection, ReplaceOne({"_id": key}, document, upsert=True), whole=key)
-            return
-        # Written once, as it ended up: an insert stays an insert (a duplicate still fails).
-        operations = self._writes[collection.full_name]
-        queued = operations[at]
-        operations[at] = (
-            InsertOne(document)
-            if isinstance(queued, InsertOne)
-            else ReplaceOne({"_id": key}, document, upsert=True)
-        )
+        self._whole_write(collection, document["_id"], document)
+
+    def keep(
+        self, collection: Collection, key: Hashable, value: T, encode: Callable[[T], Document]
+    ) -> None:
+        """Store ``value`` whole at commit as the document ``encode(value)`` (with ``_id``
+        ``key``), like :meth:`put`, but encoded only then (or when the document is read):
+        a later :meth:`keep` of the same key replaces it without an encoding in between.
+        ``value`` is handed over and not changed afterwards."""
+        self._whole_write(collection, key, _Kept(value, encode))
 
     def insert(self, collection: Collection, document: Document) -> None:
         """Insert ``document`` at commit; a duplicate ``_id`` fails the transaction. As
@@ -125,7 +179,19 @@ class UnitOfWork:
         key = document["_id"]
         self._map(collection).documents[key] = document
         self._whole.pop((collection.full_name, key), None)  # a second insert fails, as it should
-        self._queue(collection, InsertOne(document), whole=key)
+        self._queue(collection, _Whole(True, key, document), whole=key)
+
+    def _whole_write(self, collection: Collection, key: Hashable, entry: Document | _Kept) -> None:
+        self._map(collection).documents[key] = entry
+        at = self._whole.get((collection.full_name, key))
+        if at is None:
+            self._queue(collection, _Whole(False, key, entry), whole=key)
+            return
+        # Written once, as it ended up: an insert stays an insert (a duplicate still fails).
+        operations = self._writes[collection.full_name]
+        queued = operations[at]
+        assert isinstance(queued, _Whole)
+        operations[at] = _Whole(queued.insert, key, entry)
 
     def delete(self, collection: Collection, key: Hashable) -> None:
         self._map(collection).documents[key] = None
@@ -194,7 +260,11 @@ class UnitOfWork:
         self._forget_whole(name)
         if operations:
             self.writes += 1
-            await self._collections[name].bulk_write(operations, ordered=True, session=self.session)
+            await self._collections[name].bulk_write(
+                [op.operation() if isinstance(op, _Whole) else op for op in operations],
+                ordered=True,
+                session=self.session,
+            )
 
     def _map(self, collection: Collection) -> _Loaded:
         name = collection.full_name
@@ -202,7 +272,7 @@ class UnitOfWork:
         return self._maps.setdefault(name, _Loaded())
 
     def _queue(
-        self, collection: Collection, operation: WriteOperation, *, whole: Hashable = None
+        self, collection: Collection, operation: WriteOperation | _Whole, *, whole: Hashable = None
     ) -> None:
         name = collection.full_name
         self._collections.setdefault(name, collection)

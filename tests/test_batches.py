@@ -14,8 +14,9 @@ import json
 import signal
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -386,6 +387,59 @@ async def test_a_view_reads_what_the_unit_sees_without_a_copy_and_once(
     await units.run(work)
     assert seen == [{"_id": "b", "count": 8}]
     assert counter.finds() == ["tallies", "tallies"]  # "a", then "missing"; "b" was put
+
+
+async def test_a_kept_object_is_decoded_once_encoded_once_and_written_as_it_ended(
+    counted: tuple[MongoClient, CommandCounter], db: Database, topics: TopicNames
+) -> None:
+    """``decoded`` and ``keep`` (a document changed event after event, such as a
+    customer's figures): the stored document is decoded once, each change is kept as an
+    object, and it is encoded once, at commit, into one write of what it ended up as; a
+    ``view`` in between sees the change, and an insert kept afterwards stays an insert."""
+    client, counter = counted
+    units = UnitsOfWork(client, Outbox(client[db.name], topics))
+    tallies = client[db.name]["tallies"]
+    await tallies.insert_one({"_id": "a", "count": 1})
+    decodes: list[object] = []
+    encodes: list[int] = []
+
+    def decode(document: Mapping[str, Any] | None) -> int:
+        decodes.append(document)
+        return 0 if document is None else int(document["count"])
+
+    def encode(count: int) -> dict[str, Any]:
+        encodes.append(count)
+        return {"count": count}
+
+    async def work(uow: UnitOfWork) -> None:
+        for _ in range(3):
+            count = await uow.decoded(tallies, "a", decode)
+            uow.keep(tallies, "a", count + 1, lambda n: {"_id": "a", **encode(n)})
+        assert await uow.view(tallies, "a") == {"_id": "a", "count": 4}
+        uow.insert(tallies, {"_id": "new", "count": 0})
+        for _ in range(2):
+            count = await uow.decoded(tallies, "new", decode)
+            uow.keep(tallies, "new", count + 5, lambda n: {"_id": "new", **encode(n)})
+        assert await uow.decoded(tallies, "missing", decode) == 0
+        assert await uow.decoded(tallies, "missing", decode) == 0
+
+    counter.clear()
+    await units.run(work)
+    # "a" read and decoded once; "new" decoded once from its insert; "missing" once.
+    assert decodes == [{"_id": "a", "count": 1}, {"_id": "new", "count": 0}, None]
+    assert encodes == [4, 10]  # "a" for the view (the commit writes that), "new" at commit
+    assert counter.written("tallies") == [("update", 1), ("insert", 1)]
+    assert await tallies.find({}, sort=[("_id", 1)]).to_list() == [
+        {"_id": "a", "count": 4},
+        {"_id": "new", "count": 10},
+    ]
+
+    async def insert_again(uow: UnitOfWork) -> None:
+        uow.insert(tallies, {"_id": "new", "count": 0})
+        uow.keep(tallies, "new", 1, lambda n: {"_id": "new", "count": n})
+
+    with pytest.raises(BulkWriteError):  # still an insert: the duplicate is refused
+        await units.run(insert_again)
 
 
 async def test_a_unit_of_work_that_meets_a_write_conflict_runs_again_and_is_counted(

@@ -71,15 +71,19 @@ class LedgerStore:
         await uow.load(self.figures, customer_ids)
 
     async def figures_in(self, uow: UnitOfWork, customer_id: str) -> Figures:
-        """The customer's figures as ``uow`` sees them (with this batch's entries)."""
-        document = await uow.view(self.figures, customer_id)  # (read into a new model)
-        return Figures(customer_id=customer_id) if document is None else _figures(document)
+        """The customer's figures as ``uow`` sees them (with this batch's entries): read
+        and decoded once per batch, then the figures the batch's last entry made."""
+
+        def decode(document: Mapping[str, Any] | None) -> Figures:
+            return Figures(customer_id=customer_id) if document is None else _figures(document)
+
+        return await uow.decoded(self.figures, customer_id, decode)
 
     def put_figures(self, uow: UnitOfWork, figures: Figures) -> None:
-        """Store the figures whole at commit. No version guard is needed: a concurrent
-        writer of the same figures makes one of the two transactions conflict and run
-        again; ``version`` still counts the changes."""
-        uow.put(self.figures, _figures_document(figures))
+        """Store the figures whole at commit, encoded then (once per customer and batch).
+        No version guard is needed: a concurrent writer of the same figures makes one of
+        the two transactions conflict and run again; ``version`` still counts the changes."""
+        uow.keep(self.figures, figures.customer_id, figures, _figures_document)
 
     # Reads outside a unit of work, and the merge's recomputation
 
