@@ -10,6 +10,15 @@ DATA_DIR ?= .rapport/data
 # Only folders that hold Python files: mypy refuses an empty folder.
 CODE_DIRS := $(foreach dir,shared services devstack ops simulator tests bench,$(if $(wildcard $(dir)/*.py $(dir)/*/*.py),$(dir)))
 PIP := $(BIN)/python -m pip --disable-pip-version-check
+# SecantusDB's Rust server (crates.io secantus-mdb), an optional faster dev store than the
+# Python one: built once with cargo into .tools/bin (5-12 minutes; rebuilt only when
+# SECANTUS_RS_VERSION changes). RAPPORT_DEV_STORE=rust makes make up, demo, test and bench
+# build it and use it (devstack/mongo.py); without it they use secantusd-py.
+SECANTUS_RS_VERSION := 0.5.3-beta.196
+SECANTUSD_RS := $(CURDIR)/.tools/bin/secantusd-rs
+ifeq ($(RAPPORT_DEV_STORE),rust)
+DEV_STORE_BUILD := secantusd-rs
+endif
 
 .PHONY: help install up demo test check lint typecheck fmt schemas bench fuzz replay kafka-jars browser clean clean-data
 
@@ -22,6 +31,7 @@ help:
 	@echo "make fmt         format and auto-fix with ruff"
 	@echo "make schemas     regenerate the events' JSON schemas"
 	@echo "make bench       run the benchmarks in bench/"
+	@echo "make secantusd-rs  build SecantusDB's Rust server (then RAPPORT_DEV_STORE=rust make ...)"
 	@echo "make fuzz        schemathesis at length on every service's API (FUZZ_EXAMPLES=100)"
 	@echo "make replay      rebuild the analytics figures from the topics and compare with live"
 	@echo "make clean-data  delete the local stack's data ($(DATA_DIR))"
@@ -41,11 +51,18 @@ install: $(STAMP)
 kafka-jars: $(STAMP)
 	$(BIN)/python -m devstack.kafka fetch
 
-up: $(STAMP)
+up: $(STAMP) $(DEV_STORE_BUILD)
 	$(BIN)/rapport up
 
-demo: $(STAMP)
+demo: $(STAMP) $(DEV_STORE_BUILD)
 	$(BIN)/rapport demo
+
+.PHONY: secantusd-rs
+secantusd-rs:
+	@$(SECANTUSD_RS) --version 2>/dev/null | grep -qx 'secantusd-rs $(SECANTUS_RS_VERSION)' || { \
+	  echo "building secantusd-rs $(SECANTUS_RS_VERSION) from crates.io (once; 5-12 minutes)"; \
+	  cargo install --quiet secantus-mdb@$(SECANTUS_RS_VERSION) --ignore-rust-version \
+	    --root $(CURDIR)/.tools; }
 
 # The dashboard test drives Debian's chromium headless; install it when missing
 # (as root through apt-get, the only way to get a browser on a machine without a
@@ -59,7 +76,7 @@ browser:
 	    echo "chromium is missing: install it (apt-get install chromium) or set RAPPORT_CHROMIUM" >&2; exit 1; \
 	  fi; }
 
-test: lint kafka-jars browser helm-check
+test: lint kafka-jars browser helm-check $(DEV_STORE_BUILD)
 	$(BIN)/python -m pytest
 
 check: test
@@ -94,7 +111,7 @@ schemas: $(STAMP)
 	$(BIN)/python -m shared.events.schemas
 
 # Starts its own broker and store unless RAPPORT_KAFKA_BOOTSTRAP / RAPPORT_MONGODB_URI are set.
-bench: $(STAMP)
+bench: $(STAMP) $(DEV_STORE_BUILD)
 	$(BIN)/python -m bench
 
 # Schemathesis at length on every service (CI runs a short pass): no request may get a 5xx.

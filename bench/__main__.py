@@ -2,7 +2,8 @@
 
 With ``RAPPORT_KAFKA_BOOTSTRAP`` and ``RAPPORT_MONGODB_URI`` set it measures against those
 servers; otherwise it starts a genuine Kafka broker and a SecantusDB on free ports for the
-run (as the test suite does) and stops them afterwards. ``python -m bench NAME [ARGS]``
+run (as the test suite does: the Python server, or the Rust one with
+``RAPPORT_DEV_STORE=rust``) and stops them afterwards. ``python -m bench NAME [ARGS]``
 runs one benchmark (produce, consume, profiles, ledger, notifications, analytics,
 pipeline, store) with its own arguments.
 """
@@ -52,6 +53,7 @@ def main() -> None:
                 SecantusServer(free_port(), IN_MEMORY, log_file=workdir / "secantusd.log")
             )
             mongodb_uri = server.uri
+            print(f"store: {server.name} (RAPPORT_DEV_STORE chooses python or rust)", flush=True)
         connection = ["--bootstrap", bootstrap, "--mongodb-uri", mongodb_uri]
         own = not os.environ.get("RAPPORT_KAFKA_BOOTSTRAP") and not os.environ.get(
             "RAPPORT_MONGODB_URI"

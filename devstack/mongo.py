@@ -1,14 +1,23 @@
 """A MongoDB-compatible server for dev and tests: SecantusDB as a child process.
 
-SecantusDB is GPL-2.0, so it is only ever *run* (``secantusd-py``), never
-imported: nothing in this repository links against it.
+Two builds of the same project speak the same protocol with the same flags:
+``secantusd-py`` (the Python server, installed with the dev extra: the default) and
+``secantusd-rs`` (its Rust server, several times faster, built from crates.io with
+``make secantusd-rs`` into ``.tools/bin``). ``RAPPORT_DEV_STORE=rust`` chooses the Rust
+one (``RAPPORT_SECANTUSD_RS`` names another binary); it has no in-memory mode, so an
+in-memory store is a temporary folder, removed at stop.
+
+SecantusDB is GPL-2.0, so it is only ever *run*, never imported or linked: nothing in
+this repository links against it.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
@@ -18,9 +27,11 @@ import pymongo
 import pymongo.errors
 
 from devstack import processes
+from devstack.paths import REPO_ROOT
 from devstack.ports import is_port_free
 
 IN_MEMORY = ":memory:"
+PYTHON, RUST = "python", "rust"
 
 
 class MongoError(RuntimeError):
@@ -40,8 +51,31 @@ def find_secantusd() -> str:
     return found
 
 
+def find_secantusd_rs() -> str:
+    """Locate ``secantusd-rs``: ``RAPPORT_SECANTUSD_RS``, ``.tools/bin``, or PATH."""
+    named = os.environ.get("RAPPORT_SECANTUSD_RS")
+    if named:
+        return named
+    built = REPO_ROOT / ".tools" / "bin" / "secantusd-rs"
+    if built.exists():
+        return str(built)
+    found = shutil.which("secantusd-rs")
+    if found is None:
+        raise MongoError("secantusd-rs not found: build it with `make secantusd-rs`")
+    return found
+
+
+def chosen_store() -> str:
+    """The dev store ``RAPPORT_DEV_STORE`` asks for: ``python`` (default) or ``rust``."""
+    store = os.environ.get("RAPPORT_DEV_STORE", PYTHON).strip().lower() or PYTHON
+    if store not in (PYTHON, RUST):
+        raise MongoError(f"RAPPORT_DEV_STORE={store!r}: expected {PYTHON!r} or {RUST!r}")
+    return store
+
+
 class SecantusServer:
-    """``secantusd-py`` listening on 127.0.0.1; ``storage`` may be ``":memory:"``."""
+    """SecantusDB listening on 127.0.0.1; ``storage`` may be ``":memory:"``; ``store``:
+    which server (default: :func:`chosen_store`)."""
 
     def __init__(
         self,
@@ -50,12 +84,26 @@ class SecantusServer:
         *,
         log_file: Path | None = None,
         host: str = "127.0.0.1",
+        store: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.storage = storage
         self.log_file = log_file
+        self.store = store or chosen_store()
         self._proc: subprocess.Popen[bytes] | None = None
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def name(self) -> str:
+        return "secantusd-rs" if self.store == RUST else "secantusd-py"
+
+    @property
+    def folder(self) -> Path | None:
+        """Where the running server keeps its files (None: in memory)."""
+        if self._scratch is not None:
+            return Path(self._scratch.name)
+        return None if str(self.storage) == IN_MEMORY else Path(self.storage)
 
     @property
     def uri(self) -> str:
@@ -78,13 +126,20 @@ class SecantusServer:
             raise MongoError(f"port {self.port} is already in use; cannot start SecantusDB")
         storage = str(self.storage)
         cwd: Path | None = None
+        if storage == IN_MEMORY and self.store == RUST:
+            self._scratch = tempfile.TemporaryDirectory(prefix="secantusd-rs-")
+            storage = self._scratch.name
         if storage != IN_MEMORY:
             Path(storage).mkdir(parents=True, exist_ok=True)
             # Run inside the storage folder so a stray ./secantusd.toml in the
             # caller's directory is never auto-discovered.
             cwd = Path(storage)
-        args = [find_secantusd(), "--host", self.host, "--port", str(self.port)]
+        binary = find_secantusd_rs() if self.store == RUST else find_secantusd()
+        args = [binary, "--host", self.host, "--port", str(self.port)]
         args += ["--storage-path", storage]
+        if self.store == RUST:
+            # The write-ahead log is allocated in full: 128 MB by default, per server.
+            args += ["--log-file-max", "32MB"]
         self._proc = processes.spawn(args, log_file=self.log_file, cwd=cwd)
         try:
             self._wait_ready(timeout)
@@ -97,6 +152,9 @@ class SecantusServer:
         if self._proc is not None:
             processes.stop(self._proc, timeout)
             self._proc = None
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
 
     def __enter__(self) -> Self:
         self.start()
@@ -114,7 +172,7 @@ class SecantusServer:
         deadline = time.monotonic() + timeout
         while True:
             if self._proc is None or self._proc.poll() is not None:
-                raise MongoError(f"secantusd-py exited during startup (log: {self.log_file})")
+                raise MongoError(f"{self.name} exited during startup (log: {self.log_file})")
             if self._ping():
                 return
             if time.monotonic() >= deadline:

@@ -30,7 +30,7 @@ from typing import IO
 
 from devstack.kafka import KAFKA_VERSION, KafkaBroker
 from devstack.lockfile import LockHeldError, PidLock
-from devstack.mongo import SecantusServer
+from devstack.mongo import RUST, SecantusServer, chosen_store
 from devstack.paths import REPO_ROOT, data_dir
 from devstack.processes import Backoff, Child, Supervisor
 from devstack.sms import SmsSink
@@ -331,9 +331,14 @@ class Stack:
             self.kafka.start()
         self._check_stop()
         if cfg.external_mongodb is None:
-            self._console.info(f"starting SecantusDB on 127.0.0.1:{cfg.mongodb_port}")
+            # (the two servers' files differ: each keeps its own folder)
+            store = chosen_store()
+            folder = cfg.data_dir / ("mongo-rs" if store == RUST else "mongo")
             self.mongodb = SecantusServer(
-                cfg.mongodb_port, cfg.data_dir / "mongo", log_file=logs / "mongodb.log"
+                cfg.mongodb_port, folder, log_file=logs / "mongodb.log", store=store
+            )
+            self._console.info(
+                f"starting SecantusDB ({self.mongodb.name}) on 127.0.0.1:{cfg.mongodb_port}"
             )
             self.mongodb.start()
         if cfg.external_smtp is None:

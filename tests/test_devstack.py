@@ -28,7 +28,14 @@ from confluent_kafka.admin import AdminClient
 
 from devstack.kafka import KAFKA_VERSION, KafkaBroker, KafkaError, ensure_jars
 from devstack.lockfile import LockHeldError, PidLock
-from devstack.mongo import SecantusServer
+from devstack.mongo import (
+    PYTHON,
+    RUST,
+    MongoError,
+    SecantusServer,
+    chosen_store,
+    find_secantusd_rs,
+)
 from devstack.ports import free_port, free_ports, is_port_free
 from devstack.processes import pid_alive
 from devstack.smtp import SmtpSink
@@ -231,9 +238,40 @@ def test_mongodb_uri_serves_pymongo(mongodb_uri: str) -> None:
             collection.insert_one({"email": "ada@example.test"})
 
 
-def test_secantus_keeps_data_across_restarts_and_stops_without_leftovers(tmp_path: Path) -> None:
+def _store_available(store: str) -> str:
+    """``store``, or a skip when it is the Rust server and it was not built here."""
+    if store == RUST:
+        try:
+            find_secantusd_rs()
+        except MongoError:
+            pytest.skip("secantusd-rs is not built (make secantusd-rs)")
+    return store
+
+
+def test_the_dev_store_is_python_unless_rust_is_asked_for(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("RAPPORT_DEV_STORE", raising=False)
+    assert chosen_store() == PYTHON
+    assert SecantusServer(free_port()).name == "secantusd-py"
+    monkeypatch.setenv("RAPPORT_DEV_STORE", " Rust ")
+    assert chosen_store() == RUST
+    assert SecantusServer(free_port()).name == "secantusd-rs"
+    monkeypatch.setenv("RAPPORT_DEV_STORE", "mongod")
+    with pytest.raises(MongoError, match="expected 'python' or 'rust'"):
+        chosen_store()
+    monkeypatch.setenv("RAPPORT_SECANTUSD_RS", str(tmp_path / "elsewhere" / "secantusd-rs"))
+    assert find_secantusd_rs() == str(tmp_path / "elsewhere" / "secantusd-rs")
+
+
+@pytest.mark.parametrize("store", [PYTHON, RUST])
+def test_secantus_keeps_data_across_restarts_and_stops_without_leftovers(
+    tmp_path: Path, store: str
+) -> None:
     port = free_port()
-    server = SecantusServer(port, tmp_path / "mongo", log_file=tmp_path / "secantusd.log")
+    server = SecantusServer(
+        port, tmp_path / "mongo", log_file=tmp_path / "secantusd.log", store=_store_available(store)
+    )
     server.start()
     try:
         pid = server.pid
@@ -251,6 +289,24 @@ def test_secantus_keeps_data_across_restarts_and_stops_without_leftovers(tmp_pat
             assert reader.devstack_test.items.find_one({"_id": 1}) == {"_id": 1, "value": "kept"}
     finally:
         server.stop()
+
+
+def test_the_rust_store_in_memory_is_a_temporary_folder_removed_at_stop(tmp_path: Path) -> None:
+    server = SecantusServer(
+        free_port(), log_file=tmp_path / "secantusd.log", store=_store_available(RUST)
+    )
+    server.start()
+    try:
+        folder = server.folder
+        assert folder is not None
+        assert folder.is_dir()
+        client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(server.uri)
+        with client:
+            client.devstack_test.items.insert_one({"_id": 1})
+            assert client.devstack_test.items.count_documents({}) == 1
+    finally:
+        server.stop()
+    assert not folder.exists()
 
 
 def _mail(subject: str, to: str = "ada@example.test") -> EmailMessage:
