@@ -35,7 +35,8 @@ def _is_finite(value: Decimal) -> Decimal:
     if not value.is_finite():
         raise ValueError("amount must be a finite decimal")
     # (between the first and the last digit that is not zero; ``normalize`` would round)
-    if len("".join(map(str, value.as_tuple().digits)).strip("0")) > AMOUNT_DIGITS:
+    digits = value.as_tuple().digits
+    if len(digits) > AMOUNT_DIGITS and len("".join(map(str, digits)).strip("0")) > AMOUNT_DIGITS:
         raise ValueError(f"amount has more than {AMOUNT_DIGITS} significant digits")
     return value
 
