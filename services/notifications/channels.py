@@ -15,10 +15,14 @@ import contextlib
 import hashlib
 import re
 import time
+from email.charset import QP, Charset
+from email.header import Header
 from email.headerregistry import Address
-from email.message import EmailMessage
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
 from email.utils import formataddr, formatdate, parseaddr
-from typing import Any
+from typing import Any, cast
 
 import aiosmtplib
 import httpx
@@ -36,6 +40,9 @@ from shared.settings import Environment
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,76}$")
+# Bodies in quoted-printable UTF-8: readable where they are mostly ASCII, safe on any relay.
+_UTF8 = Charset("utf-8")
+_UTF8.body_encoding = QP
 
 
 class ChannelSettings(BaseModel):
@@ -100,6 +107,26 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:40]
 
 
+def _text_part(body: str, subtype: str) -> MIMENonMultipart:
+    part = MIMENonMultipart("text", subtype)
+    part.set_payload(body, _UTF8)
+    return part
+
+
+def _text_header(value: str) -> str | Header:
+    """A header value as it goes on the wire: as is when ASCII, else RFC 2047 encoded."""
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"a header value may not contain a line break: {value!r}")
+    return value if value.isascii() else Header(value, "utf-8")
+
+
+def _address_header(name: str, address: str) -> str:
+    """``Name <address>``, the name RFC 2047 encoded when it is not ASCII."""
+    _text_header(name)
+    _text_header(address)
+    return formataddr((name, address), charset="utf-8")
+
+
 class SmtpSender:
     """E-mail over SMTP: a multipart/alternative message (plain text, then HTML).
 
@@ -121,35 +148,41 @@ class SmtpSender:
         self._idle: list[tuple[aiosmtplib.SMTP, float]] = []  # newest last
         self.connections_opened = 0
 
-    def build(self, message: OutgoingMessage) -> EmailMessage:
+    def build(self, message: OutgoingMessage) -> Message:
+        """The MIME message: built with the ``email`` package's MIME classes (its compat32
+        API), which cost a sixth of ``EmailMessage``'s (that one parses every header it is
+        given into a structured object, 1.5 ms a message, over half the service's CPU
+        under load); non-ASCII names and subjects are RFC 2047 encoded, and a line break
+        in a header value is refused, as ``EmailMessage`` refuses it."""
         settings = self.settings
         rendered = message.rendered
-        mail = EmailMessage()
-        mail["From"] = formataddr((settings.sender_name, settings.sender_address))
-        mail["To"] = formataddr((message.recipient.name or "", message.address))
-        mail["Subject"] = rendered.subject
-        mail["Date"] = formatdate(usegmt=True)
-        domain = settings.sender_address.rpartition("@")[2] or "rapport.local"
-        mail["Message-ID"] = message_id(message.delivery_id, domain)
-        mail["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
-        mail["X-Rapport-Delivery-Id"] = message.delivery_id
-        mail["X-Rapport-Rule"] = message.rule
-        mail.set_content(rendered.text)
+        text = _text_part(rendered.text, "plain")
+        mail: Message = text
         if rendered.html:
-            mail.add_alternative(rendered.html, subtype="html")
-        # Content-* headers only after the body: ``set_content`` clears them and
-        # ``add_alternative`` moves them into the first part, so set before they never
-        # reach the top of the message (where a mail client reads the language).
-        mail["Content-Language"] = rendered.locale
+            mail = MIMEMultipart("alternative")
+            mail.attach(text)
+            mail.attach(_text_part(rendered.html, "html"))
+        # (the compat32 classes take str or Header values; their stubs say str)
+        headers = cast("Message[str, str | Header]", mail)
+        headers["From"] = _address_header(settings.sender_name, settings.sender_address)
+        headers["To"] = _address_header(message.recipient.name or "", message.address)
+        headers["Subject"] = _text_header(rendered.subject)
+        headers["Date"] = formatdate(usegmt=True)
+        domain = settings.sender_address.rpartition("@")[2] or "rapport.local"
+        headers["Message-ID"] = message_id(message.delivery_id, domain)
+        headers["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
+        headers["X-Rapport-Delivery-Id"] = _text_header(message.delivery_id)
+        headers["X-Rapport-Rule"] = message.rule
+        headers["Content-Language"] = _text_header(rendered.locale)
         for name, value in message.headers.items():
             if (
                 _HEADER_NAME.match(name)
                 and not name.lower().startswith("content-")  # the body's own
-                and name.lower() not in mail
+                and name.lower() not in headers
                 and "\n" not in value
                 and "\r" not in value
             ):
-                mail[name] = value
+                headers[name] = _text_header(value)
         return mail
 
     async def send(self, message: OutgoingMessage) -> None:
@@ -189,7 +222,7 @@ class SmtpSender:
                 f" {type(error).__name__}: {error}"
             ) from None
 
-    async def _transfer(self, mail: EmailMessage, address: str) -> None:
+    async def _transfer(self, mail: Message, address: str) -> None:
         """Send on a kept connection (or a new one) and keep it while it can serve on."""
         sender = self.settings.sender_address
         client, kept = await self._connection()

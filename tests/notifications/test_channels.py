@@ -119,6 +119,29 @@ def test_extra_headers_never_replace_the_messages_own(html: str | None) -> None:
     assert mail["Bcc"] is None
 
 
+async def test_a_long_subject_folds_and_a_line_break_in_a_header_is_refused(
+    smtp_sink: SmtpSink,
+) -> None:
+    """What a template or a profile puts in a header reaches the reader whole (a long
+    non-ASCII subject is encoded and folded, and read back the same), and never adds a
+    header of its own: a line break in the subject or the name fails the delivery for
+    good, with the reason, before anything is sent."""
+    sender = SmtpSender(smtp_settings(smtp_sink.port))
+    subject = ", ".join(["Hvala na narudžbi P-1 — Šime"] * 6)
+    message = outgoing(Channel.EMAIL, f"sime.{uuid.uuid4().hex[:6]}@example.com", subject=subject)
+    await sender.send(message)
+    mail = await received(smtp_sink, f"<{message.delivery_id}@trgovina.example>")
+    assert mail["Subject"] == subject
+    assert mail["Bcc"] is None
+
+    for bad in (
+        outgoing(Channel.EMAIL, "ivana@example.com", subject="Hvala\r\nBcc: x@example.com"),
+        outgoing(Channel.EMAIL, "ivana@example.com", name="Ivana\nBcc: x@example.com"),
+    ):
+        with pytest.raises(PermanentDeliveryError, match=r"cannot be built: .*line break"):
+            await sender.send(bad)
+
+
 async def test_a_persian_email_arrives_intact(smtp_sink: SmtpSink) -> None:
     address = f"sara.{uuid.uuid4().hex[:6]}@example.com"
     message = outgoing(
