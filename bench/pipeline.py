@@ -31,7 +31,12 @@ first purchase sent to its last one applied. Measurements:
    its thank-you e-mail reached the sink.
 
 It prints each time, events/s, the ratio to the baseline and the targets (alone: at least
-0.5 each; platform: the slowest at least 0.2; latency: p99 under 2 s). A measurement that
+0.5 each; platform: the slowest at least 0.2; latency: p99 under 2 s). Under each
+measurement a ``cpu:`` line says how busy each process was meanwhile (CPU seconds over
+the measurement's seconds: 100 % is one core busy all along): the services, the store and
+the broker when they run on this machine, and this process (the producer, the SMTP sink,
+the baseline). It tells what a rate was waiting for: a service near 100 % is bound by its
+own code, one well under it by what it waits on. A measurement that
 makes no progress for ``--stall`` seconds, or takes longer than ``--timeout``, is reported
 with how far each service got, and the run goes on.
 """
@@ -58,6 +63,7 @@ from subprocess import Popen
 from typing import Any, Protocol
 
 import httpx
+import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bson import Decimal128
 from pymongo import UpdateOne
@@ -518,6 +524,59 @@ async def wait_applied(
     return [outcomes[probe.service] for probe in probes]
 
 
+class CpuMeter:
+    """CPU seconds used by named processes between :meth:`start` and :meth:`stop`."""
+
+    def __init__(self, processes: dict[str, int | None]) -> None:
+        self.processes = {
+            name: psutil.Process(pid) for name, pid in processes.items() if pid is not None
+        }
+        self.began: dict[str, float] = {}
+        self.started = 0.0
+        self.used: dict[str, float] = {}
+        self.seconds = 0.0
+
+    def _times(self) -> dict[str, float]:
+        found = {}
+        for name, process in self.processes.items():
+            try:
+                times = process.cpu_times()
+            except psutil.Error:  # it exited meanwhile: what it used is not known
+                continue
+            found[name] = times.user + times.system
+        return found
+
+    def start(self) -> None:
+        self.began, self.started = self._times(), time.monotonic()
+
+    def stop(self) -> None:
+        ended = self._times()
+        self.seconds = time.monotonic() - self.started
+        self.used = {name: ended[name] - self.began[name] for name in ended if name in self.began}
+
+    def line(self) -> str:
+        shares = ", ".join(
+            f"{name} {used:.1f} s ({used / self.seconds:.0%})" for name, used in self.used.items()
+        )
+        return f"    cpu over {self.seconds:.1f} s: {shares}"
+
+
+def listening_pid(address: str) -> int | None:
+    """The pid of the process on this machine listening on ``host:port``, if any."""
+    host, _, port = address.rpartition(":")
+    if host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0"):
+        return None
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except psutil.Error:  # (not allowed to look at other users' sockets)
+        return None
+    for connection in connections:
+        local = connection.laddr
+        if connection.status == psutil.CONN_LISTEN and local and local.port == int(port):
+            return connection.pid
+    return None
+
+
 # The services, as processes
 
 
@@ -604,6 +663,17 @@ class Pipeline:
         }
         self.topics["baseline"] = {self.topic: partitions[self.topic]}
         self.purchases = Purchases([])
+        self.cpu = ""  # the last measurement's cpu line
+        netloc = args.mongodb_uri.split("://", 1)[-1].split("/", 1)[0].rpartition("@")[2]
+        self.infrastructure = {
+            "store": listening_pid(netloc.split(",")[0]),
+            "broker": listening_pid(self.bootstrap[0]),
+            "bench": os.getpid(),
+        }
+
+    def meter(self, services: Services, running: Sequence[str]) -> CpuMeter:
+        pids: dict[str, int | None] = {name: services.running[name].pid for name in running}
+        return CpuMeter({**pids, **self.infrastructure})
 
     def db(self, service: str) -> Database:
         return self.client[self.databases[service]]
@@ -677,6 +747,7 @@ class Pipeline:
     async def measure(
         self, services: Services, running: Sequence[str], measured: Sequence[str]
     ) -> list[Outcome]:
+        self.cpu = ""
         await self.at_ends(running)
         services.start(running)
         try:
@@ -689,11 +760,17 @@ class Pipeline:
                 for s in measured
             ]
         batch = self.purchases.batch(self.args.count)
+        meter = self.meter(services, running)
+        meter.start()
         started = await send_all(self.shop, batch)
         probes = [self.probe(service, batch) for service in measured]
-        return await wait_applied(probes, started, self.args, services.dead)
+        outcomes = await wait_applied(probes, started, self.args, services.dead)
+        meter.stop()
+        self.cpu = meter.line()
+        return outcomes
 
     async def baseline(self) -> Outcome:
+        self.cpu = ""
         await self.at_ends(["baseline"])
         raw = RawConsumer(
             self.bootstrap, self.topic, self.groups["baseline"], self.client, self.db("baseline")
@@ -702,11 +779,15 @@ class Pipeline:
         try:
             await wait_stable(self.bootstrap, [self.groups["baseline"]])
             batch = self.purchases.batch(self.args.count)
+            meter = CpuMeter(self.infrastructure)
+            meter.start()
             started = await send_all(self.shop, batch)
             ledger = self.db("baseline")["ledger"]
             what = "raw aiokafka, 1 txn per poll"
             probe = Stored("baseline", what, ledger, purchase_entry_id, batch)
             [outcome] = await wait_applied([probe], started, self.args, raw.dead)
+            meter.stop()
+            self.cpu = meter.line()
         finally:
             await raw.stop()
         return outcome
@@ -866,6 +947,11 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
+def say_cpu(pipeline: Pipeline) -> None:
+    if pipeline.cpu:
+        say(pipeline.cpu)
+
+
 async def run(args: argparse.Namespace) -> None:
     quiet_logging()
     bootstrap = servers(args.bootstrap)
@@ -895,6 +981,7 @@ async def run(args: argparse.Namespace) -> None:
         say("baseline, round 1 (no service running)")
         baselines = [await pipeline.baseline()]
         say(baselines[0].line())
+        say_cpu(pipeline)
         alone: list[Outcome] = []
         if "alone" in args.modes:
             say("\neach service alone (only its process running)")
@@ -903,12 +990,14 @@ async def run(args: argparse.Namespace) -> None:
                 services.stop()
                 alone.append(outcome)
                 say(outcome.line())
+                say_cpu(pipeline)
         platform: list[Outcome] = []
         if "platform" in args.modes:
             say("\nthe whole platform (the four services at once)")
             platform = await pipeline.measure(services, SERVICES, MEASURED)
             for outcome in platform:
                 say(outcome.line())
+            say_cpu(pipeline)
         latency: list[str] = []
         if "latency" in args.modes:
             say(f"\npurchase -> thank-you e-mail at {args.rate}/s for {args.seconds} s (platform)")
@@ -919,6 +1008,7 @@ async def run(args: argparse.Namespace) -> None:
         say("\nbaseline, round 2 (no service running)")
         baselines.append(await pipeline.baseline())
         say(baselines[1].line())
+        say_cpu(pipeline)
 
         rates = [outcome.rate for outcome in baselines if outcome.rate is not None]
         reference = max(rates, key=lambda rate: rate.per_second) if rates else None

@@ -266,7 +266,7 @@ def _purchase_entry(
         currency=purchase.currency,
         amount=purchase.total_amount,
         channel=purchase.channel,
-        items=tuple(LineItem.model_validate(item.model_dump()) for item in purchase.items),
+        items=tuple(LineItem.model_validate(item, from_attributes=True) for item in purchase.items),
         origin=origin,
     )
 
@@ -366,7 +366,7 @@ async def place_order(
     """An order placed in the portal: a purchase in channel ``portal``, recorded and announced
     as ``crm.purchase.completed`` like any purchase posted over HTTP. A customer orders only
     listed add-ons at their listed prices; staff may order anything."""
-    lines = [LineItem.model_validate(item.model_dump()) for item in items]
+    lines = [LineItem.model_validate(item, from_attributes=True) for item in items]
     if by_customer:
         lines = priced_from_catalogue(lines, currency, ledger.addons)
     total = sum((line.unit_price * line.quantity for line in lines), Decimal(0))
