@@ -129,8 +129,10 @@ class UnitOfWork:
     async def view(self, collection: Collection, key: Hashable) -> Mapping[str, Any] | None:
         """The document as this unit of work sees it, not copied: to read only (the
         handlers' hot path reads a field or two of documents it does not change)."""
-        await self.load(collection, [key])
-        entry = self._map(collection).documents[key]
+        documents = self._map(collection).documents
+        if key not in documents:
+            await self.load(collection, [key])
+        entry = documents[key]
         return entry.document() if isinstance(entry, _Kept) else entry
 
     async def decoded(
@@ -140,8 +142,9 @@ class UnitOfWork:
         (``None``: there is none); decoded once while the document is unchanged, and the
         object itself when it was :meth:`keep`-ed. The object is shared: to read, or to
         replace with :meth:`keep`, never to change in place."""
-        await self.load(collection, [key])
         loaded = self._map(collection)
+        if key not in loaded.documents:
+            await self.load(collection, [key])
         entry = loaded.documents[key]
         if isinstance(entry, _Kept):
             return entry.value  # type: ignore[no-any-return]
@@ -268,8 +271,11 @@ class UnitOfWork:
 
     def _map(self, collection: Collection) -> _Loaded:
         name = collection.full_name
-        self._collections.setdefault(name, collection)
-        return self._maps.setdefault(name, _Loaded())
+        loaded = self._maps.get(name)
+        if loaded is None:
+            loaded = self._maps[name] = _Loaded()
+            self._collections.setdefault(name, collection)
+        return loaded
 
     def _queue(
         self, collection: Collection, operation: WriteOperation | _Whole, *, whole: Hashable = None
