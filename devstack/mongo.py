@@ -38,17 +38,22 @@ class MongoError(RuntimeError):
     """The SecantusDB server could not be started."""
 
 
+def _locate(name: str, expected: Path, hint: str) -> str:
+    """``name`` where it is expected, else on PATH."""
+    if expected.exists():
+        return str(expected)
+    found = shutil.which(name)
+    if found is None:
+        raise MongoError(f"{name} not found: {hint}")
+    return found
+
+
 def find_secantusd() -> str:
     """Locate ``secantusd-py``: next to our interpreter (the venv) or on PATH."""
     # sys.executable is not resolved on purpose: in a venv it is the venv's
     # bin/python symlink, and the console script lives beside it.
     beside = Path(sys.executable).parent / "secantusd-py"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("secantusd-py")
-    if found is None:
-        raise MongoError("secantusd-py not found: install the dev extra (pip install -e '.[dev]')")
-    return found
+    return _locate("secantusd-py", beside, "install the dev extra (pip install -e '.[dev]')")
 
 
 def find_secantusd_rs() -> str:
@@ -57,12 +62,7 @@ def find_secantusd_rs() -> str:
     if named:
         return named
     built = REPO_ROOT / ".tools" / "bin" / "secantusd-rs"
-    if built.exists():
-        return str(built)
-    found = shutil.which("secantusd-rs")
-    if found is None:
-        raise MongoError("secantusd-rs not found: build it with `make secantusd-rs`")
-    return found
+    return _locate("secantusd-rs", built, "build it with `make secantusd-rs`")
 
 
 def chosen_store() -> str:
