@@ -67,6 +67,7 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bson import Decimal128
 from pymongo import UpdateOne
+from pymongo.uri_parser import parse_uri
 
 from bench._common import (
     Rate,
@@ -561,9 +562,8 @@ class CpuMeter:
         return f"    cpu over {self.seconds:.1f} s: {shares}"
 
 
-def listening_pid(address: str) -> int | None:
-    """The pid of the process on this machine listening on ``host:port``, if any."""
-    host, _, port = address.rpartition(":")
+def listening_pid(host: str, port: int) -> int | None:
+    """The pid of the process on this machine listening on ``host``:``port``, if any."""
     if host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0"):
         return None
     try:
@@ -572,7 +572,7 @@ def listening_pid(address: str) -> int | None:
         return None
     for connection in connections:
         local = connection.laddr
-        if connection.status == psutil.CONN_LISTEN and local and local.port == int(port):
+        if connection.status == psutil.CONN_LISTEN and local and local.port == port:
             return connection.pid
     return None
 
@@ -664,10 +664,11 @@ class Pipeline:
         self.topics["baseline"] = {self.topic: partitions[self.topic]}
         self.purchases = Purchases([])
         self.cpu = ""  # the last measurement's cpu line
-        netloc = args.mongodb_uri.split("://", 1)[-1].split("/", 1)[0].rpartition("@")[2]
+        store_host, store_port = parse_uri(args.mongodb_uri)["nodelist"][0]
+        broker_host, _, broker_port = self.bootstrap[0].rpartition(":")
         self.infrastructure = {
-            "store": listening_pid(netloc.split(",")[0]),
-            "broker": listening_pid(self.bootstrap[0]),
+            "store": listening_pid(store_host, store_port),
+            "broker": listening_pid(broker_host, int(broker_port)),
             "bench": os.getpid(),
         }
 

@@ -28,7 +28,7 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pymongo import DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
 
@@ -124,7 +124,7 @@ class UnitOfWork:
         Returns a copy the caller may change; :meth:`put` it to keep the change.
         """
         document = await self.view(collection, key)
-        return copy.deepcopy(dict(document)) if document is not None else None
+        return None if document is None else cast(Document, copy.deepcopy(document))
 
     async def view(self, collection: Collection, key: Hashable) -> Mapping[str, Any] | None:
         """The document as this unit of work sees it, not copied: to read only (the

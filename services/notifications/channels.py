@@ -113,18 +113,21 @@ def _text_part(body: str, subtype: str) -> MIMENonMultipart:
     return part
 
 
-def _text_header(value: str) -> str | Header:
-    """A header value as it goes on the wire: as is when ASCII, else RFC 2047 encoded."""
+def _one_line(value: str) -> str:
+    """``value``, refused when a line break in it would start a header of its own."""
     if "\n" in value or "\r" in value:
         raise ValueError(f"a header value may not contain a line break: {value!r}")
-    return value if value.isascii() else Header(value, "utf-8")
+    return value
+
+
+def _text_header(value: str) -> str | Header:
+    """A header value as it goes on the wire: as is when ASCII, else RFC 2047 encoded."""
+    return value if _one_line(value).isascii() else Header(value, "utf-8")
 
 
 def _address_header(name: str, address: str) -> str:
     """``Name <address>``, the name RFC 2047 encoded when it is not ASCII."""
-    _text_header(name)
-    _text_header(address)
-    return formataddr((name, address), charset="utf-8")
+    return formataddr((_one_line(name), _one_line(address)), charset="utf-8")
 
 
 class SmtpSender:

@@ -42,6 +42,7 @@ from shared.events import Event, new_event
 from shared.events.customers import CustomerRegistered, CustomerUpdated
 from shared.mongo import MongoClient, Session, in_transaction
 from shared.outbox import Outbox, OutboxRelay
+from shared.unit_of_work import UnitsOfWork
 
 SOURCE = "/rapport/profiles"
 
@@ -62,6 +63,10 @@ class Profiles:
         """Run ``work`` in one transaction, then let the relay publish its events at once."""
         await in_transaction(self.client, work)
         self.relay.wake()
+
+    def units(self) -> UnitsOfWork:
+        """Units of work on the profiles' store and outbox (the relay woken after each)."""
+        return UnitsOfWork(self.client, self.outbox, self.relay)
 
 
 class CustomerMoved(Exception):

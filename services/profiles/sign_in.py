@@ -47,7 +47,7 @@ from shared.events import new_event
 from shared.events.customers import CustomerSignedOut, SignInRequested
 from shared.mongo import Session, in_transaction, in_transaction_retrying
 from shared.revocation import RevocationStore
-from shared.unit_of_work import UnitOfWork, UnitsOfWork
+from shared.unit_of_work import UnitOfWork
 
 SIGN_IN_PATH = "/sign-in"
 
@@ -165,5 +165,5 @@ async def sign_out(
         sign_in.revocations.record(uow, signed_out)
         uow.emit([new_event(signed_out, source=SOURCE)])
 
-    await UnitsOfWork(profiles.client, profiles.outbox, profiles.relay).run(store)
+    await profiles.units().run(store)
     return withdrawn
