@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
 from typing import Any, TypeVar
 
+from bson import Decimal128
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
@@ -22,6 +25,39 @@ T = TypeVar("T")
 # every candidate, so one query for 500 keys costs it 5-10 times what ten queries of 50
 # do. MongoDB does not care; there the chunks cost a few more round trips per big batch.
 IN_CHUNK = 50
+
+
+# IEEE 754 decimal128, as BSON stores it: 34 digits, exponents -6176..6111 (biased by 6176).
+_D128_DIGITS = 34
+_D128_EXPONENTS = range(-6176, 6112)
+_D128_BIAS = 6176
+_LOW_64 = (1 << 64) - 1
+# Exact or an error: a significand of up to 34 digits is an integer here without rounding.
+_D128_EXACT = decimal.Context(
+    prec=_D128_DIGITS, Emax=6144, Emin=-6143, traps=[decimal.Inexact, decimal.Rounded]
+)
+
+
+def decimal128(value: Decimal) -> Decimal128:
+    """``Decimal128(value)``, three times faster for what money is: a finite value of at most
+    34 digits. bson builds the 128 bits one bit at a time (3.4 µs a value, 14 % of the
+    profiles consumer's CPU with a purchase's nine amounts); here the significand and the
+    biased exponent go straight into the two 64-bit halves of the BID encoding, as bson's
+    own encoder places them for such values. Anything else (infinities, NaN, more digits,
+    an exponent out of range, which bson rounds or clamps) goes through bson."""
+    sign, digits, exponent = value.as_tuple()
+    if (
+        not isinstance(exponent, int)
+        or len(digits) > _D128_DIGITS
+        or (exponent not in _D128_EXPONENTS)
+    ):
+        return Decimal128(value)
+    significand = abs(int(value.scaleb(-exponent, _D128_EXACT)))
+    # (below 10^34 < 2^113 the significand's high part fits in 49 bits: no "11" form)
+    high = (sign << 63) | ((exponent + _D128_BIAS) << 49) | (significand >> 64)
+    # (bson takes the two halves as a pair; its stubs list only the decimal-tuple form)
+    halves: Any = (high, significand & _LOW_64)
+    return Decimal128(halves)
 
 
 def create_client(uri: str, app_name: str) -> MongoClient:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import Counter, Gauge, Histogram
 from pythonjsonlogger.json import JsonFormatter
@@ -104,11 +105,19 @@ def span_from(carrier: Mapping[str, str], name: str) -> Iterator[trace.Span]:
     parent = _propagator.extract(
         carrier={key: carrier[key] for key in _TRACE_KEYS if key in carrier}
     )
-    token = otel_context.attach(parent)
+    # (a span started in the extracted context and made current with one attach: what
+    # ``start_as_current_span`` under an attached parent does with two context switches
+    # and two more context managers, a third of the cost of a consumed event's span)
+    span = _tracer.start_span(name, context=parent)
+    token = otel_context.attach(trace.set_span_in_context(span, parent))
     try:
-        with _tracer.start_as_current_span(name) as span:
-            yield span
+        yield span
+    except BaseException as error:
+        span.record_exception(error)
+        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        raise
     finally:
+        span.end()
         otel_context.detach(token)
 
 

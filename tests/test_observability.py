@@ -7,7 +7,10 @@ import json
 import logging
 import uuid
 
+import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.trace import StatusCode
 from pythonjsonlogger.json import JsonFormatter
 
 from shared.consumer import EventConsumer, IncomingMessage, Outcome
@@ -42,6 +45,44 @@ def test_log_lines_carry_the_current_trace_and_span() -> None:
     assert inside["trace_id"] == trace_id
     assert len(inside["span_id"]) == 16
     assert "trace_id" not in outside
+
+
+class _Spans(SpanProcessor):
+    """Keeps the ended spans of one name (the process's provider is shared by the suite)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ended: list[ReadableSpan] = []
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if span.name == self.name:
+            self.ended.append(span)
+
+
+def test_a_span_continues_its_parent_ends_and_records_a_failure() -> None:
+    configure_tracing("tests")
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    name = f"work-{uuid.uuid4().hex}"
+    spans = _Spans(name)
+    provider.add_span_processor(spans)
+    trace_id = uuid.uuid4().hex
+    parent = f"00-{trace_id}-{'5' * 16}-01"
+    with span_from({"traceparent": parent}, name) as span:
+        assert trace.get_current_span() is span
+    with pytest.raises(KeyError), span_from({"traceparent": parent}, name):
+        raise KeyError("sku-1")
+    assert trace.get_current_span() is not span  # the context is restored
+    ok, failed = spans.ended
+    for ended in (ok, failed):
+        assert format(ended.context.trace_id, "032x") == trace_id
+        assert ended.parent is not None
+        assert ended.parent.span_id == int("5" * 16, 16)
+    assert ok.status.status_code is StatusCode.UNSET
+    assert failed.status.status_code is StatusCode.ERROR
+    assert [event.name for event in failed.events] == ["exception"]
+    assert failed.events[0].attributes is not None
+    assert failed.events[0].attributes["exception.type"] == "KeyError"
 
 
 async def test_a_consumed_event_continues_the_producers_trace(

@@ -28,7 +28,7 @@ from services.profiles.ledger import (
     purchase_entry_id,
     return_entry_id,
 )
-from shared.mongo import Database, Session
+from shared.mongo import Database, Session, decimal128
 from shared.unit_of_work import UnitOfWork
 
 
@@ -128,7 +128,7 @@ class LedgerStore:
 
 def _to_bson(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return Decimal128(value)
+        return decimal128(value)
     if isinstance(value, dict):
         return {key: _to_bson(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
