@@ -15,6 +15,12 @@ dead-lettered with its reason, and the worker keeps consuming. Only an unreachab
 database is retried without bound, because dead-lettering everything during an outage
 would lose ordering for nothing. The caller commits offsets only after this returns, that
 is after every record was applied, found a duplicate, ignored or dead-lettered.
+
+A batch is handled in two steps: :meth:`EventConsumer.prepare` decodes it and reads its
+markers (no write, no side effect), :meth:`EventConsumer.apply` does the rest. The stream
+worker prepares the next batch while the current one's transaction is in flight; a read
+of markers made then may predate that transaction, so what the batch before applied
+counts as applied as well.
 """
 
 from __future__ import annotations
@@ -23,12 +29,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure
 
 from shared.events.envelope import Event, InvalidEvent, KafkaRecord, decode
 from shared.events.registry import DEFAULT_REGISTRY, EventRegistry
@@ -44,6 +50,9 @@ log = logging.getLogger(__name__)
 
 # The index on the markers' ``processed_at`` that earlier versions made; nothing reads it.
 LEGACY_MARKER_INDEX = "processed_at_1"
+
+# Records decoded between two yields to the event loop while a batch is prepared.
+DECODE_SLICE = 50
 
 DLQ_REASON = "dlq-reason"
 DLQ_ERROR = "dlq-error-type"
@@ -98,6 +107,18 @@ class _Decoded:
     event: Event[Any]
 
 
+@dataclass
+class Prepared:
+    """A batch decoded and checked against the markers, not applied yet
+    (:meth:`EventConsumer.prepare`)."""
+
+    messages: Sequence[IncomingMessage]
+    decoded: list[tuple[int, _Decoded]] = field(default_factory=list)
+    invalid: list[tuple[int, str]] = field(default_factory=list)  # (index, reason)
+    ignored: list[tuple[int, str]] = field(default_factory=list)  # (index, event type)
+    applied: set[str] | None = None  # event ids found applied; None: not read yet
+
+
 class EventConsumer:
     """Applies batches of events to a service's state, once per event id."""
 
@@ -128,6 +149,7 @@ class EventConsumer:
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
         self._outage_delay = retry_delay
+        self._applied_last: set[str] = set()  # the event ids of the batch applied last
 
     async def ensure_indexes(self) -> None:
         """The markers are found by ``_id`` only. No secondary index: each one costs the
@@ -143,40 +165,73 @@ class EventConsumer:
 
     async def handle_batch(self, messages: Sequence[IncomingMessage]) -> list[Outcome]:
         """Apply ``messages`` (in order); returns each one's outcome, in order."""
-        BATCH_SIZE.labels(self.service).observe(len(messages))
-        with BATCH_SECONDS.labels(self.service).time():
-            return await self._handle_batch(messages)
+        return await self.apply(await self.prepare(messages))
 
-    async def _handle_batch(self, messages: Sequence[IncomingMessage]) -> list[Outcome]:
-        outcomes: dict[int, Outcome] = {}
-        decoded: list[tuple[int, _Decoded]] = []
+    async def prepare(self, messages: Sequence[IncomingMessage]) -> Prepared:
+        """Decode ``messages`` and read which of their event ids are applied already; no
+        write and no side effect, so the stream worker prepares the next batch while this
+        one's transaction is in flight. A failed read is left to :meth:`apply`."""
+        prepared = Prepared(messages)
         for index, message in enumerate(messages):
+            if index and not index % DECODE_SLICE:
+                await asyncio.sleep(0)  # (let the batch in flight take its replies)
             try:
                 event = decode(message.value, message.headers, self.registry)
             except InvalidEvent as invalid:
-                await self.dead_letter(message, invalid.reason, "InvalidEvent", attempts=1)
-                self._count(message, "invalid", Outcome.DEAD_LETTERED)
-                outcomes[index] = Outcome.DEAD_LETTERED
+                prepared.invalid.append((index, invalid.reason))
                 continue
             if not self.routes.handles(event.type):
-                outcomes[index] = Outcome.IGNORED
-                self._count(message, event.type, Outcome.IGNORED)
+                prepared.ignored.append((index, event.type))
                 continue
-            decoded.append((index, _Decoded(message, event)))
-        fresh = await self._not_yet_applied(decoded, outcomes)
-        for item, outcome in zip(fresh, await self._apply(list(fresh)), strict=True):
-            outcomes[item[0]] = outcome
-        return [outcomes[index] for index in range(len(messages))]
+            prepared.decoded.append((index, _Decoded(message, event)))
+        with contextlib.suppress(Exception):
+            prepared.applied = await self._applied(prepared.decoded)
+        return prepared
 
-    async def _not_yet_applied(
-        self, decoded: list[tuple[int, _Decoded]], outcomes: dict[int, Outcome]
-    ) -> list[tuple[int, _Decoded]]:
-        """Drop repeats within the batch and event ids already applied (one ``$in`` read)."""
+    async def apply(self, prepared: Prepared) -> list[Outcome]:
+        """Apply a prepared batch: dead-letter what is invalid, drop what was applied
+        before, apply the rest in one unit of work; returns each record's outcome."""
+        messages = prepared.messages
+        BATCH_SIZE.labels(self.service).observe(len(messages))
+        with BATCH_SECONDS.labels(self.service).time():
+            outcomes: dict[int, Outcome] = {}
+            for index, reason in prepared.invalid:
+                await self.dead_letter(messages[index], reason, "InvalidEvent", attempts=1)
+                self._count(messages[index], "invalid", Outcome.DEAD_LETTERED)
+                outcomes[index] = Outcome.DEAD_LETTERED
+            for index, event_type in prepared.ignored:
+                outcomes[index] = Outcome.IGNORED
+                self._count(messages[index], event_type, Outcome.IGNORED)
+            applied = prepared.applied
+            if applied is None:
+                applied = await self._applied(prepared.decoded)
+            # (prepared while the batch before was in flight, its read may predate that
+            # batch's markers: what that batch applied counts as applied too)
+            fresh = self._not_yet_applied(prepared.decoded, applied | self._applied_last, outcomes)
+            for item, outcome in zip(fresh, await self._apply(list(fresh)), strict=True):
+                outcomes[item[0]] = outcome
+            self._applied_last = {
+                item.event.id
+                for index, item in prepared.decoded
+                if outcomes[index] in (Outcome.PROCESSED, Outcome.DUPLICATE)
+            }
+            return [outcomes[index] for index in range(len(messages))]
+
+    async def _applied(self, decoded: Sequence[tuple[int, _Decoded]]) -> set[str]:
+        """Which of these event ids have their marker (one ``$in`` read)."""
         ids = list(dict.fromkeys(item.event.id for _, item in decoded))
-        applied: set[str] = set()
-        if ids:
-            found = await find_in(self.processed, "_id", ids, projection={"_id": 1})
-            applied = {document["_id"] for document in found}
+        if not ids:
+            return set()
+        found = await find_in(self.processed, "_id", ids, projection={"_id": 1})
+        return {document["_id"] for document in found}
+
+    def _not_yet_applied(
+        self,
+        decoded: list[tuple[int, _Decoded]],
+        applied: set[str],
+        outcomes: dict[int, Outcome],
+    ) -> list[tuple[int, _Decoded]]:
+        """Drop repeats within the batch and event ids already applied."""
         fresh: list[tuple[int, _Decoded]] = []
         seen: set[str] = set()
         for index, item in decoded:
@@ -235,8 +290,9 @@ class EventConsumer:
             except ConnectionFailure:
                 await self._outage()
                 continue
-            except DuplicateKeyError as duplicate:
-                # A concurrent delivery of the same event (a rebalance) committed first.
+            except (DuplicateKeyError, BulkWriteError) as duplicate:
+                # A concurrent delivery of the same event (a rebalance) committed first
+                # (the markers' insert_many says so with a BulkWriteError).
                 if await self.processed.find_one({"_id": event.id}, {"_id": 1}):
                     return Outcome.DUPLICATE
                 failure: Exception = duplicate

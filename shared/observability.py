@@ -48,7 +48,7 @@ EVENTS_PUBLISHED = Counter(
 )
 BATCH_SECONDS = Histogram(
     "rapport_consumer_batch_seconds",
-    "Time a consumer took to apply one batch, from decoding to the commit of its unit of work",
+    "Time a consumer took to apply one decoded batch, up to the commit of its unit of work",
     ["service"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )

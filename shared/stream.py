@@ -13,6 +13,11 @@ Nothing is acknowledged that was not applied:
 - a crash commits nothing: the records come again, and the markers of what was applied
   make the repetition a no-op.
 
+While a batch's transaction is in flight the worker reads the next batch ahead: it polls,
+decodes and checks the markers (no write). That batch is not in hand: a stop or a
+failure leaves it unapplied and unacknowledged (the failure rewinds to it), and after a
+rebalance it is dropped and its partitions read again from where they stand.
+
 The worker connects in the background with backoff, so a service whose broker is not up
 yet still serves HTTP, and ``/readyz`` says what the worker is doing.
 """
@@ -24,17 +29,27 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from shared.consumer import EventConsumer, IncomingMessage
+from shared.consumer import EventConsumer, IncomingMessage, Prepared
 
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT = 0.5
+
+
+@dataclass(frozen=True)
+class _Read:
+    """A batch read (and prepared) ahead of its turn."""
+
+    records: list[Any]
+    prepared: Prepared | None  # None: nothing came
+    rebalances: int  # the worker's rebalance count when the read began
 
 
 class WorkerState(StrEnum):
@@ -70,7 +85,9 @@ class StreamWorker:
         self.applied_batches = 0
         self._stopping = asyncio.Event()
         self._in_hand = asyncio.Lock()
+        self.rebalances = 0  # partitions given up, counted by the rebalance listener
         self._task: asyncio.Task[None] | None = None
+        self._ahead: asyncio.Task[_Read] | None = None  # the next batch, read ahead
         self._kafka: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
@@ -120,6 +137,11 @@ class StreamWorker:
         finally:
             self.state = WorkerState.STOPPED
             self._kafka = None
+            ahead, self._ahead = self._ahead, None
+            if ahead is not None:  # read ahead, never applied: nothing of it is committed
+                ahead.cancel()
+                with contextlib.suppress(BaseException):
+                    await ahead
             # Leaves the group at once (its partitions move now, not at the session
             # timeout); auto-commit is off, so nothing unapplied is committed.
             with contextlib.suppress(Exception):
@@ -140,7 +162,7 @@ class StreamWorker:
                 heartbeat_interval_ms=max(self.session_timeout_ms // 4, 100),
                 rebalance_timeout_ms=max(int(self.stop_timeout * 1000), self.session_timeout_ms),
             )
-            kafka.subscribe(self.topics, listener=_FinishBeforeRevoke(self._in_hand))
+            kafka.subscribe(self.topics, listener=_FinishBeforeRevoke(self))
             try:
                 await kafka.start()
             except KafkaError as error:
@@ -157,16 +179,23 @@ class StreamWorker:
         return None
 
     async def _one_batch(self, kafka: AIOKafkaConsumer) -> None:
-        records = await self._poll(kafka)
-        if not records:
+        """Apply the batch read ahead (or read one now) and commit its offsets, while the
+        next batch is read ahead."""
+        ahead, self._ahead = self._ahead, None
+        read = await self._take(kafka, ahead)
+        if read.prepared is None:
             return
+        if not self._stopping.is_set():
+            self._ahead = asyncio.create_task(self._read(kafka), name=f"{self.group_id}-ahead")
         try:
-            await self.consumer.handle_batch([IncomingMessage.of(record) for record in records])
-        except Exception:
-            self._rewind(kafka, records)  # not applied, so not acknowledged: read it again
+            await self.consumer.apply(read.prepared)
+        except BaseException:
+            # Not applied, so not acknowledged: read it again, and what was read after it.
+            following, self._ahead = self._ahead, None
+            self._rewind(kafka, read.records + await _finished(following))
             raise
         offsets: dict[TopicPartition, int] = {}
-        for record in records:
+        for record in read.records:
             offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
         try:
             await kafka.commit(offsets)
@@ -175,6 +204,29 @@ class StreamWorker:
             # new owner's repetition a no-op.
             log.warning("offsets of an applied batch not committed: %s", error)
         self.applied_batches += 1
+
+    async def _take(self, kafka: AIOKafkaConsumer, ahead: asyncio.Task[_Read] | None) -> _Read:
+        """The batch read ahead, unless partitions were given up since it began: then its
+        records are read again from where their partitions stand, with the rest."""
+        if ahead is None:
+            return await self._read(kafka)
+        read = await ahead
+        if read.rebalances == self.rebalances:
+            return read
+        self._rewind(kafka, read.records)
+        return await self._read(kafka)
+
+    async def _read(self, kafka: AIOKafkaConsumer) -> _Read:
+        rebalances = self.rebalances
+        records = await self._poll(kafka)
+        if not records:
+            return _Read(records, None, rebalances)
+        try:
+            prepared = await self.consumer.prepare([IncomingMessage.of(r) for r in records])
+        except BaseException:
+            self._rewind(kafka, records)
+            raise
+        return _Read(records, prepared, rebalances)
 
     @staticmethod
     def _rewind(kafka: AIOKafkaConsumer, records: Sequence[Any]) -> None:
@@ -209,12 +261,26 @@ class StreamWorker:
 class _FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     """Partitions are given up only once the batch in hand is applied and committed."""
 
-    def __init__(self, in_hand: asyncio.Lock) -> None:
-        self.in_hand = in_hand
+    def __init__(self, worker: StreamWorker) -> None:
+        self.worker = worker
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        async with self.in_hand:
-            pass
+        async with self.worker._in_hand:
+            self.worker.rebalances += 1  # what was read ahead is not read on from
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         return None
+
+
+async def _finished(read: asyncio.Task[_Read] | None) -> list[Any]:
+    """The records a read ahead took, once it is over (none if it failed or was
+    cancelled: it rewound what it took)."""
+    if read is None:
+        return []
+    try:
+        return (await asyncio.shield(read)).records
+    except asyncio.CancelledError:
+        read.cancel()  # (this task is being cancelled: the read goes too, and rewinds)
+        raise
+    except Exception:
+        return []

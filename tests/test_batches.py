@@ -19,17 +19,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import REGISTRY
 from pymongo.errors import BulkWriteError
 
-from shared.consumer import EventConsumer, IncomingMessage, Outcome, RejectEvent
+from shared import stream
+from shared.consumer import EventConsumer, IncomingMessage, Outcome, Prepared, RejectEvent
 from shared.events import Event, KafkaRecord, encode
 from shared.events.purchases import PurchaseCompleted
 from shared.kafka import AiokafkaPublisher
 from shared.mongo import IN_CHUNK, Collection, Database, MongoClient
 from shared.outbox import Outbox
 from shared.routing import Routes
+from shared.stream import StreamWorker
 from shared.topics import PURCHASES, TopicNames
 from shared.unit_of_work import UnitOfWork, UnitsOfWork
 from tests.kafka_reading import read_topic
@@ -138,6 +140,137 @@ async def test_a_duplicate_inside_a_batch_and_across_batches_has_one_effect(
 
     assert await tally.effects.count_documents({}) == 3
     assert await tally.tallies.find_one({"_id": "c-1"}) == {"_id": "c-1", "count": 3}
+
+
+async def test_a_batch_prepared_while_the_one_before_was_in_flight_skips_what_that_one_applied(
+    counted: tuple[MongoClient, CommandCounter],
+    db: Database,
+    publisher: AiokafkaPublisher,
+    topics: TopicNames,
+    tally: Tally,
+) -> None:
+    """The worker prepares a batch (decode, read of the markers) while the one before it
+    is applied: that read may predate the markers of the batch before; what that batch
+    applied still counts as applied, without a failed transaction to find it out."""
+    client, counter = counted
+    consumer = consumer_of(client, db, publisher, topics, tally)
+    topic = topics(PURCHASES)
+    repeated = purchase("p-1")
+    first = messages(topic, encode(repeated), encode(purchase("p-2")))
+    second = messages(topic, encode(repeated), encode(purchase("p-3")), start=2)
+
+    ahead = await consumer.prepare(second)  # read before the first batch is applied
+    assert ahead.applied == set()
+    assert await consumer.apply(await consumer.prepare(first)) == [Outcome.PROCESSED] * 2
+    counter.clear()
+    assert await consumer.apply(ahead) == [Outcome.DUPLICATE, Outcome.PROCESSED]
+
+    # One transaction, nothing split: the markers of the one new event, in one insert.
+    assert counter.written("processed_events") == [("insert", 1)]
+    assert await tally.effects.count_documents({}) == 3
+    assert await tally.tallies.find_one({"_id": "c-1"}) == {"_id": "c-1", "count": 3}
+
+
+async def test_an_event_another_replica_applied_after_it_was_prepared_is_a_duplicate(
+    mongo_client: MongoClient,
+    db: Database,
+    publisher: AiokafkaPublisher,
+    topics: TopicNames,
+    tally: Tally,
+) -> None:
+    """Two replicas with the same event in hand (a rebalance): the one that commits second
+    finds the marker on insert and counts a duplicate; it does not dead-letter the event."""
+    replica, other = (consumer_of(mongo_client, db, publisher, topics, tally) for _ in "ab")
+    batch = messages(topics(PURCHASES), encode(purchase("p-1")))
+    prepared = await replica.prepare(batch)
+    assert await other.handle_batch(batch) == [Outcome.PROCESSED]
+
+    assert await replica.apply(prepared) == [Outcome.DUPLICATE]
+    assert await tally.effects.count_documents({}) == 1
+
+
+class FailsOnceAfterReadingAhead(EventConsumer):
+    """Its first batch fails (as a store lost in the middle of it would make it fail),
+    once the next batch was read ahead."""
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.prepared: list[list[str]] = []  # each prepared batch's purchase ids
+        self.read_ahead = asyncio.Event()
+        self.failed = False
+
+    async def prepare(self, messages: Sequence[IncomingMessage]) -> Prepared:
+        prepared = await super().prepare(messages)
+        self.prepared.append([item.event.payload.purchase_id for _, item in prepared.decoded])
+        if len(self.prepared) == 2:
+            self.read_ahead.set()
+        return prepared
+
+    async def apply(self, prepared: Prepared) -> list[Outcome]:
+        if not self.failed:
+            self.failed = True
+            await asyncio.wait_for(self.read_ahead.wait(), 60)
+            raise RuntimeError("the store went away in the middle of the batch")
+        return await super().apply(prepared)
+
+
+async def test_a_batch_that_fails_is_read_again_with_the_batch_read_ahead_of_it(
+    kafka_bootstrap: str,
+    db: Database,
+    publisher: AiokafkaPublisher,
+    topics: TopicNames,
+    tally: Tally,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first batch is on partition 0, the one read ahead while it fails on partition
+    1: both partitions are read again, so nothing is lost, and nothing doubles."""
+    monkeypatch.setattr(stream, "POLL_TIMEOUT", 5.0)  # the read ahead waits for partition 1
+    topic = topics(PURCHASES)
+    service_db = db.client[db.name]
+    consumer = FailsOnceAfterReadingAhead(
+        service="batch-tests", client=db.client, db=service_db, publisher=publisher,
+        routes=tally_routes.bind(Tally(service_db["tallies"], service_db["effects"])),
+        topics=topics, outbox=Outbox(service_db, topics), retry_delay=0.01,
+    )  # fmt: skip
+    group = f"{topics.prefix}read-ahead"
+    worker = StreamWorker(
+        consumer, bootstrap_servers=[kafka_bootstrap], group_id=group, topics=[topic],
+        batch_size=5, linger=0.01,
+    )  # fmt: skip
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+
+    async def send(partition: int, prefix: str, customer: str) -> None:
+        for n in range(5):
+            record = encode(purchase(f"{prefix}-{n}", customer_id=customer))
+            await producer.send_and_wait(
+                topic, record.value, key=record.key, partition=partition,
+                headers=list(record.headers),
+            )  # fmt: skip
+
+    try:
+        await send(0, "p", "c-1")
+        await worker.start()
+        await eventually(lambda: _truthy(consumer.prepared), timeout=60, message="no batch")
+        await send(1, "q", "c-2")
+
+        async def all_applied() -> bool:
+            return await tally.effects.count_documents({}) >= 10
+
+        await eventually(all_applied, timeout=60, message="a batch was lost")
+    finally:
+        await worker.stop()
+        await producer.stop()
+    assert consumer.prepared[:2] == [[f"p-{n}" for n in range(5)], [f"q-{n}" for n in range(5)]]
+    assert await tally.effects.count_documents({}) == 10
+    tallies = {document["_id"]: document["count"] async for document in tally.tallies.find()}
+    assert tallies == {"c-1": 5, "c-2": 5}
+    committed = await committed_offsets(kafka_bootstrap, group, topic)
+    assert (committed[0], committed[1]) == (5, 5)
+
+
+async def _truthy(value: object) -> bool:
+    return bool(value)
 
 
 async def test_a_handler_sees_its_batch_s_earlier_changes_with_one_read_per_collection(
