@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from bson import Decimal128
+from bson.codec_options import TypeCodec, TypeRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
@@ -58,6 +59,30 @@ def decimal128(value: Decimal) -> Decimal128:
     # (bson takes the two halves as a pair; its stubs list only the decimal-tuple form)
     halves: Any = (high, significand & _LOW_64)
     return Decimal128(halves)
+
+
+class _DecimalCodec(TypeCodec):
+    """``Decimal`` written as BSON decimal128 and read back as ``Decimal``."""
+
+    python_type = Decimal
+    bson_type = Decimal128
+
+    def transform_python(self, value: Any) -> Decimal128:
+        return decimal128(value)
+
+    def transform_bson(self, value: Any) -> Decimal:
+        return Decimal(value.to_decimal())
+
+
+_DECIMALS = TypeRegistry([_DecimalCodec()])
+
+
+def with_decimals(collection: Collection) -> Collection:
+    """``collection`` storing ``Decimal`` values as decimal128 and reading them back as
+    ``Decimal``, at any depth of a document, during BSON's own encoding and decoding
+    (no walk of each document in Python before a write and after a read)."""
+    options = collection.codec_options.with_options(type_registry=_DECIMALS)
+    return collection.with_options(codec_options=options)
 
 
 def create_client(uri: str, app_name: str) -> MongoClient:

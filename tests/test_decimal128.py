@@ -1,4 +1,6 @@
-"""``shared.mongo.decimal128``: the same 128 bits as bson's ``Decimal128`` for every value."""
+"""Money in the store: ``shared.mongo.decimal128`` gives the same 128 bits as bson's
+``Decimal128`` for every value, and ``with_decimals`` stores ``Decimal`` as decimal128 and
+reads it back as ``Decimal``."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from bson import Decimal128
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.mongo import decimal128
+from shared.mongo import Database, decimal128, with_decimals
 
 
 def _same(value: Decimal) -> None:
@@ -55,3 +57,26 @@ def test_money_amounts(value: Decimal) -> None:
 )  # fmt: skip
 def test_edges_and_what_goes_to_bson(text: str) -> None:
     _same(Decimal(text))
+
+
+async def test_a_collection_with_decimals_stores_decimal128_and_reads_back_decimal(
+    db: Database,
+) -> None:
+    money = with_decimals(db["money"])
+    document = {
+        "_id": "p-1",
+        "total": Decimal("10.50"),
+        "lines": [{"price": Decimal("-0.00"), "quantity": 2}],
+        "by_currency": {"EUR": {"spent": Decimal("1E+3")}},
+    }
+    await money.insert_one(document)
+
+    stored = await db["money"].find_one({"_id": "p-1"})  # as any other client sees it
+    assert stored is not None
+    assert stored["total"] == Decimal128("10.50")
+    assert stored["lines"][0]["price"] == Decimal128("-0.00")
+    assert stored["by_currency"]["EUR"]["spent"] == Decimal128("1E+3")
+    read = await money.find_one({"_id": "p-1"})
+    assert read is not None
+    assert read == document
+    assert [str(read["total"]), str(read["lines"][0]["price"])] == ["10.50", "-0.00"]

@@ -3,18 +3,16 @@
 ``ledger`` holds one document per purchase (``purchase:<id>``) and per return or refund
 (``return:<id>``): the ``_id`` is what makes a redelivered purchase or return a no-op.
 ``customer_figures`` holds one document per customer, rewritten in the same transaction
-as each ledger entry; its ``version`` counts the changes. Money is stored as Decimal128,
-never as a float.
+as each ledger entry; its ``version`` counts the changes. Money is stored as decimal128,
+never as a float: ``Decimal`` in memory, converted by the collections' codec.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
-from bson import Decimal128
 from pymongo import ASCENDING, DESCENDING
 
 from services.profiles.ledger import (
@@ -28,14 +26,15 @@ from services.profiles.ledger import (
     purchase_entry_id,
     return_entry_id,
 )
-from shared.mongo import Database, Session, decimal128
+from shared.mongo import Database, Session, with_decimals
 from shared.unit_of_work import UnitOfWork
 
 
 class LedgerStore:
     def __init__(self, db: Database) -> None:
-        self.entries = db["ledger"]
-        self.figures = db["customer_figures"]
+        # (money is Decimal in memory, decimal128 in the store: see shared.mongo)
+        self.entries = with_decimals(db["ledger"])
+        self.figures = with_decimals(db["customer_figures"])
 
     async def ensure_indexes(self) -> None:
         await self.entries.create_index(
@@ -126,26 +125,6 @@ class LedgerStore:
         return figures
 
 
-def _to_bson(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return decimal128(value)
-    if isinstance(value, dict):
-        return {key: _to_bson(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_to_bson(item) for item in value]
-    return value
-
-
-def _from_bson(value: Any) -> Any:
-    if isinstance(value, Decimal128):
-        return value.to_decimal()
-    if isinstance(value, dict):
-        return {key: _from_bson(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_from_bson(item) for item in value]
-    return value
-
-
 def _entry_document(entry: LedgerEntry) -> dict[str, Any]:
     document = entry.model_dump(mode="python")
     if isinstance(entry, PurchaseEntry):
@@ -155,7 +134,7 @@ def _entry_document(entry: LedgerEntry) -> dict[str, Any]:
         ]
     document["kind"] = entry.kind.value
     document["_id"] = entry.entry_id
-    return _to_bson(document)  # type: ignore[no-any-return]
+    return document
 
 
 def _entry(document: dict[str, Any]) -> LedgerEntry:
@@ -163,37 +142,35 @@ def _entry(document: dict[str, Any]) -> LedgerEntry:
 
 
 def _purchase(document: dict[str, Any]) -> PurchaseEntry:
-    fields = _from_bson(document)
+    fields = dict(document)
     fields["returned"] = {pair["sku"]: pair["quantity"] for pair in fields.get("returned", [])}
     return PurchaseEntry.model_validate(fields)
 
 
 def _return(document: dict[str, Any]) -> ReturnEntry:
-    return ReturnEntry.model_validate(_from_bson(document))
+    return ReturnEntry.model_validate(document)
 
 
 def _figures_document(figures: Figures) -> dict[str, Any]:
-    return _to_bson(  # type: ignore[no-any-return]
-        {
-            "_id": figures.customer_id,
-            "purchase_count": figures.purchase_count,
-            "return_count": figures.return_count,
-            "currencies": {
-                code: spent.model_dump(exclude={"currency"})
-                for code, spent in figures.currencies.items()
-            },
-            "first_purchase_at": figures.first_purchase_at,
-            "last_purchase_at": figures.last_purchase_at,
-            "categories": [
-                {"category": name, "quantity": count} for name, count in figures.categories.items()
-            ],
-            "version": figures.version,
-        }
-    )
+    return {
+        "_id": figures.customer_id,
+        "purchase_count": figures.purchase_count,
+        "return_count": figures.return_count,
+        "currencies": {
+            code: spent.model_dump(exclude={"currency"})
+            for code, spent in figures.currencies.items()
+        },
+        "first_purchase_at": figures.first_purchase_at,
+        "last_purchase_at": figures.last_purchase_at,
+        "categories": [
+            {"category": name, "quantity": count} for name, count in figures.categories.items()
+        ],
+        "version": figures.version,
+    }
 
 
 def _figures(document: Mapping[str, Any]) -> Figures:
-    fields = _from_bson(document)
+    fields = document
     return Figures(
         customer_id=fields["_id"],
         purchase_count=fields["purchase_count"],
