@@ -12,10 +12,14 @@ recognised as the same message.
 from __future__ import annotations
 
 import contextlib
+import email.policy
 import hashlib
+import io
 import re
 import time
+import uuid
 from email.charset import QP, Charset
+from email.generator import BytesGenerator
 from email.header import Header
 from email.headerregistry import Address
 from email.message import Message
@@ -125,6 +129,17 @@ def _text_header(value: str) -> str | Header:
     return value if _one_line(value).isascii() else Header(value, "utf-8")
 
 
+# What goes on the wire: CRLF line ends, headers folded as compat32 folds them.
+_WIRE = email.policy.compat32.clone(linesep="\r\n")
+
+
+def _flatten(mail: Message) -> bytes:
+    """The message as SMTP's DATA carries it."""
+    with io.BytesIO() as buffer:
+        BytesGenerator(buffer, policy=_WIRE).flatten(mail)
+        return buffer.getvalue()
+
+
 def _address_header(name: str, address: str) -> str:
     """``Name <address>``, the name RFC 2047 encoded when it is not ASCII."""
     return formataddr((_one_line(name), _one_line(address)), charset="utf-8")
@@ -162,7 +177,9 @@ class SmtpSender:
         text = _text_part(rendered.text, "plain")
         mail: Message = text
         if rendered.html:
-            mail = MIMEMultipart("alternative")
+            # (a boundary of its own: "=_" never occurs in quoted-printable parts, so the
+            # generator need not search the parts for a free one)
+            mail = MIMEMultipart("alternative", boundary=f"=_{uuid.uuid4().hex}")
             mail.attach(text)
             mail.attach(_text_part(rendered.html, "html"))
         # (the compat32 classes take str or Header values; their stubs say str)
@@ -202,7 +219,7 @@ class SmtpSender:
             raise PermanentDeliveryError(f"the e-mail cannot be built: {error}") from None
         settings = self.settings
         try:
-            await self._transfer(mail, address)
+            await self._transfer(_flatten(mail), address)
         except aiosmtplib.SMTPRecipientsRefused as error:
             codes = [refused.code for refused in error.recipients]
             reasons = "; ".join(f"{r.code} {r.message}" for r in error.recipients)
@@ -225,20 +242,20 @@ class SmtpSender:
                 f" {type(error).__name__}: {error}"
             ) from None
 
-    async def _transfer(self, mail: Message, address: str) -> None:
+    async def _transfer(self, mail: bytes, address: str) -> None:
         """Send on a kept connection (or a new one) and keep it while it can serve on."""
         sender = self.settings.sender_address
         client, kept = await self._connection()
         try:
             try:
-                await client.send_message(mail, sender=sender, recipients=[address])
+                await client.sendmail(sender, [address], mail)
             except aiosmtplib.SMTPServerDisconnected:
                 if not kept:
                     raise
                 # A kept connection the server had closed: once more, on a new one.
                 client.close()
                 client, _ = await self._connection(fresh=True)
-                await client.send_message(mail, sender=sender, recipients=[address])
+                await client.sendmail(sender, [address], mail)
         except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException):
             await self._release(client)  # the server refused the message, reset the envelope
             raise
