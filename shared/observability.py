@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import Counter, Gauge, Histogram
 from pythonjsonlogger.json import JsonFormatter
@@ -125,4 +125,17 @@ def current_trace_context() -> dict[str, str]:
     """``traceparent``/``tracestate`` of the current span, for an outgoing event."""
     carrier: dict[str, str] = {}
     _propagator.inject(carrier)
+    return carrier
+
+
+def current_span_context() -> SpanContext:
+    """The current span's ids, to keep (cheaply) and turn into a carrier later with
+    :func:`trace_context_of`."""
+    return trace.get_current_span().get_span_context()
+
+
+def trace_context_of(span_context: SpanContext) -> dict[str, str]:
+    """``traceparent``/``tracestate`` of a span kept earlier (none for an invalid one)."""
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier, trace.set_span_in_context(NonRecordingSpan(span_context)))
     return carrier

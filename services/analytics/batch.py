@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.trace import INVALID_SPAN_CONTEXT, SpanContext
 from pymongo import InsertOne, ReplaceOne
 
 from services.analytics.domain.summaries import FACT_KINDS, Summary, resummarise, with_new_facts
@@ -39,7 +40,7 @@ from services.analytics.store import (
 )
 from shared.identity import MAX_MERGE_HOPS, End, Link, follow, link_of
 from shared.mongo import IN_CHUNK, Collection, Document, find_in, in_chunks
-from shared.observability import current_trace_context
+from shared.observability import current_span_context
 from shared.unit_of_work import UnitOfWork
 
 FIELDS = ("customer_id", "named")  # what facts are asked for by, besides their _id
@@ -159,7 +160,8 @@ class Touched:
 
     whole: bool = False
     added: dict[str, dict[str, None]] = field(default_factory=dict)
-    trace: dict[str, str] = field(default_factory=dict)  # of the last event touching it
+    # the span of the last event touching it (made a carrier only if an event is announced)
+    span: SpanContext = INVALID_SPAN_CONTEXT
 
 
 class Batch:
@@ -374,7 +376,7 @@ class Batch:
             touched.whole = True
         elif fact_id is not None:
             touched.added.setdefault(kind, {})[fact_id] = None
-        touched.trace = current_trace_context()
+        touched.span = current_span_context()
 
     def untouch(self, customer_id: str) -> None:
         self.touched.pop(customer_id, None)

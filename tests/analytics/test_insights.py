@@ -4,10 +4,12 @@ reasons announced once on change, insights, and next best offers with their evid
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 from typing import Any
 
 from services.analytics.handlers.recompute import judge_population, recompute
+from shared.events import new_event
 from shared.topics import INSIGHTS
 from tests.analytics.conftest import (
     NOW,
@@ -326,3 +328,25 @@ async def test_a_tier_that_moves_while_the_segment_stays_is_announced(
     after = tier_changes(await insight_events(api, kafka_bootstrap), "c-tier")
     assert after[: len(before)] == before
     assert after[len(before) :] == [("at_risk", "at_risk", "silver", "gold")]
+
+
+async def test_an_announced_change_continues_the_trace_of_the_event_that_caused_it(
+    api: Api, kafka_bootstrap: str
+) -> None:
+    await api.feed(*[purchase("c-traced", f"r{i}", ago(days=400 + i)) for i in range(5)])
+    before = len(tier_changes(await insight_events(api, kafka_bootstrap), "c-traced"))
+    trace_id = uuid.uuid4().hex
+    sixth = new_event(
+        purchase("c-traced", "r5", ago(days=390)),  # silver -> gold: announced
+        source="/tests",
+        extensions={"traceparent": f"00-{trace_id}-{'6' * 16}-01"},
+    )
+    await api.feed_events([sixth])
+
+    events = await insight_events(api, kafka_bootstrap)
+    changes = [
+        e for e in events if e["type"] == "crm.customer.segment_changed"
+        and e["subject"] == "c-traced"
+    ][before:]  # fmt: skip
+    assert [change["data"]["loyalty_tier"] for change in changes] == ["gold"]
+    assert changes[0]["traceparent"].split("-")[1] == trace_id

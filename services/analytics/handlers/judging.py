@@ -17,6 +17,7 @@ from shared.events import Event
 from shared.events.base import EventPayload
 from shared.events.insights import ChurnRiskChanged, RfmScores, RiskLevel, SegmentChanged
 from shared.mongo import Collection, Document
+from shared.observability import trace_context_of
 from shared.routing import Routes
 from shared.unit_of_work import UnitOfWork
 
@@ -115,7 +116,7 @@ async def judge_touched(ctx: Analytics, events: Sequence[Event[Any]], uow: UnitO
             "version": version + 1,
         }
         _replace(uow, customers, document)
-        uow.emit(ctx.announcements(payloads, now, touched.trace))
+        uow.emit(ctx.announcements(payloads, now, trace_context_of(touched.span)))
 
 
 def _replace(uow: UnitOfWork, collection: Collection, document: Document) -> None:
