@@ -8,13 +8,16 @@ every log line, and is written into the extensions of every event published mean
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.sdk.environment_variables import OTEL_TRACES_SAMPLER
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, Sampler
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import Counter, Gauge, Histogram
@@ -84,7 +87,18 @@ def configure_logging(level: str, service: str) -> None:
 def configure_tracing(service: str) -> None:
     """Give the process a real tracer so spans get ids (no exporter: ids for correlation)."""
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        trace.set_tracer_provider(TracerProvider())
+        trace.set_tracer_provider(TracerProvider(sampler=default_sampler()))
+
+
+def default_sampler() -> Sampler | None:
+    """Nothing records Rapport's spans, so a trace it starts is not sampled (W3C flags 00;
+    its ids still go into logs and events), and one sampled upstream stays sampled, as
+    OpenTelemetry's ParentBased sampler does. A span that records nothing costs half (a
+    consumed event's span: 4.6 µs instead of 10). ``OTEL_TRACES_SAMPLER``, when set,
+    chooses instead (None: the SDK reads it)."""
+    if os.environ.get(OTEL_TRACES_SAMPLER):
+        return None
+    return ParentBased(ALWAYS_OFF)
 
 
 class TraceContextFilter(logging.Filter):

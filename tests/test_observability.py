@@ -10,6 +10,7 @@ import uuid
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.sampling import ParentBased
 from opentelemetry.trace import StatusCode
 from pythonjsonlogger.json import JsonFormatter
 
@@ -18,7 +19,13 @@ from shared.events import Event, encode, new_event
 from shared.events.customers import CustomerErased
 from shared.kafka import AiokafkaPublisher
 from shared.mongo import Database, MongoClient
-from shared.observability import TraceContextFilter, configure_tracing, span_from
+from shared.observability import (
+    TraceContextFilter,
+    configure_tracing,
+    current_trace_context,
+    default_sampler,
+    span_from,
+)
 from shared.outbox import Outbox
 from shared.routing import Routes
 from shared.topics import CUSTOMERS, TopicNames
@@ -83,6 +90,29 @@ def test_a_span_continues_its_parent_ends_and_records_a_failure() -> None:
     assert [event.name for event in failed.events] == ["exception"]
     assert failed.events[0].attributes is not None
     assert failed.events[0].attributes["exception.type"] == "KeyError"
+
+
+def test_a_trace_rapport_starts_is_not_sampled_and_one_sampled_upstream_stays_sampled() -> None:
+    configure_tracing("tests")
+    with span_from({}, "work"):
+        root = current_trace_context()["traceparent"]
+    with span_from({"traceparent": f"00-{uuid.uuid4().hex}-{'7' * 16}-01"}, "work"):
+        continued = current_trace_context()["traceparent"]
+    with span_from({"traceparent": f"00-{uuid.uuid4().hex}-{'8' * 16}-00"}, "work"):
+        unsampled = current_trace_context()["traceparent"]
+    # Every span has ids (for logs and events); only what upstream samples is sampled.
+    assert root.split("-")[1] != "0" * 32
+    sampled = [int(parent[-2:], 16) & 1 for parent in (root, continued, unsampled)]
+    assert sampled == [0, 1, 0]
+
+
+def test_otel_traces_sampler_chooses_the_sampler_when_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OTEL_TRACES_SAMPLER", raising=False)
+    assert isinstance(default_sampler(), ParentBased)
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
+    assert default_sampler() is None  # the SDK reads the variable itself
 
 
 async def test_a_consumed_event_continues_the_producers_trace(
