@@ -7,18 +7,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import email.policy
+import io
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from email.errors import HeaderParseError
+from email.generator import BytesGenerator
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from devstack.ports import free_port
 from devstack.sms import SmsSink
 from devstack.smtp import SmtpSink
 from services.notifications import catalog
-from services.notifications.channels import ChannelSettings, InAppSender, SmsSender, SmtpSender
+from services.notifications.channels import (
+    WIRE,
+    ChannelSettings,
+    InAppSender,
+    SmsSender,
+    SmtpSender,
+)
 from services.notifications.domain import (
     Channel,
     OutgoingMessage,
@@ -117,6 +129,39 @@ def test_extra_headers_never_replace_the_messages_own(html: str | None) -> None:
     assert mail.get_all("Message-ID") == [mail["Message-ID"]]
     assert mail["X-Bad"] is None
     assert mail["Bcc"] is None
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    name=st.sampled_from(["Subject", "To", "X-Rapport-Rule", "List-Unsubscribe", "Date"]),
+    value=st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=120),
+)
+def test_the_wire_policy_folds_a_header_as_compat32_does(name: str, value: str) -> None:
+    """The short cut for ASCII headers that fit on their line writes what compat32 writes;
+    anything else is compat32's own folding."""
+    compat32 = email.policy.compat32.clone(linesep="\r\n")
+    try:
+        expected = compat32.fold_binary(name, value)
+    except HeaderParseError:  # a line break that would start a header of its own
+        with pytest.raises(HeaderParseError):
+            WIRE.fold_binary(name, value)
+        return
+    assert WIRE.fold_binary(name, value) == expected
+
+
+@pytest.mark.parametrize("html", ['<p lang="hr">hvala, Šime!</p>' * 30, None])
+@pytest.mark.parametrize("subject", ["Hvala na narudžbi P-1", "Thanks " * 20, "Thanks"])
+def test_an_email_is_flattened_byte_for_byte_as_compat32_flattens_it(
+    html: str | None, subject: str
+) -> None:
+    mail = SmtpSender(smtp_settings(1025)).build(
+        outgoing(Channel.EMAIL, "ivana@example.com", subject=subject, html=html)
+    )
+    expected = io.BytesIO()
+    BytesGenerator(expected, policy=email.policy.compat32.clone(linesep="\r\n")).flatten(mail)
+    ours = io.BytesIO()
+    BytesGenerator(ours, policy=WIRE).flatten(mail)
+    assert ours.getvalue() == expected.getvalue()
 
 
 async def test_a_long_subject_folds_and_a_line_break_in_a_header_is_refused(
