@@ -183,6 +183,10 @@ class SmtpSender:
         self.idle_seconds = idle_seconds
         self._idle: list[tuple[aiosmtplib.SMTP, float]] = []  # newest last
         self.connections_opened = 0
+        # Who sends, parsed once (``smtp_from`` is parsed again at every property read).
+        self._sender = settings.sender_address
+        self._from = _address_header(settings.sender_name, self._sender)
+        self._domain = self._sender.rpartition("@")[2] or "rapport.local"
 
     def build(self, message: OutgoingMessage) -> Message:
         """The MIME message: built with the ``email`` package's MIME classes (its compat32
@@ -190,7 +194,6 @@ class SmtpSender:
         given into a structured object, 1.5 ms a message, over half the service's CPU
         under load); non-ASCII names and subjects are RFC 2047 encoded, and a line break
         in a header value is refused, as ``EmailMessage`` refuses it."""
-        settings = self.settings
         rendered = message.rendered
         text = _text_part(rendered.text, "plain")
         mail: Message = text
@@ -202,12 +205,11 @@ class SmtpSender:
             mail.attach(_text_part(rendered.html, "html"))
         # (the compat32 classes take str or Header values; their stubs say str)
         headers = cast("Message[str, str | Header]", mail)
-        headers["From"] = _address_header(settings.sender_name, settings.sender_address)
+        headers["From"] = self._from
         headers["To"] = _address_header(message.recipient.name or "", message.address)
         headers["Subject"] = _text_header(rendered.subject)
         headers["Date"] = formatdate(usegmt=True)
-        domain = settings.sender_address.rpartition("@")[2] or "rapport.local"
-        headers["Message-ID"] = message_id(message.delivery_id, domain)
+        headers["Message-ID"] = message_id(message.delivery_id, self._domain)
         headers["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
         headers["X-Rapport-Delivery-Id"] = _text_header(message.delivery_id)
         headers["X-Rapport-Rule"] = message.rule
@@ -262,7 +264,7 @@ class SmtpSender:
 
     async def _transfer(self, mail: bytes, address: str) -> None:
         """Send on a kept connection (or a new one) and keep it while it can serve on."""
-        sender = self.settings.sender_address
+        sender = self._sender
         client, kept = await self._connection()
         try:
             try:
