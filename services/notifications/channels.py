@@ -18,6 +18,7 @@ import re
 import time
 import uuid
 from email.charset import QP, Charset
+from email.errors import MessageError
 from email.generator import BytesGenerator
 from email.header import Header
 from email.headerregistry import Address
@@ -234,12 +235,12 @@ class SmtpSender:
         if "@" not in address:
             raise PermanentDeliveryError(f"not an e-mail address: {address!r}")
         try:
-            mail = self.build(message)
-        except (ValueError, TypeError) as error:
+            data = _flatten(self.build(message))
+        except (ValueError, TypeError, MessageError) as error:
             raise PermanentDeliveryError(f"the e-mail cannot be built: {error}") from None
         settings = self.settings
         try:
-            await self._transfer(_flatten(mail), address)
+            await self._transfer(data, address)
         except aiosmtplib.SMTPRecipientsRefused as error:
             codes = [refused.code for refused in error.recipients]
             reasons = "; ".join(f"{r.code} {r.message}" for r in error.recipients)

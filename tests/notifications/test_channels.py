@@ -185,6 +185,14 @@ async def test_a_long_subject_folds_and_a_line_break_in_a_header_is_refused(
     ):
         with pytest.raises(PermanentDeliveryError, match=r"cannot be built: .*line break"):
             await sender.send(bad)
+    # Other characters that end a line in Python (a form feed, a vertical tab) are refused
+    # when the message is written: for good as well, not retried.
+    for breaking in ("\x0c", "\x0b"):
+        bad = outgoing(
+            Channel.EMAIL, "ivana@example.com", subject=f"Hvala{breaking}Bcc: x@example.com"
+        )
+        with pytest.raises(PermanentDeliveryError, match=r"cannot be built: .*embedded header"):
+            await sender.send(bad)
 
 
 async def test_a_persian_email_arrives_intact(smtp_sink: SmtpSink) -> None:
