@@ -30,7 +30,7 @@ from typing import TypeVar
 from pydantic import ValidationError
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from services.profiles.domain import CustomerStatus, ProfileFields, normalise_email, register
+from services.profiles.domain import ProfileFields, normalise_email, register
 from services.profiles.handlers import live_customer, registered_event
 from services.profiles.ledger import (
     Addon,
@@ -126,8 +126,7 @@ async def _load(
     entries = await ledger.store.load(uow, entry_ids)
     owners = await ledger.customers.load_owners(uow, identity_keys)
     named = [*customer_ids, *(entry.customer_id for entry in entries), *owners]
-    found = await ledger.customers.load(uow, named)
-    live = [customer.id for customer in found if customer.status is CustomerStatus.ACTIVE]
+    live = await ledger.customers.load(uow, named)
     await ledger.store.load_figures(uow, live)
 
 

@@ -52,14 +52,15 @@ class CustomerStore:
 
     # In a unit of work
 
-    async def load(self, uow: UnitOfWork, customer_ids: Iterable[str]) -> list[Customer]:
+    async def load(self, uow: UnitOfWork, customer_ids: Iterable[str]) -> list[str]:
         """Read these profiles, and those they were merged into, into ``uow``.
 
         One query, and one more per step of a merge chain only when some were merged (a
         chain is followed as ``shared.identity.follow`` does, all chains a step at a time).
-        Returns the profiles found (those merged away and their survivors alike).
+        Returns the ids of the live (active) profiles found. Each profile is looked at in
+        place (its status and survivor), not made into a model: a batch loads hundreds.
         """
-        found: list[Customer] = []
+        live: list[str] = []
         seen: set[str] = set()
         wanted = list(dict.fromkeys(customer_ids))
         for _ in range(MAX_MERGE_HOPS):
@@ -70,14 +71,16 @@ class CustomerStore:
             await uow.load(self.customers, wanted)
             survivors: list[str] = []
             for customer_id in wanted:
-                customer = await self.of(uow, customer_id)
-                if customer is None:
+                document = await uow.view(self.customers, customer_id)
+                if document is None:
                     continue
-                found.append(customer)
-                if survivor := customer.link.merged_into:
+                status = document.get("status", CustomerStatus.ACTIVE)
+                if status == CustomerStatus.ACTIVE:
+                    live.append(customer_id)
+                if survivor := link_of_profile(status, document.get("merged_into")).merged_into:
                     survivors.append(survivor)
             wanted = survivors
-        return found
+        return live
 
     async def of(self, uow: UnitOfWork, customer_id: str) -> Customer | None:
         """The profile as ``uow`` sees it (created earlier in it, or loaded)."""
