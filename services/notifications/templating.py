@@ -61,6 +61,8 @@ T = TypeVar("T")
 
 COMPILED_CACHE_SIZE = 512
 RENDER_BUDGET_SECONDS = 2.0
+# How long a render may hold the event loop before it is moved to a thread.
+INLINE_RENDER_SECONDS = 0.05
 # How long the custom templates read for a message serve the next messages of the same
 # trigger: a dispatcher sending a batch reads them once, not once per message. A template
 # saved or reverted through this process counts at once; through another, within this.
@@ -393,12 +395,22 @@ class JinjaTemplateRenderer:
         chosen: _Chosen,
         values: Mapping[str, Any],
     ) -> RenderedMessage:
-        """Render in a thread within ``render_budget``, so a template that loops for long
-        (data can be larger than the sample it was checked with) never stalls the event
-        loop; raises ``_OverBudget`` when it takes longer."""
-        return await asyncio.to_thread(
-            _within_budget, lambda: self._render(spec, channel, chosen, values), self.render_budget
-        )
+        """Render within ``render_budget`` without stalling the event loop; raises
+        ``_OverBudget`` when it takes longer. A message renders in well under a
+        millisecond, so it is first rendered here, for at most ``INLINE_RENDER_SECONDS``;
+        one that takes longer (data can be larger than the sample it was checked with) is
+        rendered again in a thread, where the loop goes on beside it. (A thread for every
+        message cost the dispatcher an eighth of its throughput.)"""
+
+        def render() -> RenderedMessage:
+            return self._render(spec, channel, chosen, values)
+
+        try:
+            return _within_budget(render, min(INLINE_RENDER_SECONDS, self.render_budget))
+        except _OverBudget:
+            if self.render_budget <= INLINE_RENDER_SECONDS:
+                raise
+        return await asyncio.to_thread(_within_budget, render, self.render_budget)
 
     def _render(
         self,
