@@ -137,9 +137,7 @@ def span_from(carrier: Mapping[str, str], name: str) -> Iterator[trace.Span]:
 
 def current_trace_context() -> dict[str, str]:
     """``traceparent``/``tracestate`` of the current span, for an outgoing event."""
-    carrier: dict[str, str] = {}
-    _propagator.inject(carrier)
-    return carrier
+    return trace_context_of(current_span_context())
 
 
 def current_span_context() -> SpanContext:

@@ -85,7 +85,7 @@ class StreamWorker:
         self.applied_batches = 0
         self._stopping = asyncio.Event()
         self._in_hand = asyncio.Lock()
-        self.rebalances = 0  # partitions given up, counted by the rebalance listener
+        self._rebalances = 0  # times partitions were given up
         self._task: asyncio.Task[None] | None = None
         self._ahead: asyncio.Task[_Read] | None = None  # the next batch, read ahead
         self._kafka: AIOKafkaConsumer | None = None
@@ -205,19 +205,25 @@ class StreamWorker:
             log.warning("offsets of an applied batch not committed: %s", error)
         self.applied_batches += 1
 
+    async def give_up_partitions(self) -> None:
+        """A rebalance takes partitions away: once the batch in hand is applied and
+        committed; what was read ahead is not read on from."""
+        async with self._in_hand:
+            self._rebalances += 1
+
     async def _take(self, kafka: AIOKafkaConsumer, ahead: asyncio.Task[_Read] | None) -> _Read:
         """The batch read ahead, unless partitions were given up since it began: then its
         records are read again from where their partitions stand, with the rest."""
         if ahead is None:
             return await self._read(kafka)
         read = await ahead
-        if read.rebalances == self.rebalances:
+        if read.rebalances == self._rebalances:
             return read
         self._rewind(kafka, read.records)
         return await self._read(kafka)
 
     async def _read(self, kafka: AIOKafkaConsumer) -> _Read:
-        rebalances = self.rebalances
+        rebalances = self._rebalances
         records = await self._poll(kafka)
         if not records:
             return _Read(records, None, rebalances)
@@ -265,8 +271,7 @@ class _FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        async with self.worker._in_hand:
-            self.worker.rebalances += 1  # what was read ahead is not read on from
+        await self.worker.give_up_partitions()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         return None

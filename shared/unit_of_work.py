@@ -129,10 +129,7 @@ class UnitOfWork:
     async def view(self, collection: Collection, key: Hashable) -> Mapping[str, Any] | None:
         """The document as this unit of work sees it, not copied: to read only (the
         handlers' hot path reads a field or two of documents it does not change)."""
-        documents = self._map(collection).documents
-        if key not in documents:
-            await self.load(collection, [key])
-        entry = documents[key]
+        entry = await self._entry(self._map(collection), collection, key)
         return entry.document() if isinstance(entry, _Kept) else entry
 
     async def decoded(
@@ -143,9 +140,7 @@ class UnitOfWork:
         object itself when it was :meth:`keep`-ed. The object is shared: to read, or to
         replace with :meth:`keep`, never to change in place."""
         loaded = self._map(collection)
-        if key not in loaded.documents:
-            await self.load(collection, [key])
-        entry = loaded.documents[key]
+        entry = await self._entry(loaded, collection, key)
         if isinstance(entry, _Kept):
             return entry.value  # type: ignore[no-any-return]
         cached = loaded.decoded.get(key)
@@ -154,6 +149,13 @@ class UnitOfWork:
         value = decode(entry)
         loaded.decoded[key] = (entry, value)
         return value
+
+    async def _entry(self, loaded: _Loaded, collection: Collection, key: Hashable) -> Any:
+        """What the unit holds for ``key`` (a document, a kept object or None), read first
+        when unknown (a known key costs no call to :meth:`load`: the handlers' hot path)."""
+        if key not in loaded.documents:
+            await self.load(collection, [key])
+        return loaded.documents[key]
 
     def known(self, collection: Collection, key: Hashable) -> bool:
         return key in self._map(collection).documents

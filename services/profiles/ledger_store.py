@@ -170,17 +170,16 @@ def _figures_document(figures: Figures) -> dict[str, Any]:
 
 
 def _figures(document: Mapping[str, Any]) -> Figures:
-    fields = document
     return Figures(
-        customer_id=fields["_id"],
-        purchase_count=fields["purchase_count"],
-        return_count=fields["return_count"],
+        customer_id=document["_id"],
+        purchase_count=document["purchase_count"],
+        return_count=document["return_count"],
         currencies={
             code: CurrencyFigures(currency=code, **spent)
-            for code, spent in fields["currencies"].items()
+            for code, spent in document["currencies"].items()
         },
-        first_purchase_at=fields.get("first_purchase_at"),
-        last_purchase_at=fields.get("last_purchase_at"),
-        categories={pair["category"]: pair["quantity"] for pair in fields["categories"]},
-        version=fields["version"],
+        first_purchase_at=document.get("first_purchase_at"),
+        last_purchase_at=document.get("last_purchase_at"),
+        categories={pair["category"]: pair["quantity"] for pair in document["categories"]},
+        version=document["version"],
     )
