@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -112,7 +114,15 @@ class _OverBudget(Exception):
 
 
 def _within_budget(work: Callable[[], T], seconds: float = RENDER_BUDGET_SECONDS) -> T:
-    """Run ``work`` in this thread, stopping it once it has run for ``seconds``."""
+    """Run ``work`` in this thread, stopping it once it has run for ``seconds``: by a
+    CPU-time alarm in the main thread (free), else by a trace function (which makes a
+    render about four times slower, so only a render moved to a thread pays it)."""
+    if _ALARM.usable():
+        return _ALARM.run(work, seconds)
+    return _traced(work, seconds)
+
+
+def _traced(work: Callable[[], T], seconds: float) -> T:
     deadline = time.monotonic() + seconds
     steps = 0
 
@@ -128,6 +138,52 @@ def _within_budget(work: Callable[[], T], seconds: float = RENDER_BUDGET_SECONDS
         return work()
     finally:
         sys.settrace(None)
+
+
+class _CpuAlarm:
+    """A render budget kept by a one-shot ``ITIMER_VIRTUAL`` (the process's CPU time):
+    its ``SIGVTALRM`` handler raises ``_OverBudget`` in the main thread if the render it
+    was set for still runs. Used only in the main thread (where Python runs signal
+    handlers), one render at a time, and only while nothing else in the process uses that
+    signal or timer. The handler raises at most once per render and leaves no render
+    running when it does, so a late signal (the render had just finished) costs a render
+    again, never a stray exception later."""
+
+    def __init__(self) -> None:
+        self._running = False
+        self._installed = False
+
+    def usable(self) -> bool:
+        if self._running or threading.current_thread() is not threading.main_thread():
+            return False
+        if not self._installed:
+            if not hasattr(signal, "setitimer"):
+                return False
+            if signal.getsignal(signal.SIGVTALRM) not in (signal.SIG_DFL, None):
+                return False  # the process uses it for something else
+            signal.signal(signal.SIGVTALRM, self._ring)
+            self._installed = True
+        return signal.getsignal(signal.SIGVTALRM) == self._ring
+
+    def _ring(self, signum: int, frame: FrameType | None) -> None:
+        if self._running:
+            self._running = False
+            raise _OverBudget
+
+    def run(self, work: Callable[[], T], seconds: float) -> T:
+        previous = signal.setitimer(signal.ITIMER_VIRTUAL, seconds)
+        if previous != (0.0, 0.0):  # someone else's timer: put it back, trace instead
+            signal.setitimer(signal.ITIMER_VIRTUAL, *previous)
+            return _traced(work, seconds)
+        self._running = True
+        try:
+            return work()
+        finally:
+            self._running = False
+            signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+
+
+_ALARM = _CpuAlarm()
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):

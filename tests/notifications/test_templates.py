@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import signal
+import sys
 import time
 from datetime import date
 from typing import Any
 
 import pytest
 
-from services.notifications import catalog
+from services.notifications import catalog, templating
 from services.notifications import rules as r
 from services.notifications.domain import Channel, PermanentDeliveryError, TextDirection
 from services.notifications.formatting import (
@@ -335,6 +337,70 @@ async def test_a_template_that_runs_too_long_on_real_data_is_stopped_without_blo
     # (INLINE_RENDER_SECONDS), not for the second of the whole budget.
     assert len(ticks) > 10
     assert max(later - earlier for earlier, later in itertools.pairwise(ticks)) < 0.5
+
+
+async def test_a_render_on_the_event_loop_is_not_traced(
+    renderer: JinjaTemplateRenderer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inline budget is a CPU-time alarm, not a trace function: tracing made every
+    render about four times slower (and switched off a coverage tool or debugger)."""
+    traced: list[object] = []
+    settrace = sys.settrace
+
+    def recorded(function: Any) -> None:
+        traced.append(function)
+        settrace(function)
+
+    monkeypatch.setattr(sys, "settrace", recorded)
+    rendered = await renderer.render(
+        "purchase_thank_you", Channel.EMAIL, "en", sample("purchase_thank_you")
+    )
+    assert rendered.subject
+    assert traced == []
+
+
+def test_the_render_budget_holds_when_the_process_uses_the_cpu_alarm_itself() -> None:
+    """Someone else's SIGVTALRM handler or timer is left alone: the budget is then kept by
+    tracing, and a runaway is still stopped."""
+
+    def runaway() -> None:
+        while True:
+            pass
+
+    theirs: list[int] = []
+    previous = signal.signal(signal.SIGVTALRM, lambda signum, frame: theirs.append(signum))
+    try:
+        alarm = templating._CpuAlarm()
+        assert not alarm.usable()
+        started = time.monotonic()
+        with pytest.raises(templating._OverBudget):
+            templating._traced(runaway, 0.05)
+        assert time.monotonic() - started < 1
+        signal.signal(signal.SIGVTALRM, signal.SIG_DFL)
+        alarm = templating._CpuAlarm()
+        assert alarm.usable()
+        signal.setitimer(signal.ITIMER_VIRTUAL, 30)  # a timer of someone else's
+        with pytest.raises(templating._OverBudget):
+            alarm.run(runaway, 0.05)
+        assert 0 < signal.getitimer(signal.ITIMER_VIRTUAL)[0] <= 30
+        assert alarm.run(lambda: 42, 0.05) == 42  # (the timer in place: traced again)
+    finally:
+        signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+        signal.signal(signal.SIGVTALRM, previous)
+    assert theirs == []
+
+
+def test_a_runaway_render_on_the_main_thread_is_stopped_by_the_alarm() -> None:
+    def runaway() -> None:
+        while True:
+            pass
+
+    started = time.monotonic()
+    with pytest.raises(templating._OverBudget):
+        templating._within_budget(runaway, 0.05)
+    assert time.monotonic() - started < 1
+    assert templating._within_budget(lambda: 42, 0.05) == 42
+    assert signal.getitimer(signal.ITIMER_VIRTUAL) == (0.0, 0.0)
 
 
 def test_dates_and_money_are_written_the_way_each_language_writes_them() -> None:
