@@ -52,8 +52,8 @@ class ServiceRuntime:
     outbox: Outbox
     relay: OutboxRelay
     units: UnitsOfWork
-    consumer: EventConsumer
-    worker: StreamWorker
+    consumers: list[EventConsumer]  # one per stream worker (``consumer_streams``)
+    workers: list[StreamWorker]
     tokens: TokenService
     topics: TopicNames
     revocations: RevocationStore
@@ -76,27 +76,33 @@ class ServiceRuntime:
         relay = OutboxRelay(
             db, publisher, name, poll_interval=settings.outbox_poll_interval_seconds
         )
-        consumer = EventConsumer(
-            service=name,
-            client=client,
-            db=db,
-            publisher=publisher,
-            routes=BoundRoutes(),
-            topics=topics,
-            outbox=outbox,
-            relay=relay,
-            max_attempts=settings.consumer_max_attempts,
-        )
         subscribed = [topics(topic) for topic in subscriptions]
-        worker = StreamWorker(
-            consumer,
-            bootstrap_servers=settings.kafka_servers,
-            group_id=settings.consumer_group,
-            topics=subscribed,
-            batch_size=settings.consumer_batch_size,
-            linger=settings.consumer_linger_ms / 1000,
-            session_timeout_ms=settings.consumer_session_timeout_ms,
-        )
+        consumers = [
+            EventConsumer(
+                service=name,
+                client=client,
+                db=db,
+                publisher=publisher,
+                routes=BoundRoutes(),
+                topics=topics,
+                outbox=outbox,
+                relay=relay,
+                max_attempts=settings.consumer_max_attempts,
+            )
+            for _ in range(settings.consumer_streams)
+        ]
+        workers = [
+            StreamWorker(
+                consumer,
+                bootstrap_servers=settings.kafka_servers,
+                group_id=settings.consumer_group,
+                topics=subscribed,
+                batch_size=settings.consumer_batch_size,
+                linger=settings.consumer_linger_ms / 1000,
+                session_timeout_ms=settings.consumer_session_timeout_ms,
+            )
+            for consumer in consumers
+        ]
         admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
         return cls(
             settings=settings,
@@ -106,18 +112,24 @@ class ServiceRuntime:
             outbox=outbox,
             relay=relay,
             units=UnitsOfWork(client, outbox, relay),
-            consumer=consumer,
-            worker=worker,
+            consumers=consumers,
+            workers=workers,
             tokens=TokenService(settings.secret, admin_token=admin_token),
             topics=topics,
             revocations=RevocationStore(db),
             subscriptions=subscribed,
         )
 
+    @property
+    def consumer(self) -> EventConsumer:
+        """The first stream's consumer (they all share the service's collections)."""
+        return self.consumers[0]
+
     def handle(self, routes: BoundRoutes) -> None:
         """Also apply ``routes`` to each consumed batch, after the routes named before;
         all of a batch's handlers run in one unit of work: all their effects or none."""
-        self.consumer.routes = self.consumer.routes + routes
+        for consumer in self.consumers:
+            consumer.routes = consumer.routes + routes
 
     async def start(self) -> None:
         """Start every part. When Kafka or MongoDB cannot be reached (a broker restarting
@@ -130,7 +142,7 @@ class ServiceRuntime:
             *self.startup,  # e.g. the service's own indexes and background loops
             self.publisher.start,
             self.relay.start,
-            self.worker.start,
+            self._start_workers,
         ]
         try:
             await self._next_steps()
@@ -159,6 +171,10 @@ class ServiceRuntime:
                 delay = min(delay * 2, 30.0)
                 log.warning("still cannot start (%s); retrying in %.0f s", error, delay)
 
+    async def _start_workers(self) -> None:
+        for worker in self.workers:
+            await worker.start()
+
     @property
     def started(self) -> bool:
         return not self._steps
@@ -168,9 +184,9 @@ class ServiceRuntime:
             self._starting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._starting
-        # The consumer first: it finishes (or abandons) its batch and leaves the group
+        # The stream workers first: each finishes (or abandons) its batch and leaves the group
         # while the producer can still take what that batch dead-letters.
-        await self.worker.stop()
+        await asyncio.gather(*(worker.stop() for worker in self.workers))
         for finish in reversed(self.shutdown):  # e.g. the service's background tasks
             await finish()
         with contextlib.suppress(*UNREACHABLE):  # the lease expires by itself
@@ -189,7 +205,9 @@ class ServiceRuntime:
         kafka, mongodb = await asyncio.gather(
             check(self.publisher.ping()), check(ping(self.client))
         )
-        checks = {"kafka": kafka, "mongodb": mongodb, "stream": self.worker.readiness()}
+        streams = [worker.readiness() for worker in self.workers]
+        waiting = [state for state in streams if state != "ok"]
+        checks = {"kafka": kafka, "mongodb": mongodb, "stream": waiting[0] if waiting else "ok"}
         if not self.started:
             checks["startup"] = "waiting for the dependencies above"
         return checks

@@ -54,16 +54,20 @@ async def record(effects: Effects, event: Event[PurchaseCompleted], uow: UnitOfW
     )
 
 
-async def main(bootstrap: str, mongodb_uri: str, prefix: str, database: str, delay: str) -> None:
+async def main(
+    bootstrap: str, mongodb_uri: str, prefix: str, database: str, delay: str, streams: str
+) -> None:
     settings = ChildSettings(
         kafka_bootstrap=bootstrap,
         mongodb_uri=mongodb_uri,
         topic_prefix=prefix,
         mongodb_database=database,
         consumer_batch_size=50,
+        consumer_streams=int(streams),
     )
     runtime = ServiceRuntime.build(settings, subscriptions=[PURCHASES])
-    runtime.worker.stop_timeout = 30.0 if float(delay) < 0.5 else 0.5
+    for worker in runtime.workers:
+        worker.stop_timeout = 30.0 if float(delay) < 0.5 else 0.5
     runtime.handle(routes.bind(Effects(runtime.db["effects"], runtime.db["counts"], float(delay))))
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -76,4 +80,4 @@ async def main(bootstrap: str, mongodb_uri: str, prefix: str, database: str, del
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:6]))
+    asyncio.run(main(*sys.argv[1:7]))

@@ -341,7 +341,12 @@ async def test_a_poison_event_in_the_middle_of_a_batch_is_dead_lettered_and_its_
 
 
 async def start_child(
-    kafka_bootstrap: str, mongodb_uri: str, topics: TopicNames, db: Database, delay: float
+    kafka_bootstrap: str,
+    mongodb_uri: str,
+    topics: TopicNames,
+    db: Database,
+    delay: float,
+    streams: int = 1,
 ) -> asyncio.subprocess.Process:
     child = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -352,6 +357,7 @@ async def start_child(
         topics.prefix,
         db.name,
         str(delay),
+        str(streams),
         stdout=asyncio.subprocess.PIPE,
     )
     assert child.stdout is not None

@@ -127,3 +127,35 @@ async def test_a_replica_s_partitions_move_to_the_survivor_with_nothing_lost_or_
     if how is signal.SIGTERM:
         assert await asyncio.wait_for(leaving.wait(), 60) == 0
     await assert_each_applied_once(db, produced)
+
+
+async def test_one_process_with_two_stream_workers_shares_the_partitions_between_them(
+    kafka_bootstrap: str, mongodb_uri: str, topics: TopicNames, db: Database
+) -> None:
+    """``CONSUMER_STREAMS=2``: one process is two members of the group, each with
+    partitions of its own; everything is applied once, and a stop leaves the group with
+    both (nothing of the batches in hand lost or doubled)."""
+    child = await start_child(kafka_bootstrap, mongodb_uri, topics, db, delay=0.01, streams=2)
+    try:
+        await two_share_the_partitions(kafka_bootstrap, topics)
+        produced = await produce_load(kafka_bootstrap, topics)
+
+        async def under_way() -> bool:
+            return await applied(db) >= 50
+
+        await eventually(under_way, message="the stream workers did not start applying")
+        child.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(child.wait(), 60) == 0
+
+        async def left() -> bool:
+            return await assignments(kafka_bootstrap, topics) == []
+
+        await eventually(left, timeout=30, message="the stopped workers stayed in the group")
+        stopped_at = await applied(db)
+        assert stopped_at < produced  # stopped in the middle: a second run finishes
+        child = await start_child(kafka_bootstrap, mongodb_uri, topics, db, delay=0, streams=2)
+        await assert_each_applied_once(db, produced)
+    finally:
+        if child.returncode is None:
+            child.kill()
+        await child.wait()
