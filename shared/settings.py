@@ -70,8 +70,10 @@ class ServiceSettings(PlatformSettings):
     # Stream workers per process (Kafka Streams' ``num.stream.threads``): each is a member
     # of the consumer group with partitions of its own and applies its batches in
     # transactions of its own, so one runs its handlers while another waits for the store.
-    # Events with the same key stay on one partition, hence in one worker, in order.
-    consumer_streams: int = Field(default=2, ge=1, le=16)
+    # Events with the same key stay on one partition, hence in one worker, in order. More
+    # than one raises a backlog's throughput a little and costs latency under steady load
+    # (docs/consuming.md); replicas scale further.
+    consumer_streams: int = Field(default=1, ge=1, le=16)
     # A replica that stops heartbeating loses its partitions after this long.
     consumer_session_timeout_ms: int = Field(default=10_000, ge=1_000)
     outbox_poll_interval_seconds: float = Field(default=0.2, gt=0)
