@@ -132,6 +132,10 @@ EAGER_WINDOW = 1.0
 RECORD_ATTEMPTS = 5
 
 
+def _waits_for_customer(changes: Mapping[str, Any]) -> bool:
+    return changes.get("last_error") == WAITING_FOR_CUSTOMER
+
+
 @dataclass
 class Dispatcher:
     ctx: Notifications
@@ -562,12 +566,15 @@ class Dispatcher:
         planned = [
             (delivery, *self._changes(delivery, outcome, now)) for delivery, outcome in finished
         ]
+        released: list[str] = []
 
         async def work(uow: UnitOfWork) -> None:
             uow.reads += 1
             current = await self.ctx.ledger.claims(
                 [delivery.id for delivery, *_ in planned], uow.session
             )
+            known = await self._registered_now(planned, uow.session)
+            released.clear()
             dead_letters: list[tuple[Event[Any], str]] = []
             for delivery, changes, events, dead_letter in planned:
                 found = current.get(delivery.id)
@@ -577,7 +584,11 @@ class Dispatcher:
                     or found.get("status") != DeliveryStatus.PENDING.value
                 ):
                     continue
-                uow.write(deliveries, finish(delivery, changes), key=delivery.id)
+                written = changes
+                if _waits_for_customer(changes) and delivery.customer_id in known:
+                    written = {**changes, "due_at": now}
+                    released.append(delivery.id)
+                uow.write(deliveries, finish(delivery, written), key=delivery.id)
                 uow.emit(events)
                 if dead_letter is not None:
                     dead_letters.append((events[-1], dead_letter))
@@ -587,6 +598,22 @@ class Dispatcher:
                     await self._dead_letter(uow.session, failed, reason)
 
         await self.ctx.units().run(work)
+        if released:
+            self.wake()
+
+    async def _registered_now(
+        self, planned: Sequence[tuple[Delivery, dict[str, Any], Any, Any]], session: Session
+    ) -> set[str]:
+        """Of the customers a delivery found unknown, those registered by now: their
+        registration came while the delivery was claimed (its release passes over a claimed
+        delivery), so the delivery is due at once rather than at the next look."""
+        waiting = {d.customer_id for d, changes, *_ in planned if _waits_for_customer(changes)}
+        known = set()
+        for customer_id in waiting:
+            customer = await self.ctx.directory.get(customer_id, session)
+            if customer is not None and customer.registered:
+                known.add(customer_id)
+        return known
 
     def _changes(
         self, delivery: Delivery, outcome: Outcome, now: datetime

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from services.notifications.dispatcher import Dispatcher
+from services.notifications.deliveries_domain import WAITING_FOR_CUSTOMER
+from services.notifications.dispatcher import Dispatcher, Skip
 from services.notifications.domain import (
     Channel,
     OutgoingMessage,
@@ -120,6 +121,44 @@ async def test_a_message_is_rendered_in_the_customers_language_and_sent_once(
     assert sent_events == 2
     assert await dispatcher(ctx, db, email).run_once() == 0
     assert len(email.sent) == 1
+
+
+async def test_a_registration_while_the_dispatcher_finds_the_customer_unknown_releases_the_mail(
+    ctx: Notifications, db: Database
+) -> None:
+    """The purchase overtook the registration; the dispatcher claims the thank-you, finds
+    nobody, and the registration lands before that outcome is recorded (its release passes
+    over a claimed delivery). The outcome then sees the customer and makes the mail due at
+    once, not at the next look seconds later."""
+    await apply(
+        ctx,
+        PurchaseCompleted.model_validate(
+            {"purchase_id": "late-o-1", "customer_id": "c-late", "total_amount": "3.00",
+             "currency": "CZK", "channel": "web",
+             "items": [{"sku": "a", "name": "Rohlík", "category": "b", "quantity": 1,
+                        "unit_price": "3.00"}]}
+        ),
+    )  # fmt: skip
+    email = Recording()
+    sender = dispatcher(ctx, db, email)
+    claimed = await ctx.ledger.claim_due(NOON, 10, "claim-1", NOON + timedelta(minutes=2))
+    outcomes = [(delivery, await sender.attempt(delivery, NOON)) for delivery in claimed]
+    assert outcomes
+    assert all(isinstance(o, Skip) and o.reason == WAITING_FOR_CUSTOMER for _, o in outcomes)
+    await apply(
+        ctx,
+        CustomerRegistered.model_validate(
+            {"customer_id": "c-late", "given_name": "Ana", "emails": ["c-late@x.cz"],
+             "locale": "cs", "time_zone": "Europe/Prague", "created_at": NOON,
+             "updated_at": NOON, "version": 1}
+        ),
+    )  # fmt: skip
+    await sender.record(outcomes)
+    delivery = await email_delivery(ctx, "c-late")
+    assert delivery["status"] == "pending"
+    assert delivery["due_at"].replace(tzinfo=UTC) == NOON  # (the clock has not moved)
+    assert await sender.run_once() == 2
+    assert [message.address for message in email.sent] == ["c-late@x.cz"]
 
 
 async def test_two_dispatchers_send_a_delivery_once(ctx: Notifications, db: Database) -> None:

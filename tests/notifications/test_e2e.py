@@ -199,9 +199,9 @@ async def test_quiet_hours_defer_the_mail_to_the_morning_then_it_goes(
         async def is_deferred() -> bool:
             # A purchase that overtook the registration waits for the profile first
             # (pending, not yet deferred); the dispatcher then defers it to the morning.
-            # (The registration releases it at once, unless it came while the dispatcher
-            # was finding the customer unknown: then the look a few seconds later does, so
-            # the clock moves on as time does.)
+            # (The registration releases it at once, unless it commits just while the
+            # dispatcher records finding the customer unknown: then the look a few seconds
+            # later does, so the clock moves on as time does.)
             if any(d["deferred_because"] for d in await deferred()):
                 return True
             clock.advance(seconds=0.5)
