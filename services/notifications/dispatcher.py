@@ -283,10 +283,13 @@ class Dispatcher:
 
     async def _reader_for(self, deliveries: Sequence[Delivery]) -> Batch:
         """What sending ``deliveries`` needs of their customers, read together."""
+        return await self._reader_for_customers([delivery.customer_id for delivery in deliveries])
+
+    async def _reader_for_customers(self, customer_ids: Sequence[str]) -> Batch:
         reader = self.ctx.reader()
-        if deliveries:
-            reader.want(customers=[delivery.customer_id for delivery in deliveries])
-            with contextlib.suppress(Exception):  # read again, per delivery, when sending
+        if customer_ids:
+            reader.want(customers=customer_ids)
+            with contextlib.suppress(Exception):  # read again, one by one, when asked
                 await reader.ready()
         return reader
 
@@ -558,7 +561,8 @@ class Dispatcher:
         claims, one ``bulk_write`` of the ledger, one outbox insert of the events. An
         outcome whose claim was lost (it expired and another dispatcher took the delivery
         over) or whose delivery is no longer pending (its customer was erased meanwhile)
-        is not recorded."""
+        is not recorded. A delivery that found its customer unknown is due at once if the
+        customer is registered by now (one read of those customers, before)."""
         if not finished:
             return
         now = self.ctx.now()
@@ -566,6 +570,10 @@ class Dispatcher:
         planned = [
             (delivery, *self._changes(delivery, outcome, now)) for delivery, outcome in finished
         ]
+        known = await self._registered_now(
+            [delivery.customer_id for delivery, changes, *_ in planned
+             if _waits_for_customer(changes)]
+        )  # fmt: skip
         released: list[str] = []
 
         async def work(uow: UnitOfWork) -> None:
@@ -573,7 +581,6 @@ class Dispatcher:
             current = await self.ctx.ledger.claims(
                 [delivery.id for delivery, *_ in planned], uow.session
             )
-            known = await self._registered_now(planned, uow.session)
             released.clear()
             dead_letters: list[tuple[Event[Any], str]] = []
             for delivery, changes, events, dead_letter in planned:
@@ -601,16 +608,17 @@ class Dispatcher:
         if released:
             self.wake()
 
-    async def _registered_now(
-        self, planned: Sequence[tuple[Delivery, dict[str, Any], Any, Any]], session: Session
-    ) -> set[str]:
-        """Of the customers a delivery found unknown, those registered by now: their
-        registration came while the delivery was claimed (its release passes over a claimed
-        delivery), so the delivery is due at once rather than at the next look."""
-        waiting = {d.customer_id for d, changes, *_ in planned if _waits_for_customer(changes)}
+    async def _registered_now(self, waiting: Sequence[str]) -> set[str]:
+        """Of the customers a delivery found unknown, those registered by now (read
+        together): their registration came while the delivery was claimed (its release
+        passes over a claimed delivery), so the delivery is due at once rather than at the
+        next look."""
+        if not waiting:
+            return set()
+        reader = await self._reader_for_customers(waiting)
         known = set()
-        for customer_id in waiting:
-            customer = await self.ctx.directory.get(customer_id, session)
+        for customer_id in set(waiting):
+            customer = await reader.customer(customer_id)
             if customer is not None and customer.registered:
                 known.add(customer_id)
         return known
