@@ -52,8 +52,7 @@ class ServiceRuntime:
     outbox: Outbox
     relay: OutboxRelay
     units: UnitsOfWork
-    consumers: list[EventConsumer]  # one per stream worker (``consumer_streams``)
-    workers: list[StreamWorker]
+    workers: list[StreamWorker]  # ``consumer_streams`` of them, each with its consumer
     tokens: TokenService
     topics: TopicNames
     revocations: RevocationStore
@@ -77,23 +76,19 @@ class ServiceRuntime:
             db, publisher, name, poll_interval=settings.outbox_poll_interval_seconds
         )
         subscribed = [topics(topic) for topic in subscriptions]
-        consumers = [
-            EventConsumer(
-                service=name,
-                client=client,
-                db=db,
-                publisher=publisher,
-                routes=BoundRoutes(),
-                topics=topics,
-                outbox=outbox,
-                relay=relay,
-                max_attempts=settings.consumer_max_attempts,
-            )
-            for _ in range(settings.consumer_streams)
-        ]
         workers = [
             StreamWorker(
-                consumer,
+                EventConsumer(
+                    service=name,
+                    client=client,
+                    db=db,
+                    publisher=publisher,
+                    routes=BoundRoutes(),
+                    topics=topics,
+                    outbox=outbox,
+                    relay=relay,
+                    max_attempts=settings.consumer_max_attempts,
+                ),
                 bootstrap_servers=settings.kafka_servers,
                 group_id=settings.consumer_group,
                 topics=subscribed,
@@ -101,7 +96,7 @@ class ServiceRuntime:
                 linger=settings.consumer_linger_ms / 1000,
                 session_timeout_ms=settings.consumer_session_timeout_ms,
             )
-            for consumer in consumers
+            for _ in range(settings.consumer_streams)
         ]
         admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
         return cls(
@@ -112,7 +107,6 @@ class ServiceRuntime:
             outbox=outbox,
             relay=relay,
             units=UnitsOfWork(client, outbox, relay),
-            consumers=consumers,
             workers=workers,
             tokens=TokenService(settings.secret, admin_token=admin_token),
             topics=topics,
@@ -123,13 +117,13 @@ class ServiceRuntime:
     @property
     def consumer(self) -> EventConsumer:
         """The first stream's consumer (they all share the service's collections)."""
-        return self.consumers[0]
+        return self.workers[0].consumer
 
     def handle(self, routes: BoundRoutes) -> None:
         """Also apply ``routes`` to each consumed batch, after the routes named before;
         all of a batch's handlers run in one unit of work: all their effects or none."""
-        for consumer in self.consumers:
-            consumer.routes = consumer.routes + routes
+        for worker in self.workers:
+            worker.consumer.routes = worker.consumer.routes + routes
 
     async def start(self) -> None:
         """Start every part. When Kafka or MongoDB cannot be reached (a broker restarting
@@ -205,9 +199,8 @@ class ServiceRuntime:
         kafka, mongodb = await asyncio.gather(
             check(self.publisher.ping()), check(ping(self.client))
         )
-        streams = [worker.readiness() for worker in self.workers]
-        waiting = [state for state in streams if state != "ok"]
-        checks = {"kafka": kafka, "mongodb": mongodb, "stream": waiting[0] if waiting else "ok"}
+        stream = next((s for w in self.workers if (s := w.readiness()) != "ok"), "ok")
+        checks = {"kafka": kafka, "mongodb": mongodb, "stream": stream}
         if not self.started:
             checks["startup"] = "waiting for the dependencies above"
         return checks

@@ -574,14 +574,19 @@ class Dispatcher:
             [delivery.customer_id for delivery, changes, *_ in planned
              if _waits_for_customer(changes)]
         )  # fmt: skip
-        released: list[str] = []
+        if known:  # registered by now: due at once
+            planned = [
+                (delivery, {**changes, "due_at": now}, events, dead_letter)
+                if _waits_for_customer(changes) and delivery.customer_id in known
+                else (delivery, changes, events, dead_letter)
+                for delivery, changes, events, dead_letter in planned
+            ]
 
         async def work(uow: UnitOfWork) -> None:
             uow.reads += 1
             current = await self.ctx.ledger.claims(
                 [delivery.id for delivery, *_ in planned], uow.session
             )
-            released.clear()
             dead_letters: list[tuple[Event[Any], str]] = []
             for delivery, changes, events, dead_letter in planned:
                 found = current.get(delivery.id)
@@ -591,11 +596,7 @@ class Dispatcher:
                     or found.get("status") != DeliveryStatus.PENDING.value
                 ):
                     continue
-                written = changes
-                if _waits_for_customer(changes) and delivery.customer_id in known:
-                    written = {**changes, "due_at": now}
-                    released.append(delivery.id)
-                uow.write(deliveries, finish(delivery, written), key=delivery.id)
+                uow.write(deliveries, finish(delivery, changes), key=delivery.id)
                 uow.emit(events)
                 if dead_letter is not None:
                     dead_letters.append((events[-1], dead_letter))
@@ -605,7 +606,7 @@ class Dispatcher:
                     await self._dead_letter(uow.session, failed, reason)
 
         await self.ctx.units().run(work)
-        if released:
+        if known:  # what was released is due now
             self.wake()
 
     async def _registered_now(self, waiting: Sequence[str]) -> set[str]:
