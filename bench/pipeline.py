@@ -24,6 +24,12 @@ first purchase sent to its last one applied. Measurements:
    the ledger entries, ``$inc`` the per-customer figures (one ``bulk_write`` of
    ``UpdateOne`` upserts), all in one transaction, then commit the offsets. It runs before
    the services and again after them; the faster of the two is the reference.
+   When an e-mail rate is measured, each round also runs the e-mail baseline
+   (``bench.raw_mail``, a process of its own): a plain aiokafka consumer that sends a
+   plain-text thank-you per purchase through aiosmtplib to the same sink and records
+   markers and sends in one transaction per poll. It is no target, it tells what an
+   e-mail costs here before any of Rapport's work: the summary prints its ratio to the
+   baseline and notifications' ratio to it.
 2. alone: profiles, analytics and notifications in turn, only that one process running.
 3. platform: the four services at once.
 4. latency: with the platform still running, ``--rate`` purchases per second for
@@ -85,6 +91,7 @@ from bench._common import (
     wait_stable,
 )
 from bench.notifications import DELIVERY, percentile
+from bench.raw_mail import MAIL_BASELINE
 from devstack import processes
 from devstack.paths import REPO_ROOT
 from devstack.ports import free_port
@@ -440,8 +447,14 @@ class Stored:
 
 
 class Mailed:
-    def __init__(self, sink: MailSink, purchases: Sequence[Purchase]) -> None:
-        self.service, self.what = "notifications", "thank-you e-mails in the SMTP sink"
+    def __init__(
+        self,
+        sink: MailSink,
+        purchases: Sequence[Purchase],
+        service: str = "notifications",
+        what: str = "thank-you e-mails in the SMTP sink",
+    ) -> None:
+        self.service, self.what = service, what
         self.sink = sink
         self.count = len(purchases)
         self.keys = [one.mail_id for one in purchases]
@@ -649,10 +662,12 @@ class Pipeline:
         self.topic = self.names(PURCHASES)
         self.shop = make_shop(args.producer, args.bootstrap, self.topic)
         self.databases = {
-            service: database_name(args.prefix, service) for service in (*SERVICES, "baseline")
+            service: database_name(args.prefix, service)
+            for service in (*SERVICES, "baseline", MAIL_BASELINE)
         }
         self.groups = {service: f"{args.prefix}rapport-{service}" for service in SERVICES}
         self.groups["baseline"] = f"{args.prefix}baseline"
+        self.groups[MAIL_BASELINE] = f"{args.prefix}{MAIL_BASELINE}"
         partitions = self.names.all()
         self.topics = {
             service: {
@@ -662,6 +677,7 @@ class Pipeline:
             for service in SERVICES
         }
         self.topics["baseline"] = {self.topic: partitions[self.topic]}
+        self.topics[MAIL_BASELINE] = self.topics["baseline"]
         self.purchases = Purchases([])
         self.cpu = ""  # the last measurement's cpu line
         store_host, store_port = parse_uri(args.mongodb_uri)["nodelist"][0]
@@ -791,6 +807,43 @@ class Pipeline:
             self.cpu = meter.line()
         finally:
             await raw.stop()
+        return outcome
+
+    async def mail_baseline(self, logs: Path) -> Outcome:
+        """The thank-you e-mails that ``python -m bench.raw_mail`` sends, in the sink."""
+        self.cpu = ""
+        await self.at_ends([MAIL_BASELINE])
+        log = logs / f"{MAIL_BASELINE}.log"
+        args = [
+            "--bootstrap", self.args.bootstrap, "--mongodb-uri", self.args.mongodb_uri,
+            "--topic", self.topic, "--group", self.groups[MAIL_BASELINE],
+            "--database", self.databases[MAIL_BASELINE],
+            "--directory", self.databases["notifications"],
+            "--smtp-host", self.sink.host, "--smtp-port", str(self.sink.port),
+        ]  # fmt: skip
+        process = processes.spawn(
+            [sys.executable, "-m", "bench.raw_mail", *args], log_file=log, cwd=REPO_ROOT
+        )
+
+        def dead() -> dict[str, str]:
+            if process.poll() is None:
+                return {}
+            ending = log.read_text(errors="replace").strip()[-2000:] if log.exists() else ""
+            return {MAIL_BASELINE: f"exited with code {process.returncode}: {ending}"}
+
+        try:
+            await wait_stable(self.bootstrap, [self.groups[MAIL_BASELINE]])
+            batch = self.purchases.batch(self.args.count)
+            meter = CpuMeter({MAIL_BASELINE: process.pid, **self.infrastructure})
+            meter.start()
+            started = await send_all(self.shop, batch)
+            what = "raw aiokafka + aiosmtplib, 1 txn per poll"
+            probe = Mailed(self.sink, batch, MAIL_BASELINE, what)
+            [outcome] = await wait_applied([probe], started, self.args, dead)
+            meter.stop()
+            self.cpu = meter.line()
+        finally:
+            processes.stop(process, STOP_TIMEOUT)
         return outcome
 
     async def latency(self, services: Services) -> tuple[list[Purchase], dict[str, float]]:
@@ -925,6 +978,36 @@ def judged(label: str, outcome: Outcome, reference: Rate | None, target: float) 
     return f"  {label:<34} {rate} events/s   ratio {shown}   target >= {target}   {verdict(met)}"
 
 
+def compared(label: str, outcome: Outcome, reference: Rate) -> str:
+    """``outcome``'s ratio to ``reference``, for information (no target)."""
+    value = ratio_of(outcome, reference)
+    shown = f"{value:6.3f}" if value is not None else "     -"
+    return f"  {label:<34} {'':8}            ratio {shown}   (no target)"
+
+
+def fastest(outcomes: Sequence[Outcome]) -> Rate | None:
+    rates = [outcome.rate for outcome in outcomes if outcome.rate is not None]
+    return max(rates, key=lambda rate: rate.per_second) if rates else None
+
+
+async def baseline_round(
+    pipeline: Pipeline,
+    number: int,
+    baselines: list[Outcome],
+    mails: list[Outcome] | None,
+    logs: Path,
+) -> None:
+    """A round of the baseline (and of the e-mail baseline, into ``mails`` when given)."""
+    say(f"baseline, round {number} (no service running)")
+    baselines.append(await pipeline.baseline())
+    say(baselines[-1].line())
+    say_cpu(pipeline)
+    if mails is not None:
+        mails.append(await pipeline.mail_baseline(logs))
+        say(mails[-1].line())
+        say_cpu(pipeline)
+
+
 def latency_lines(sent: list[Purchase], arrived: dict[str, float]) -> list[str]:
     # A mail that never came counts as infinitely late, so it cannot hide from the p99.
     latencies = sorted(
@@ -979,10 +1062,13 @@ async def run(args: argparse.Namespace) -> None:
             f" analytics; {args.count} purchases per measurement\n"
         )
 
-        say("baseline, round 1 (no service running)")
-        baselines = [await pipeline.baseline()]
-        say(baselines[0].line())
-        say_cpu(pipeline)
+        # (the e-mail baseline only when an e-mail rate is measured against the baseline)
+        mailing = "platform" in args.modes or (
+            "alone" in args.modes and "notifications" in args.alone
+        )
+        baselines: list[Outcome] = []
+        mail_baselines: list[Outcome] = []
+        await baseline_round(pipeline, 1, baselines, mail_baselines if mailing else None, logs)
         alone: list[Outcome] = []
         if "alone" in args.modes:
             say("\neach service alone (only its process running)")
@@ -1006,22 +1092,31 @@ async def run(args: argparse.Namespace) -> None:
             latency = latency_lines(sent, arrived)
             say("\n".join(latency[:2]))
         services.stop()
-        say("\nbaseline, round 2 (no service running)")
-        baselines.append(await pipeline.baseline())
-        say(baselines[1].line())
-        say_cpu(pipeline)
+        say()
+        await baseline_round(pipeline, 2, baselines, mail_baselines if mailing else None, logs)
 
-        rates = [outcome.rate for outcome in baselines if outcome.rate is not None]
-        reference = max(rates, key=lambda rate: rate.per_second) if rates else None
+        reference = fastest(baselines)
+        mail_reference = fastest(mail_baselines)
         say("\n== summary")
         if reference is None:
             say("  no baseline round finished: no ratios")
         else:
             say(f"  baseline (faster round)      {reference.per_second:8,.0f} events/s")
+        if mail_reference is not None:
+            share = f"{mail_reference.per_second / reference.per_second:.3f}" if reference else "-"
+            say(
+                f"  e-mail baseline (faster)     {mail_reference.per_second:8,.0f} e-mails/s"
+                f" = {share} of the baseline: the ceiling of a thank-you e-mail here"
+            )
         for outcome in alone:
             say(judged(f"alone: {outcome.service}", outcome, reference, ALONE_TARGET))
+            if outcome.service == "notifications" and mail_reference is not None:
+                say(compared("  of the e-mail baseline", outcome, mail_reference))
         for outcome in platform:
             say(judged(f"platform: {outcome.service}", outcome, reference, PLATFORM_TARGET))
+        for outcome in platform:
+            if outcome.service == "notifications" and mail_reference is not None:
+                say(compared("  of the e-mail baseline", outcome, mail_reference))
         if platform:
             slowest = min(platform, key=lambda o: ratio_of(o, reference) or 0.0)
             say(judged(f"platform slowest: {slowest.service}", slowest, reference,
