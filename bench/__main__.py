@@ -21,6 +21,8 @@ from bench import analytics, consume, ledger, notifications, pipeline, produce, 
 from devstack.kafka import KafkaBroker
 from devstack.mongo import IN_MEMORY, SecantusServer
 from devstack.ports import free_port, free_ports
+from shared.mongo import set_in_chunk
+from shared.settings import PlatformSettings
 
 
 def main() -> None:
@@ -53,7 +55,9 @@ def main() -> None:
                 SecantusServer(free_port(), IN_MEMORY, log_file=workdir / "secantusd.log")
             )
             mongodb_uri = server.uri
+            os.environ.setdefault("RAPPORT_MONGODB_IN_CHUNK", str(server.in_chunk))
             print(f"store: {server.name} (RAPPORT_DEV_STORE chooses python or rust)", flush=True)
+        set_in_chunk(PlatformSettings().mongodb_in_chunk)  # (for what this process reads)
         connection = ["--bootstrap", bootstrap, "--mongodb-uri", mongodb_uri]
         own = not os.environ.get("RAPPORT_KAFKA_BOOTSTRAP") and not os.environ.get(
             "RAPPORT_MONGODB_URI"

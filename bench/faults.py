@@ -522,7 +522,7 @@ def thanked(messages: Sequence[ReceivedMessage]) -> tuple[Counter[str], int]:
 async def count(run: Run, client: AsyncMongoClient[dict[str, Any]]) -> Counts:
     ids = list(run.produced)
     profiles = client[run.database("profiles")]
-    # (by IN_CHUNK keys: one $in of thousands would cost the dev store minutes)
+    # (by RAPPORT_MONGODB_IN_CHUNK keys: one $in of thousands costs the Python store minutes)
     entries = await find_in(
         profiles["ledger"], "_id", [f"purchase:{pid}" for pid in ids], projection=["_id"]
     )

@@ -436,8 +436,8 @@ class Stored:
         return moment if await self.applied() >= self.count else None
 
     async def applied(self) -> int:
-        # (a count per IN_CHUNK keys: one $in of thousands costs the dev store seconds,
-        # taken from the services being measured)
+        # (a count per RAPPORT_MONGODB_IN_CHUNK keys: one $in of thousands costs the
+        # Python store seconds, taken from the services being measured)
         return sum(
             [
                 await self.collection.count_documents({"_id": {"$in": chunk}})

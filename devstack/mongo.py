@@ -32,6 +32,7 @@ from devstack.ports import is_port_free
 
 IN_MEMORY = ":memory:"
 PYTHON, RUST = "python", "rust"
+PYTHON_IN_CHUNK = 50
 
 
 class MongoError(RuntimeError):
@@ -97,6 +98,13 @@ class SecantusServer:
     @property
     def name(self) -> str:
         return "secantusd-rs" if self.store == RUST else "secantusd-py"
+
+    @property
+    def in_chunk(self) -> int:
+        """Keys per ``$in`` query its clients should send (``RAPPORT_MONGODB_IN_CHUNK``):
+        the Python server matches ``$in`` against every key for every candidate, so one
+        query of 500 keys costs it 5-10 times what ten of 50 do; 0 (no limit) for Rust."""
+        return PYTHON_IN_CHUNK if self.store == PYTHON else 0
 
     @property
     def folder(self) -> Path | None:

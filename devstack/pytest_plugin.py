@@ -20,6 +20,8 @@ from devstack.mongo import IN_MEMORY, SecantusServer
 from devstack.ports import free_port, free_ports
 from devstack.sms import SmsSink
 from devstack.smtp import SmtpSink
+from shared.mongo import set_in_chunk
+from shared.settings import PlatformSettings
 
 _previous_sigterm: signal.Handlers | None = None
 
@@ -78,15 +80,25 @@ def mongodb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secantu
     log_file = tmp_path_factory.mktemp("mongodb") / "secantusd.log"
     server = SecantusServer(free_port(), IN_MEMORY, log_file=log_file)
     server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    # What the session runs (in this process or as children) reads this store in $in
+    # queries of the size it wants, unless told otherwise.
+    with pytest.MonkeyPatch.context() as environment:
+        environment.setenv(
+            "RAPPORT_MONGODB_IN_CHUNK",
+            os.environ.get("RAPPORT_MONGODB_IN_CHUNK") or str(server.in_chunk),
+        )
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="session")
 def mongodb_uri(mongodb_server: SecantusServer | None) -> str:
-    """A ``mongodb://`` URI (retryWrites=false) of a MongoDB-compatible server."""
+    """A ``mongodb://`` URI (retryWrites=false) of a MongoDB-compatible server; this
+    process reads it in ``$in`` queries of ``RAPPORT_MONGODB_IN_CHUNK`` keys at most, as
+    the services do (the session's own store sets that for itself)."""
+    set_in_chunk(PlatformSettings().mongodb_in_chunk)
     if mongodb_server is None:
         return os.environ["RAPPORT_MONGODB_URI"]
     return mongodb_server.uri

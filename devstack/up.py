@@ -385,6 +385,8 @@ class Stack:
         )
         if self.sms_url:
             env["RAPPORT_NOTIFICATIONS_SMS_URL"] = self.sms_url
+        if self.mongodb is not None:  # (an external store's own setting is left alone)
+            env.setdefault("RAPPORT_MONGODB_IN_CHUNK", str(self.mongodb.in_chunk))
         for name, value in self.config.portal_env().items():
             env.setdefault(name, value)
         # The stream workers' local folders live with the rest of the stack's data.

@@ -21,11 +21,25 @@ Collection = AsyncCollection[Document]
 Session = AsyncClientSession
 T = TypeVar("T")
 
-# Keys per ``$in`` query. A batch reads what it touches by key, and a batch can name a
-# thousand keys; the development store (SecantusDB) matches ``$in`` against every key for
-# every candidate, so one query for 500 keys costs it 5-10 times what ten queries of 50
-# do. MongoDB does not care; there the chunks cost a few more round trips per big batch.
-IN_CHUNK = 50
+# Keys per ``$in`` query (``RAPPORT_MONGODB_IN_CHUNK``, applied by :func:`set_in_chunk`):
+# 0, the default, puts all of a read's keys in one query, as MongoDB wants. The Python
+# development store (SecantusDB's ``secantusd-py``) matches ``$in`` against every key for
+# every candidate, so there one query for 500 keys costs 5-10 times what ten queries of 50
+# do; the dev tooling sets 50 for it (``SecantusServer.in_chunk``).
+_in_chunk = 0
+
+
+def set_in_chunk(size: int) -> None:
+    """From now on, in this process, at most ``size`` keys per ``$in`` query (0: no limit)."""
+    global _in_chunk  # noqa: PLW0603 - one store per process, configured at start-up
+    if size < 0:
+        raise ValueError(f"keys per $in query must be 0 (no limit) or more, not {size}")
+    _in_chunk = size
+
+
+def in_chunk() -> int:
+    """Keys per ``$in`` query in this process (0: all in one)."""
+    return _in_chunk
 
 
 # IEEE 754 decimal128, as BSON stores it: 34 digits, exponents -6176..6111 (biased by 6176).
@@ -120,15 +134,18 @@ async def in_transaction_retrying(
     raise AssertionError("attempts must be at least 1")
 
 
-def chunks(keys: Iterable[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
-    """``keys`` (duplicates dropped, order kept) in lists of at most ``size``."""
+def chunks(keys: Iterable[T], size: int | None = None) -> Iterator[list[T]]:
+    """``keys`` (duplicates dropped, order kept) in lists of at most ``size`` (by default
+    :func:`in_chunk`; 0: one list), none when there are no keys."""
     unique = list(dict.fromkeys(keys))
-    for start in range(0, len(unique), size):
-        yield unique[start : start + size]
+    size = in_chunk() if size is None else size
+    step = size or len(unique) or 1
+    for start in range(0, len(unique), step):
+        yield unique[start : start + step]
 
 
 def in_chunks(query: Mapping[str, Any], field: str | None = None) -> list[dict[str, Any]]:
-    """``query`` as queries of at most :data:`IN_CHUNK` keys in the ``$in`` of ``field``
+    """``query`` as queries of at most :func:`in_chunk` keys in the ``$in`` of ``field``
     (by default the first condition with an ``$in`` list); as it is when it has none."""
     for name, condition in query.items():
         if field not in (None, name):
@@ -150,7 +167,7 @@ async def find_in(
     session: Session | None = None,
 ) -> list[Document]:
     """The documents whose ``field`` is one of ``keys`` (and that match ``query``): one
-    ``$in`` query per :data:`IN_CHUNK` keys."""
+    ``$in`` query (per :func:`in_chunk` keys)."""
     found: dict[Any, Document] = {}  # (an array field can match in two chunks)
     for chunked in in_chunks({**(query or {}), field: {"$in": list(keys)}}, field):
         async for document in collection.find(chunked, projection, session=session):
@@ -168,7 +185,7 @@ async def update_in(
     session: Session | None = None,
 ) -> int:
     """``update_many`` of the documents whose ``field`` is one of ``keys`` (and that match
-    ``query``), :data:`IN_CHUNK` keys per command; returns how many were modified."""
+    ``query``), :func:`in_chunk` keys per command; returns how many were modified."""
     modified = 0
     for chunked in in_chunks({**(query or {}), field: {"$in": list(keys)}}, field):
         result = await collection.update_many(chunked, update, session=session)

@@ -44,6 +44,9 @@ class PlatformSettings(BaseSettings):
     topic_prefix: str = ""
     topic_replication_factor: int = Field(default=1, ge=1)
     mongodb_uri: str = "mongodb://127.0.0.1:27017/?retryWrites=false"
+    # Keys per $in query a batch's read sends (shared.mongo.in_chunk); 0: all in one, as
+    # MongoDB wants. The Python dev store wants 50, and the dev tooling sets that for it.
+    mongodb_in_chunk: int = Field(default=0, ge=0)
     log_level: str = "INFO"
 
     @property

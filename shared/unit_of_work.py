@@ -105,7 +105,7 @@ class UnitOfWork:
 
     async def load(self, collection: Collection, ids: Iterable[Hashable]) -> None:
         """Read the documents with these ``_id``s (one ``$in`` query per
-        :data:`~shared.mongo.IN_CHUNK` keys), unless already known."""
+        :func:`~shared.mongo.in_chunk` keys), unless already known."""
         known = self._map(collection).documents
         wanted = list(dict.fromkeys(key for key in ids if key not in known))
         if not wanted:

@@ -28,7 +28,7 @@ from shared.consumer import EventConsumer, IncomingMessage, Outcome, Prepared, R
 from shared.events import Event, KafkaRecord, encode
 from shared.events.purchases import PurchaseCompleted
 from shared.kafka import AiokafkaPublisher
-from shared.mongo import IN_CHUNK, Collection, Database, MongoClient
+from shared.mongo import Collection, Database, MongoClient
 from shared.outbox import Outbox
 from shared.routing import Routes
 from shared.stream import StreamWorker
@@ -36,7 +36,7 @@ from shared.topics import PURCHASES, TopicNames
 from shared.unit_of_work import UnitOfWork, UnitsOfWork
 from tests.kafka_reading import read_topic
 from tests.service_harness import eventually
-from tests.support.commands import CommandCounter, counted_client
+from tests.support.commands import CommandCounter, counted_client, in_queries
 from tests.test_consumer import dlq_headers, purchase
 
 
@@ -290,9 +290,9 @@ async def test_a_handler_sees_its_batch_s_earlier_changes_with_one_read_per_coll
     # Each tally was put 40 times and is written once, as it ended up; the effects in one go.
     assert counter.written("tallies") == [("update", 5)]
     assert counter.written("effects") == [("insert", 200)]
-    # A look-up of the markers per IN_CHUNK event ids and one load of the five tallies:
-    # the reads follow the keys, not the events.
-    assert Counter(counter.finds()) == {"processed_events": -(-200 // IN_CHUNK), "tallies": 1}
+    # A look-up of the markers (per RAPPORT_MONGODB_IN_CHUNK event ids if set) and one
+    # load of the five tallies: the reads follow the keys, not the events.
+    assert Counter(counter.finds()) == {"processed_events": in_queries(200), "tallies": 1}
     tallies = {document["_id"]: document["count"] async for document in tally.tallies.find()}
     assert tallies == dict.fromkeys(customers, 40)
     # Each event saw the tally as the events before it in the batch left it.

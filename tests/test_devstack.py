@@ -264,6 +264,30 @@ def test_the_dev_store_is_python_unless_rust_is_asked_for(
     assert find_secantusd_rs() == str(tmp_path / "elsewhere" / "secantusd-rs")
 
 
+def test_make_up_reads_its_own_python_store_in_small_in_queries_and_other_stores_unlimited(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The Python server matches $in against every key for every candidate: 50 keys a query.
+    assert SecantusServer(free_port(), store=PYTHON).in_chunk == 50
+    assert SecantusServer(free_port(), store=RUST).in_chunk == 0
+    monkeypatch.delenv("RAPPORT_MONGODB_IN_CHUNK", raising=False)
+    config = UpConfig.from_env(
+        {
+            "RAPPORT_KAFKA_BOOTSTRAP": "kafka:9092",
+            "RAPPORT_MONGODB_URI": "mongodb://db:27017",
+            "RAPPORT_NOTIFICATIONS_SMTP_HOST": "mail",
+        }
+    )
+    stack = Stack(config, Console(io.StringIO()), threading.Event())
+    # An external store: the services keep their default (no limit) unless told.
+    assert "RAPPORT_MONGODB_IN_CHUNK" not in stack._service_env()
+    for store, expected in ((PYTHON, "50"), (RUST, "0")):
+        stack.mongodb = SecantusServer(free_port(), store=store)
+        assert stack._service_env()["RAPPORT_MONGODB_IN_CHUNK"] == expected
+    monkeypatch.setenv("RAPPORT_MONGODB_IN_CHUNK", "20")
+    assert stack._service_env()["RAPPORT_MONGODB_IN_CHUNK"] == "20"
+
+
 @pytest.mark.parametrize("store", [PYTHON, RUST])
 def test_secantus_keeps_data_across_restarts_and_stops_without_leftovers(
     tmp_path: Path, store: str

@@ -39,7 +39,7 @@ from services.analytics.store import (
     is_identity_key,
 )
 from shared.identity import MAX_MERGE_HOPS, End, Link, follow, link_of
-from shared.mongo import IN_CHUNK, Collection, Document, find_in, in_chunks
+from shared.mongo import Collection, Document, find_in, in_chunk, in_chunks
 from shared.observability import current_span_context
 from shared.unit_of_work import UnitOfWork
 
@@ -116,8 +116,8 @@ class FactTable:
 
     async def _ask(self, uow: UnitOfWork, values: Mapping[str, Iterable[str]]) -> None:
         """Read the facts with the values not known or asked about yet: one query (an
-        ``$or`` of the kinds of key), or one per kind and IN_CHUNK keys past IN_CHUNK keys
-        (see ``shared.mongo.IN_CHUNK``)."""
+        ``$or`` of the kinds of key), or, past ``shared.mongo.in_chunk()`` keys when that
+        limits a query's keys, one per kind and that many keys."""
         ids = [key for key in dict.fromkeys(values.get("_id", ())) if key not in self.documents]
         asking = {
             name: [value for value in dict.fromkeys(values.get(name, ())) if value not in asked]
@@ -128,7 +128,8 @@ class FactTable:
         if not clauses:
             return
         keys = len(ids) + sum(len(new) for new in asking.values())
-        if keys <= IN_CHUNK:
+        limit = in_chunk()
+        if not limit or keys <= limit:
             queries = [clauses[0] if len(clauses) == 1 else {"$or": clauses}]
         else:
             queries = [query for clause in clauses for query in in_chunks(clause)]

@@ -32,7 +32,7 @@ from shared.events import Event, EventPayload, encode, new_event
 from shared.events.customers import CustomerErased, CustomerMerged, CustomerUpdated
 from shared.events.purchases import PurchaseCompleted
 from shared.kafka import AiokafkaPublisher
-from shared.mongo import IN_CHUNK, Database, MongoClient
+from shared.mongo import Database, MongoClient
 from shared.outbox import Outbox
 from shared.topics import TopicNames
 from tests.analytics.conftest import (
@@ -49,7 +49,7 @@ from tests.analytics.conftest import (
     returned,
 )
 from tests.service_harness import DrivenClock
-from tests.support.commands import CommandCounter, counted_client
+from tests.support.commands import CommandCounter, counted_client, in_queries
 
 
 @pytest.fixture
@@ -188,10 +188,10 @@ async def test_a_batch_gives_the_figures_of_its_events_applied_one_at_a_time(
 
     counter.commands.clear()
     assert await batched.apply(first) == [Outcome.PROCESSED] * 200
-    # The markers, the customers and the purchases read once each per IN_CHUNK keys (the
-    # population too, which is read again at most every few seconds), whatever the
-    # number of events: 200 purchases of 20 customers.
-    per_200 = -(-200 // IN_CHUNK)
+    # The markers, the customers and the purchases read once each (per
+    # RAPPORT_MONGODB_IN_CHUNK keys if set; the population too, which is read again at most
+    # every few seconds), whatever the number of events: 200 purchases of 20 customers.
+    per_200 = in_queries(200)
     assert Counter(counter.finds()) == {
         "analytics_state": 1,
         "customers": 1,
@@ -207,11 +207,11 @@ async def test_a_batch_gives_the_figures_of_its_events_applied_one_at_a_time(
     assert await batched.apply(second) == [Outcome.PROCESSED] * 80
     # The purchases dated before others make their customers' purchases be read again,
     # for all of them at once; every other kind of fact is read by id, once (the markers
-    # of 80 events: a query per IN_CHUNK).
+    # of 80 events: a query per RAPPORT_MONGODB_IN_CHUNK if set).
     assert counter.finds("analytics_state") == [
         "complaints",
         "customers",
-        *["processed_events"] * -(-80 // IN_CHUNK),
+        *["processed_events"] * in_queries(80),
         "purchases",
         "purchases",
         "returns",

@@ -41,13 +41,13 @@ from shared.events.customers import (
 from shared.events.insights import ChurnRiskChanged
 from shared.events.purchases import PurchaseCompleted
 from shared.kafka import AiokafkaPublisher
-from shared.mongo import IN_CHUNK, Database, MongoClient
+from shared.mongo import Database, MongoClient
 from shared.routing import Routes
 from shared.topics import TopicNames
 from shared.unit_of_work import UnitOfWork
 from tests.notifications.harness import core, prepare
 from tests.service_harness import DrivenClock, eventually
-from tests.support.commands import CommandCounter, counted_client
+from tests.support.commands import CommandCounter, counted_client, in_queries
 
 DAYTIME = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # 11:00 in Zagreb: not quiet
 SHOP = "urn:shop:web"
@@ -179,14 +179,14 @@ async def test_a_batch_of_purchases_thanks_each_once_and_reads_each_collection_o
 
     # The markers, then one read per collection and kind of key the handlers need (the
     # customers, and the profiles merged into them), whatever the number of events: only
-    # the keys count, a query per IN_CHUNK of them (200 purchases name 200 event ids and
-    # 200 purchases, but only 20 customers).
+    # the keys count, a query per RAPPORT_MONGODB_IN_CHUNK of them if set (200 purchases
+    # name 200 event ids and 200 purchases, but only 20 customers).
     one_each = [
         "customers", "customers", "deliveries", "preferences", "processed_events", "rules",
         "webhook_subscriptions",
     ]  # fmt: skip
     assert reads[0] == one_each
-    per_200_keys = -(-200 // IN_CHUNK)
+    per_200_keys = in_queries(200)
     assert Counter(reads[1]) == {
         **Counter(one_each),
         "deliveries": per_200_keys,
@@ -254,10 +254,11 @@ async def test_a_mixed_batch_reads_as_much_for_three_times_the_events(setup: Set
     small, large = reads
     # A query per collection and kind of key: customers by id, by what was merged into
     # them and by e-mail; deliveries of these events, of these purchases and the day's
-    # marketing; schedules by id (the complaints') and by customer. Past IN_CHUNK keys of
-    # one kind, a query per IN_CHUNK of them: the large day names 9 customers' events.
+    # marketing; schedules by id (the complaints') and by customer. Past
+    # RAPPORT_MONGODB_IN_CHUNK keys of one kind (if set), a query per that many of them: the
+    # large day names 9 customers' events.
     events_large = len(busy_day(tag, customers[3:]))
-    chunks = -(-events_large // IN_CHUNK)
+    chunks = in_queries(events_large)
     assert Counter(large)["processed_events"] == chunks
     for collection, count in Counter(small).items():
         assert count <= Counter(large)[collection] <= count * chunks, collection

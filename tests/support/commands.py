@@ -7,7 +7,14 @@ from contextlib import asynccontextmanager
 
 from pymongo import AsyncMongoClient, monitoring
 
-from shared.mongo import MongoClient
+from shared.mongo import MongoClient, in_chunk
+
+
+def in_queries(keys: int) -> int:
+    """The ``$in`` queries a read of ``keys`` distinct keys sends in this process (one,
+    unless ``RAPPORT_MONGODB_IN_CHUNK`` limits the keys of one)."""
+    size = in_chunk()
+    return -(-keys // size) if size else 1
 
 
 class CommandCounter(monitoring.CommandListener):
