@@ -49,7 +49,7 @@ import itertools
 import logging
 import random
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -481,9 +481,11 @@ class Dispatcher:
             self._context(delivery, customer),
         )  # fmt: skip
 
-    async def _bounded(self, sending: Any, seconds: float) -> Failure | None:
+    async def _bounded(self, sending: Awaitable[None], seconds: float) -> Failure | None:
+        # (a deadline on this task, not wait_for's task of its own for every send)
         try:
-            await asyncio.wait_for(sending, seconds)
+            async with asyncio.timeout(seconds):
+                await sending
         except TimeoutError:
             return Failure(f"no answer within {seconds:g} s", True)
         except DeliveryError as error:

@@ -237,8 +237,12 @@ async def test_an_smtp_server_that_is_down_is_a_transient_failure() -> None:
 
 
 async def test_an_address_that_is_not_one_is_a_permanent_failure(smtp_sink: SmtpSink) -> None:
-    with pytest.raises(PermanentDeliveryError):
-        await SmtpSender(smtp_settings(smtp_sink.port)).send(outgoing(Channel.EMAIL, "no-at-sign"))
+    sender = SmtpSender(smtp_settings(smtp_sink.port))
+    for address in ("no-at-sign", "no-at-sign", "two@@example.com", "two@@example.com"):
+        # (the second time the verdict is remembered, and the same)
+        with pytest.raises(PermanentDeliveryError, match=f"not an e-mail address: '{address}'"):
+            await sender.send(outgoing(Channel.EMAIL, address))
+    assert sender.connections_opened == 0  # refused before any SMTP exchange
 
 
 class _Refusing:
