@@ -13,7 +13,7 @@ from services.notifications import (
     webhooks_api,
     worker,
 )
-from services.notifications.channels import ChannelSettings, InAppSender, SmsSender, SmtpSender
+from services.notifications.channels import ChannelSettings, SmsSender, SmtpSender
 from services.notifications.deliveries_store import DeliveryLedger
 from services.notifications.directory_store import Directory
 from services.notifications.dispatcher import Dispatcher
@@ -73,7 +73,6 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
     senders: dict[Channel, Sender] = {
         Channel.EMAIL: smtp,
         Channel.SMS: sms,
-        Channel.IN_APP: InAppSender(inbox_store),
     }
     dispatcher = Dispatcher(
         notifications,

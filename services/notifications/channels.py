@@ -1,11 +1,12 @@
-"""Senders: one message out on one channel (SMTP e-mail, an SMS provider, the in-app inbox).
+"""Senders: one message out on one channel (SMTP e-mail, an SMS provider). In-app messages
+are not sent but stored, with their outcome (``inbox_store.py``, the dispatcher).
 
 Each raises ``TransientDeliveryError`` for what may work on a later attempt (the server
 is down, slow or says "try later": 4xx in SMTP, 5xx/408/429 in HTTP) and
 ``PermanentDeliveryError`` for what never will (the recipient is refused: 5xx in SMTP,
 other 4xx in HTTP, or there is no usable address). The message's ``delivery_id`` is stable
 across attempts and reaches the other side (the e-mail's ``Message-ID``, the SMS
-provider's idempotency key, the inbox entry's id), so a retry after a lost answer can be
+provider's idempotency key), so a retry after a lost answer can be
 recognised as the same message.
 """
 
@@ -40,7 +41,6 @@ from services.notifications.domain import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from services.notifications.inbox_store import InboxStore
 from shared.settings import Environment
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
@@ -413,15 +413,3 @@ class SmsSender:
                 f"the SMS provider is unreachable: {type(error).__name__}: {error}"
             ) from None
         classify_http(response.status_code, "the SMS provider", response.text)
-
-
-class InAppSender:
-    """Puts the message in the customer's in-app inbox (see ``inbox_store.py``)."""
-
-    channel = Channel.IN_APP
-
-    def __init__(self, inbox: InboxStore) -> None:
-        self.inbox = inbox
-
-    async def send(self, message: OutgoingMessage) -> None:
-        await self.inbox.deliver(message)

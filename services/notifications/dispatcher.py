@@ -7,9 +7,11 @@ delivery is due again after ``lease`` and another takes it over. The customers a
 preferences of the batch are read together; its deliveries are sent concurrently, at most
 ``concurrency`` at once (a new batch is claimed while enough still wait for a slot), each
 rendered in the customer's locale and handed to the channel's sender with a bounded
-timeout. Outcomes are recorded in batches: whatever finished while the previous batch was
-being recorded goes in *one* transaction (one ``bulk_write`` of the ledger, one outbox
-insert of the ``crm.notification.*`` events). The dispatcher looks for due deliveries every
+timeout. An in-app message is not sent: it is stored in the inbox with its outcome.
+Outcomes are recorded in batches: whatever finished while the previous batch was being
+recorded goes in *one* transaction (one ``bulk_write`` of the ledger, one of the in-app
+messages, one outbox insert of the ``crm.notification.*`` events), so an inbox shows a
+message exactly when the ledger says it was sent. The dispatcher looks for due deliveries every
 ``poll_interval``, and at once when the event path recorded something due now
 (:meth:`Dispatcher.wake`).
 
@@ -27,7 +29,7 @@ sends in flight finish (for at most ``stop_timeout``), records their outcomes an
 back what it claimed and had not started, so a message the channel accepted is never sent
 again because of a stop. The delivery id is
 stable across attempts and goes to the channel (SMTP ``Message-ID``, the SMS provider's
-idempotency key, the webhook's delivery id header, the inbox entry's id), so a receiver
+idempotency key, the webhook's delivery id header), so a receiver
 can recognise the one case that remains: a crash (SIGKILL) after the channel accepted a
 message and before the ledger recorded it; only the sends in flight at that moment are
 tried again, after the lease, with the same id.
@@ -102,6 +104,8 @@ _NOTIFICATION_NAMESPACE = uuid.UUID("3d0b5c1e-8f4a-4e8e-9a51-7765626b6f6f")
 class Sent:
     address: str
     locale: str | None
+    # An in-app message, stored in the inbox when its outcome is recorded.
+    stored: OutgoingMessage | None = None
 
 
 @dataclass
@@ -384,8 +388,9 @@ class Dispatcher:
             if because is not None:
                 return Skip(because, postpone_until=later, deferral=True)
         recipient = self._recipient(delivery, customer, address)
-        sender = self.senders.get(delivery.channel)
-        if sender is None:
+        in_app = delivery.channel is Channel.IN_APP  # (stored, not sent: see record)
+        sender = None if in_app else self.senders.get(delivery.channel)
+        if (self.ctx.inbox if in_app else sender) is None:
             return Failure(f"no sender for the {delivery.channel.value} channel", False)
         try:
             rendered = await self.renderer.render(
@@ -403,6 +408,9 @@ class Dispatcher:
             recipient=recipient,
             rendered=rendered,
         )
+        if in_app:
+            return Sent(address, rendered.locale, stored=message)
+        assert sender is not None
         failure = await self._bounded(sender.send(message), self.send_timeout)
         return failure or Sent(address, rendered.locale)
 
@@ -560,10 +568,11 @@ class Dispatcher:
 
     async def record(self, finished: Sequence[Finished]) -> None:
         """Record the outcomes of claimed deliveries in one transaction: one read of their
-        claims, one ``bulk_write`` of the ledger, one outbox insert of the events. An
-        outcome whose claim was lost (it expired and another dispatcher took the delivery
-        over) or whose delivery is no longer pending (its customer was erased meanwhile)
-        is not recorded. A delivery that found its customer unknown is due at once if the
+        claims, one ``bulk_write`` of the ledger, one of the in-app messages sent (stored
+        in the inbox here), one outbox insert of the events. An outcome whose claim was
+        lost (it expired and another dispatcher took the delivery over) or whose delivery
+        is no longer pending (its customer was erased meanwhile) is not recorded, and its
+        in-app message not stored. A delivery that found its customer unknown is due at once if the
         customer is registered by now (one read of those customers, before)."""
         if not finished:
             return
@@ -584,12 +593,19 @@ class Dispatcher:
                 for delivery, changes, events, dead_letter in planned
             ]
 
+        stored = {
+            delivery.id: outcome.stored
+            for delivery, outcome in finished
+            if isinstance(outcome, Sent) and outcome.stored is not None
+        }
+
         async def work(uow: UnitOfWork) -> None:
             uow.reads += 1
             current = await self.ctx.ledger.claims(
                 [delivery.id for delivery, *_ in planned], uow.session
             )
             dead_letters: list[tuple[Event[Any], str]] = []
+            in_app: list[OutgoingMessage] = []
             for delivery, changes, events, dead_letter in planned:
                 found = current.get(delivery.id)
                 if (
@@ -600,8 +616,13 @@ class Dispatcher:
                     continue
                 uow.write(deliveries, finish(delivery, changes), key=delivery.id)
                 uow.emit(events)
+                if (message := stored.get(delivery.id)) is not None:
+                    in_app.append(message)
                 if dead_letter is not None:
                     dead_letters.append((events[-1], dead_letter))
+            if in_app and self.ctx.inbox is not None:
+                uow.writes += 1
+                await self.ctx.inbox.store(in_app, uow.session)
             if dead_letters:
                 await uow.flush()  # the failures are announced before their dead letters
                 for failed, reason in dead_letters:

@@ -6,19 +6,18 @@ inbox (403 otherwise); staff and services read any. An erased customer's message
 only their ids (so a late retry cannot bring the text back) and disappear from the API;
 a merge moves them to the surviving customer, and an undone merge takes them back.
 
-Messages delivered at the same time are written together: while one ``insert_many`` is
-on its way, the messages that arrive queue up and go in the next one (the dispatcher
-sends many at once, and one write per message would cost the store a round trip each).
+The dispatcher stores a batch's in-app messages in the transaction that records their
+outcomes (one bulk write): a message is in the inbox exactly when the ledger says it was
+sent.
 """
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from pymongo import DESCENDING
-from pymongo.errors import BulkWriteError
+from pymongo import DESCENDING, UpdateOne
 
 from services.notifications.domain import OutgoingMessage, TextDirection
 from services.notifications.inbox_domain import InboxMessage
@@ -31,8 +30,6 @@ class InboxStore:
     def __init__(self, db: Database, clock: Clock = utc_now) -> None:
         self.messages = db["inbox"]
         self.clock = clock
-        self._queued: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
 
     async def ensure_indexes(self) -> None:
         await self.messages.create_index(
@@ -40,46 +37,26 @@ class InboxStore:
         )
         await self.messages.create_index([("customer_id", 1), ("read_at", 1)])
 
-    async def deliver(self, message: OutgoingMessage) -> None:
-        """Store the message once per delivery id; a repeat changes nothing."""
-        rendered = message.rendered
-        document = {
-            "_id": message.delivery_id,
-            "customer_id": message.recipient.customer_id,
-            "rule": message.rule,
-            "subject": rendered.subject,
-            "text": rendered.text,
-            "locale": rendered.locale,
-            "direction": rendered.direction.value,
-            "created_at": self.clock(),
-            "read_at": None,
-        }
-        written = asyncio.get_running_loop().create_future()
-        self._queued.append((document, written))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_queued())
-        await asyncio.shield(written)  # (a cancelled send still leaves its message written)
-
-    async def _write_queued(self) -> None:
-        """Write what is queued, one ``insert_many`` at a time, until nothing is."""
-        while self._queued:
-            batch, self._queued = self._queued, []
-            failures: dict[int, Exception] = {}
-            try:
-                await self.messages.insert_many([document for document, _ in batch], ordered=False)
-            except BulkWriteError as error:
-                for failure in error.details.get("writeErrors", []):
-                    if failure.get("code") != 11000:  # a repeat changes nothing: fine
-                        failures[failure["index"]] = RuntimeError(failure.get("errmsg"))
-            except Exception as error:
-                failures = dict.fromkeys(range(len(batch)), error)
-            for index, (_, written) in enumerate(batch):
-                if written.done():
-                    continue
-                if index in failures:
-                    written.set_exception(failures[index])
-                else:
-                    written.set_result(None)
+    async def store(
+        self, messages: Sequence[OutgoingMessage], session: Session | None = None
+    ) -> None:
+        """Store each message once per delivery id, in one bulk write: a repeat (a retried
+        delivery) changes nothing, and an erased message keeps only its id."""
+        if not messages:
+            return
+        now = self.clock()
+        await self.messages.bulk_write(
+            [
+                UpdateOne(
+                    {"_id": message.delivery_id},
+                    {"$setOnInsert": _document(message, now)},
+                    upsert=True,
+                )
+                for message in messages
+            ],
+            ordered=False,
+            session=session,
+        )
 
     async def page(
         self,
@@ -154,6 +131,20 @@ class InboxStore:
                 {"$set": {"customer_id": target_id, "moved_from": source_id}},
                 session=session,
             )
+
+
+def _document(message: OutgoingMessage, now: datetime) -> dict[str, Any]:
+    rendered = message.rendered
+    return {
+        "customer_id": message.recipient.customer_id,
+        "rule": message.rule,
+        "subject": rendered.subject,
+        "text": rendered.text,
+        "locale": rendered.locale,
+        "direction": rendered.direction.value,
+        "created_at": now,
+        "read_at": None,
+    }
 
 
 def _message(document: dict[str, Any]) -> InboxMessage:

@@ -2,7 +2,8 @@
 
 The renderer and the senders are the domain's ``TemplateRenderer`` and ``Sender``; these
 are the other seams: webhook subscriptions (matching an event type, delivering a signed
-CloudEvent), the in-app inbox (following a merge, forgetting an erased customer) and the
+CloudEvent), the in-app inbox (storing what the dispatcher sends there with the outcome,
+following a merge, forgetting an erased customer) and the
 hand-off of deliveries due now from the event path to the dispatcher of the same process.
 """
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from services.notifications.domain import OutgoingMessage
 from shared.mongo import Session
 
 
@@ -39,6 +41,13 @@ class WebhookPort(Protocol):
 
 
 class InboxPort(Protocol):
+    async def store(
+        self, messages: Sequence[OutgoingMessage], session: Session | None = None
+    ) -> None:
+        """Put these in-app messages in their customers' inboxes, once per delivery id (a
+        repeat changes nothing, nor brings an erased message's text back)."""
+        ...
+
     async def erase_customer(self, customer_id: str, session: Session | None = None) -> None: ...
 
     async def move_customer(

@@ -18,6 +18,7 @@ from services.notifications.bootstrap import create_app
 from services.notifications.deliveries_store import DeliveryLedger
 from services.notifications.directory_store import Directory
 from services.notifications.handlers import routes
+from services.notifications.inbox_store import InboxStore
 from services.notifications.planning import Notifications
 from services.notifications.policy import QuietHours
 from services.notifications.preferences_store import PreferenceStore
@@ -58,6 +59,7 @@ def core(client: MongoClient, db: Database, clock: DrivenClock) -> Notifications
         default_time_zone="UTC",
         default_quiet_hours=QuietHours.parse("21:00", "08:00"),
         clock=clock,
+        inbox=InboxStore(db, clock=clock),
     )
 
 

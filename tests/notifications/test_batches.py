@@ -426,15 +426,6 @@ async def test_an_event_decided_twice_in_one_unit_of_work_is_recorded_once(
 # -- the dispatcher ------------------------------------------------------------------------
 
 
-class Quiet:
-    """In-app messages go nowhere here."""
-
-    channel = Channel.IN_APP
-
-    async def send(self, message: OutgoingMessage) -> None:
-        return None
-
-
 class Watched:
     """The real SMTP sender, watched: how many sends are in flight at once; optionally held
     after the server accepted the message (a slow answer) until ``release`` is set."""
@@ -463,7 +454,7 @@ class Watched:
 
 
 def dispatcher(setup: Setup, email: Sender, **options: Any) -> Dispatcher:
-    senders: Mapping[Channel, Sender] = {Channel.EMAIL: email, Channel.IN_APP: Quiet()}
+    senders: Mapping[Channel, Sender] = {Channel.EMAIL: email}
     renderer = JinjaTemplateRenderer(TemplateStore(setup.db))
     return Dispatcher(setup.ctx, renderer, senders, **options)
 

@@ -27,7 +27,6 @@ from services.notifications import catalog
 from services.notifications.channels import (
     WIRE,
     ChannelSettings,
-    InAppSender,
     SmsSender,
     SmtpSender,
 )
@@ -479,9 +478,11 @@ async def test_an_in_app_message_is_stored_once_per_delivery(db: Database) -> No
     inbox = InboxStore(db)
     await inbox.ensure_indexes()
     message = outgoing(Channel.IN_APP, "", html=None)
-    sender = InAppSender(inbox)
-    await sender.send(message)
-    await sender.send(message)
+    await inbox.store([message])
+    changed = dataclasses.replace(
+        message, rendered=dataclasses.replace(message.rendered, subject="changed")
+    )
+    await inbox.store([changed])  # a repeat of the delivery changes nothing
     page = await inbox.page(message.recipient.customer_id, unread_only=False, after=None, limit=10)
     assert [(m.id, m.subject, m.text) for m in page] == [
         (message.delivery_id, "Hvala na narudžbi P-1", "Dobar dan, Ivana Šimić,\n\nhvala!")

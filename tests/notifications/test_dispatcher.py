@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from services.notifications.deliveries_domain import WAITING_FOR_CUSTOMER
-from services.notifications.dispatcher import Dispatcher, Skip
+from services.notifications.dispatcher import Dispatcher, Sent, Skip
 from services.notifications.domain import (
     Channel,
     OutgoingMessage,
@@ -53,15 +53,6 @@ class Recording:
         self.sent.append(message)
 
 
-class Quiet:
-    """In-app messages go nowhere in these tests."""
-
-    channel = Channel.IN_APP
-
-    async def send(self, message: OutgoingMessage) -> None:
-        return None
-
-
 @pytest.fixture
 async def ctx(mongo_client: MongoClient, db: Database) -> Notifications:
     notifications = core(mongo_client, db, DrivenClock(NOON))
@@ -70,7 +61,7 @@ async def ctx(mongo_client: MongoClient, db: Database) -> Notifications:
 
 
 def dispatcher(ctx: Notifications, db: Database, email: Sender, **options: Any) -> Dispatcher:
-    senders: Mapping[Channel, Sender] = {Channel.EMAIL: email, Channel.IN_APP: Quiet()}
+    senders: Mapping[Channel, Sender] = {Channel.EMAIL: email}
     renderer = JinjaTemplateRenderer(TemplateStore(db))
     return Dispatcher(ctx, renderer, senders, **{"max_attempts": 3, **options})
 
@@ -159,6 +150,39 @@ async def test_a_registration_while_the_dispatcher_finds_the_customer_unknown_re
     assert delivery["due_at"].replace(tzinfo=UTC) == NOON  # (the clock has not moved)
     assert await sender.run_once() == 2
     assert [message.address for message in email.sent] == ["c-late@x.cz"]
+
+
+async def test_an_in_app_message_is_in_the_inbox_exactly_when_its_outcome_is_recorded(
+    ctx: Notifications, db: Database
+) -> None:
+    await customer_bought(ctx, "c-inbox-1")
+    await customer_bought(ctx, "c-inbox-2")
+    sender = dispatcher(ctx, db, Recording())
+    claimed = await ctx.ledger.claim_due(NOON, 10, "claim-1", NOON + timedelta(minutes=2))
+    in_app = {d.customer_id: d for d in claimed if d.channel is Channel.IN_APP}
+    assert set(in_app) == {"c-inbox-1", "c-inbox-2"}
+    outcomes = [(delivery, await sender.attempt(delivery, NOON)) for delivery in in_app.values()]
+    assert all(isinstance(outcome, Sent) for _, outcome in outcomes)
+    inbox = db["inbox"]
+    assert await inbox.count_documents({}) == 0  # attempted, not recorded: not there yet
+    # The second's claim was lost meanwhile (it expired; another dispatcher took it over).
+    lost = in_app["c-inbox-2"].id
+    await ctx.ledger.deliveries.update_one({"_id": lost}, {"$set": {"claim": "claim-2"}})
+    await sender.record(outcomes)
+    stored = [document async for document in inbox.find()]
+    assert [(d["_id"], d["customer_id"]) for d in stored] == [(in_app["c-inbox-1"].id, "c-inbox-1")]
+    assert "Ana" in stored[0]["text"]
+    statuses = {
+        d["customer_id"]: d["status"]
+        async for d in ctx.ledger.deliveries.find({"channel": Channel.IN_APP.value})
+    }
+    assert statuses == {"c-inbox-1": "sent", "c-inbox-2": "pending"}
+    # Recorded again (a retried transaction): still one message, as it was.
+    await ctx.ledger.deliveries.update_one(
+        {"_id": in_app["c-inbox-1"].id}, {"$set": {"status": "pending"}}
+    )
+    await sender.record(outcomes[:1])
+    assert [d["_id"] async for d in inbox.find()] == [in_app["c-inbox-1"].id]
 
 
 async def test_two_dispatchers_send_a_delivery_once(ctx: Notifications, db: Database) -> None:

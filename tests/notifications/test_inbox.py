@@ -40,20 +40,22 @@ async def api(db: Database) -> AsyncIterator[DeliveryApi]:
 
 async def deliver(api: DeliveryApi, customer_id: str, subject: str, locale: str = "en") -> str:
     delivery_id = f"dlv-{uuid.uuid4().hex}"
-    await api.inbox.deliver(
-        OutgoingMessage(
-            delivery_id=delivery_id,
-            channel=Channel.IN_APP,
-            rule="purchase_thank_you",
-            address=customer_id,
-            recipient=Recipient(customer_id=customer_id),
-            rendered=RenderedMessage(
-                locale=locale,
-                subject=subject,
-                text=f"text of {subject}",
-                direction=TextDirection.RTL if locale == "fa" else TextDirection.LTR,
-            ),
-        )
+    await api.inbox.store(
+        [
+            OutgoingMessage(
+                delivery_id=delivery_id,
+                channel=Channel.IN_APP,
+                rule="purchase_thank_you",
+                address=customer_id,
+                recipient=Recipient(customer_id=customer_id),
+                rendered=RenderedMessage(
+                    locale=locale,
+                    subject=subject,
+                    text=f"text of {subject}",
+                    direction=TextDirection.RTL if locale == "fa" else TextDirection.LTR,
+                ),
+            )
+        ]
     )
     return delivery_id
 
@@ -149,15 +151,17 @@ async def test_an_erased_customers_messages_are_gone_and_stay_gone(api: Delivery
     assert stored is not None
     assert "secret" not in str(stored)
     # a retry of the same delivery after the erasure does not bring it back
-    await api.inbox.deliver(
-        OutgoingMessage(
-            delivery_id=delivery_id,
-            channel=Channel.IN_APP,
-            rule="purchase_thank_you",
-            address="c-1",
-            recipient=Recipient(customer_id="c-1"),
-            rendered=RenderedMessage(locale="en", subject="secret", text="secret"),
-        )
+    await api.inbox.store(
+        [
+            OutgoingMessage(
+                delivery_id=delivery_id,
+                channel=Channel.IN_APP,
+                rule="purchase_thank_you",
+                address="c-1",
+                recipient=Recipient(customer_id="c-1"),
+                rendered=RenderedMessage(locale="en", subject="secret", text="secret"),
+            )
+        ]
     )
     again = await api.http.get("/api/v1/customers/c-1/inbox", headers=api.admin)
     assert again.json()["items"] == []
