@@ -146,7 +146,7 @@ class Dispatcher:
     renderer: TemplateRenderer
     senders: Mapping[Channel, Sender]
     poll_interval: float = 0.25
-    batch_size: int = 50
+    batch_size: int = 200
     concurrency: int = 8
     lease: timedelta = timedelta(minutes=2)
     max_attempts: int = 5
