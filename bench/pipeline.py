@@ -70,7 +70,7 @@ from typing import Any, Protocol
 
 import httpx
 import psutil
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from bson import Decimal128
 from pymongo import UpdateOne
 from pymongo.uri_parser import parse_uri
@@ -91,6 +91,7 @@ from bench._common import (
     wait_stable,
 )
 from bench.notifications import DELIVERY, percentile
+from bench.raw import RawLoop
 from bench.raw_mail import MAIL_BASELINE
 from devstack import processes
 from devstack.paths import REPO_ROOT
@@ -872,42 +873,15 @@ class Pipeline:
         return sent, self.sink.among(probe.keys)
 
 
-class RawConsumer:
+class RawConsumer(RawLoop):
     """The baseline: what a plain aiokafka consumer does for the same purchases."""
+
+    collections = ("processed_events", "ledger", "customer_figures")
 
     def __init__(
         self, bootstrap: list[str], topic: str, group: str, client: MongoClient, db: Database
     ) -> None:
-        self.client = client
-        self.db = db
-        self.kafka: Any = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=bootstrap,
-            group_id=group,
-            client_id="bench-baseline",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=500,
-        )
-        self.task: asyncio.Task[None] | None = None
-        self.failure: str | None = None
-
-    async def start(self) -> None:
-        for name in ("processed_events", "ledger", "customer_figures"):
-            if name not in await self.db.list_collection_names():
-                await self.db.create_collection(name)
-        await self.kafka.start()
-        self.task = asyncio.create_task(self.run())
-
-    async def run(self) -> None:
-        try:
-            while True:
-                fetched = await self.kafka.getmany(timeout_ms=500, max_records=500)
-                records = [record for part in fetched.values() for record in part]
-                if records:
-                    await self.apply(records)
-        except Exception as error:  # reported as the measurement's failure
-            self.failure = f"failed: {type(error).__name__}: {error}"
+        super().__init__(bootstrap, topic, group, client, db, client_id="bench-baseline")
 
     async def apply(self, records: Sequence[Any]) -> None:
         now = datetime.now(UTC)
@@ -946,19 +920,9 @@ class RawConsumer:
             await self.db["customer_figures"].bulk_write(changes, session=session)
 
         await in_transaction(self.client, work)
-        offsets: dict[TopicPartition, int] = {}
-        for record in records:
-            offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
-        await self.kafka.commit(offsets)
 
     def dead(self) -> dict[str, str]:
         return {} if self.failure is None else {"baseline": self.failure}
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-        await self.kafka.stop()
 
 
 # Printing

@@ -29,8 +29,8 @@ from email.utils import formatdate
 from typing import Any
 
 import aiosmtplib
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bench.raw import RawLoop
 from services.notifications.deliveries_domain import delivery_id
 from services.notifications.domain import Channel
 from services.notifications.planning import purchase_subject
@@ -51,8 +51,10 @@ CONNECTIONS = 16  # as many as the notifications dispatcher sends at once
 SENDER = "shop@example.com"
 
 
-class RawMailer:
+class RawMailer(RawLoop):
     """A plain aiokafka consumer that e-mails a thank-you for each purchase."""
+
+    collections = ("mail_markers", "mail_sent")
 
     def __init__(
         self,
@@ -64,44 +66,18 @@ class RawMailer:
         directory: Database,
         smtp: tuple[str, int],
     ) -> None:
-        self.client = client
-        self.db = db
+        super().__init__(bootstrap, topic, group, client, db, client_id="bench-mail-baseline")
         self.customers = directory["customers"]
         self.smtp = smtp
-        self.kafka: Any = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=bootstrap,
-            group_id=group,
-            client_id="bench-mail-baseline",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=500,
-        )
         self.connections: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
-        self.task: asyncio.Task[None] | None = None
-        self.failure: str | None = None
 
     async def start(self) -> None:
-        for name in ("mail_markers", "mail_sent"):
-            if name not in await self.db.list_collection_names():
-                await self.db.create_collection(name)
         host, port = self.smtp
         for _ in range(CONNECTIONS):
             connection = aiosmtplib.SMTP(hostname=host, port=port, start_tls=False)
             await connection.connect()
             self.connections.put_nowait(connection)
-        await self.kafka.start()
-        self.task = asyncio.create_task(self.run())
-
-    async def run(self) -> None:
-        try:
-            while True:
-                fetched = await self.kafka.getmany(timeout_ms=500, max_records=500)
-                records = [record for part in fetched.values() for record in part]
-                if records:
-                    await self.apply(records)
-        except Exception as error:  # reported as the measurement's failure
-            self.failure = f"failed: {type(error).__name__}: {error}"
+        await super().start()
 
     async def apply(self, records: Sequence[Any]) -> None:
         now = datetime.now(UTC)
@@ -123,10 +99,6 @@ class RawMailer:
                 await self.db["mail_sent"].insert_many(outcomes, session=session)
 
         await in_transaction(self.client, work)
-        offsets: dict[TopicPartition, int] = {}
-        for record in records:
-            offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
-        await self.kafka.commit(offsets)
 
     async def send(self, bought: Any, customer: dict[str, Any] | None) -> str | None:
         """The thank-you for ``bought``, sent; its delivery id (None: no address)."""
@@ -154,10 +126,7 @@ class RawMailer:
         return mail
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-        await self.kafka.stop()
+        await super().stop()
         while not self.connections.empty():
             connection = self.connections.get_nowait()
             try:
