@@ -11,9 +11,9 @@ timeout. An in-app message is not sent: it is stored in the inbox with its outco
 Outcomes are recorded in batches: whatever finished while the previous batch was being
 recorded goes in *one* transaction (one ``bulk_write`` of the ledger, one of the in-app
 messages, one outbox insert of the ``crm.notification.*`` events), so an inbox shows a
-message exactly when the ledger says it was sent. The dispatcher looks for due deliveries every
-``poll_interval``, and at once when the event path recorded something due now
-(:meth:`Dispatcher.wake`).
+message exactly when the ledger says it was sent. The dispatcher looks for due
+deliveries every ``poll_interval``, and at once when the event path recorded something
+due now (:meth:`Dispatcher.wake`).
 
 What the event path records as due now does not wait for a look at all: the batch writes
 a claim of this dispatcher into those deliveries (:meth:`Dispatcher.reserve`), and once its
@@ -572,8 +572,8 @@ class Dispatcher:
         in the inbox here), one outbox insert of the events. An outcome whose claim was
         lost (it expired and another dispatcher took the delivery over) or whose delivery
         is no longer pending (its customer was erased meanwhile) is not recorded, and its
-        in-app message not stored. A delivery that found its customer unknown is due at once if the
-        customer is registered by now (one read of those customers, before)."""
+        in-app message not stored. A delivery that found its customer unknown is due at
+        once if the customer is registered by now (one read of those customers, before)."""
         if not finished:
             return
         now = self.ctx.now()
