@@ -59,7 +59,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -689,9 +689,22 @@ class Pipeline:
             "bench": os.getpid(),
         }
 
-    def meter(self, services: Services, running: Sequence[str]) -> CpuMeter:
-        pids: dict[str, int | None] = {name: services.running[name].pid for name in running}
-        return CpuMeter({**pids, **self.infrastructure})
+    async def timed(
+        self,
+        pids: Mapping[str, int | None],
+        probes_for: Callable[[Sequence[Purchase]], list[Probe]],
+        dead: Callable[[], dict[str, str]],
+    ) -> list[Outcome]:
+        """Send ``--count`` fresh purchases and wait until the probes made for them say
+        they are applied, metering the CPU of ``pids`` and of the infrastructure."""
+        batch = self.purchases.batch(self.args.count)
+        meter = CpuMeter({**pids, **self.infrastructure})
+        meter.start()
+        started = await send_all(self.shop, batch)
+        outcomes = await wait_applied(probes_for(batch), started, self.args, dead)
+        meter.stop()
+        self.cpu = meter.line()
+        return outcomes
 
     def db(self, service: str) -> Database:
         return self.client[self.databases[service]]
@@ -777,15 +790,10 @@ class Pipeline:
                 Outcome(s, self.probe(s, []).what, self.args.count, None, 0, str(error))
                 for s in measured
             ]
-        batch = self.purchases.batch(self.args.count)
-        meter = self.meter(services, running)
-        meter.start()
-        started = await send_all(self.shop, batch)
-        probes = [self.probe(service, batch) for service in measured]
-        outcomes = await wait_applied(probes, started, self.args, services.dead)
-        meter.stop()
-        self.cpu = meter.line()
-        return outcomes
+        pids = {name: services.running[name].pid for name in running}
+        return await self.timed(
+            pids, lambda batch: [self.probe(s, batch) for s in measured], services.dead
+        )
 
     async def baseline(self) -> Outcome:
         self.cpu = ""
@@ -796,16 +804,13 @@ class Pipeline:
         await raw.start()
         try:
             await wait_stable(self.bootstrap, [self.groups["baseline"]])
-            batch = self.purchases.batch(self.args.count)
-            meter = CpuMeter(self.infrastructure)
-            meter.start()
-            started = await send_all(self.shop, batch)
             ledger = self.db("baseline")["ledger"]
             what = "raw aiokafka, 1 txn per poll"
-            probe = Stored("baseline", what, ledger, purchase_entry_id, batch)
-            [outcome] = await wait_applied([probe], started, self.args, raw.dead)
-            meter.stop()
-            self.cpu = meter.line()
+            [outcome] = await self.timed(
+                {},
+                lambda batch: [Stored("baseline", what, ledger, purchase_entry_id, batch)],
+                raw.dead,
+            )
         finally:
             await raw.stop()
         return outcome
@@ -834,15 +839,12 @@ class Pipeline:
 
         try:
             await wait_stable(self.bootstrap, [self.groups[MAIL_BASELINE]])
-            batch = self.purchases.batch(self.args.count)
-            meter = CpuMeter({MAIL_BASELINE: process.pid, **self.infrastructure})
-            meter.start()
-            started = await send_all(self.shop, batch)
             what = "raw aiokafka + aiosmtplib, 1 txn per poll"
-            probe = Mailed(self.sink, batch, MAIL_BASELINE, what)
-            [outcome] = await wait_applied([probe], started, self.args, dead)
-            meter.stop()
-            self.cpu = meter.line()
+            [outcome] = await self.timed(
+                {MAIL_BASELINE: process.pid},
+                lambda batch: [Mailed(self.sink, batch, MAIL_BASELINE, what)],
+                dead,
+            )
         finally:
             processes.stop(process, STOP_TIMEOUT)
         return outcome

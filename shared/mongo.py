@@ -5,7 +5,7 @@ from __future__ import annotations
 import decimal
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bson import Decimal128
 from bson.codec_options import TypeCodec, TypeRegistry
@@ -13,6 +13,9 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+
+if TYPE_CHECKING:
+    from shared.settings import PlatformSettings
 
 Document = dict[str, Any]
 MongoClient = AsyncMongoClient[Document]
@@ -108,6 +111,14 @@ def create_client(uri: str, app_name: str) -> MongoClient:
         uuidRepresentation="standard",
         serverSelectionTimeoutMS=5_000,
     )
+
+
+def connect(settings: PlatformSettings, app_name: str) -> MongoClient:
+    """A client of the settings' MongoDB (connecting lazily); from now on this process's
+    reads by key send at most their ``mongodb_in_chunk`` keys a query (one store per
+    process)."""
+    set_in_chunk(settings.mongodb_in_chunk)
+    return create_client(settings.mongodb_uri, app_name)
 
 
 async def in_transaction(client: MongoClient, work: Callable[[Session], Awaitable[T]]) -> T:

@@ -27,7 +27,7 @@ from shared.auth import TokenService
 from shared.consumer import EventConsumer
 from shared.http import create_http_app
 from shared.kafka import AiokafkaPublisher
-from shared.mongo import Database, MongoClient, create_client, ping, set_in_chunk
+from shared.mongo import Database, MongoClient, connect, ping
 from shared.outbox import Outbox, OutboxRelay
 from shared.revocation import RevocationStore
 from shared.routing import BoundRoutes
@@ -68,8 +68,7 @@ class ServiceRuntime:
         names its event handlers with :meth:`handle`."""
         name = settings.service_name
         topics = TopicNames(settings.topic_prefix)
-        set_in_chunk(settings.mongodb_in_chunk)
-        client = create_client(settings.mongodb_uri, app_name=f"rapport-{name}")
+        client = connect(settings, app_name=f"rapport-{name}")
         db = client[settings.mongodb_database]
         publisher = AiokafkaPublisher(settings.kafka_servers, client_id=f"rapport-{name}")
         outbox = Outbox(db, topics)

@@ -35,7 +35,7 @@ from services.analytics.store import AnalyticsStore
 from shared.clock import to_millisecond
 from shared.consumer import EventConsumer, IncomingMessage, Outcome
 from shared.events.envelope import KafkaRecord
-from shared.mongo import MongoClient, create_client, set_in_chunk
+from shared.mongo import MongoClient, connect
 from shared.outbox import Outbox
 from shared.topics import TopicNames
 
@@ -84,8 +84,7 @@ async def replay(
     ``progress(done, total)`` hears of each batch (records read of the total to read)."""
     topics = TopicNames(settings.topic_prefix)
     group_id = group or f"{settings.consumer_group}-replay-{uuid.uuid4().hex[:8]}"
-    set_in_chunk(settings.mongodb_in_chunk)
-    client = create_client(settings.mongodb_uri, app_name="rapport-analytics-replay")
+    client = connect(settings, app_name="rapport-analytics-replay")
     try:
         await client.drop_database(database)
         ctx = analytics_for(client, database, topics)
@@ -186,8 +185,7 @@ async def _consume_all(
 
 async def live_figures(settings: AnalyticsSettings, now: datetime) -> dict[str, Any]:
     """The live database's figures at ``now``, judged afresh; nothing is written."""
-    set_in_chunk(settings.mongodb_in_chunk)
-    client = create_client(settings.mongodb_uri, app_name="rapport-analytics-replay")
+    client = connect(settings, app_name="rapport-analytics-replay")
     try:
         ctx = analytics_for(client, settings.mongodb_database, TopicNames(settings.topic_prefix))
         return await queries.snapshot(ctx, now)
