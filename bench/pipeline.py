@@ -35,6 +35,9 @@ first purchase sent to its last one applied. Measurements:
    ``--seconds``, each timed from the moment it was handed to the producer to the moment
    its thank-you e-mail reached the sink.
 
+``--replicas N`` runs every service as N processes (one consumer group, an HTTP port
+each), as a deployment scales it; the targets are for one, and the summary says so.
+
 Measurements 1 to 3 make a round, run ``--rounds`` times (default 2): the machine is shared
 and a rate moves between runs minutes apart, so every throughput figure, the baseline's
 as the services', counts at the fastest of its rounds (the platform at its best round:
@@ -143,6 +146,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=2,
         help="times each throughput measurement runs, the baseline's like the services'"
         " (the fastest of each counts)",
+    )
+    parser.add_argument(
+        "--replicas",
+        type=positive,
+        default=1,
+        help="processes of each service (one consumer group, HTTP ports of their own); the"
+        " targets are for one",
     )
     parser.add_argument("--customers", type=positive, default=100)
     parser.add_argument("--rate", type=positive, default=100, help="latency: purchases/s")
@@ -606,34 +616,69 @@ def listening_pid(host: str, port: int) -> int | None:
 # The services, as processes
 
 
+def replica_names(service: str, replicas: int) -> list[str]:
+    """``notifications``, then ``notifications#2``, ... for the further replicas."""
+    return [service, *(f"{service}#{number}" for number in range(2, replicas + 1))]
+
+
+def replica_envs(
+    service: str, replicas: int, env: Mapping[str, str], ports: Mapping[str, int]
+) -> list[tuple[str, dict[str, str]]]:
+    """Each replica's name and environment: the same service (database, consumer group,
+    topics) on an HTTP port of its own, the first on the service's port."""
+    variable = f"RAPPORT_{service.upper()}_HTTP_PORT"
+    return [
+        (name, {**env, variable: str(ports[service] if number == 0 else free_port())})
+        for number, name in enumerate(replica_names(service, replicas))
+    ]
+
+
 class Services:
-    def __init__(self, env: dict[str, str], ports: dict[str, int], logs: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], ports: dict[str, int], logs: Path, replicas: int = 1
+    ) -> None:
         self.env = env
         self.ports = ports
         self.logs = logs
-        self.running: dict[str, Popen[bytes]] = {}
+        self.replicas = replicas
+        self.running: dict[str, Popen[bytes]] = {}  # by replica name (see replica_names)
+        self.replica_ports: dict[str, int] = {}
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
     def start(self, services: Sequence[str]) -> None:
         for service in services:
-            self.running[service] = processes.spawn(
-                [sys.executable, "-m", f"services.{service}"],
-                log_file=self.logs / f"{service}.log",
-                cwd=REPO_ROOT,
-                env=self.env,
-            )
+            for name, env in replica_envs(service, self.replicas, self.env, self.ports):
+                self.replica_ports[name] = int(env[f"RAPPORT_{service.upper()}_HTTP_PORT"])
+                self.running[name] = processes.spawn(
+                    [sys.executable, "-m", f"services.{service}"],
+                    log_file=self.logs / f"{name}.log",
+                    cwd=REPO_ROOT,
+                    env=env,
+                )
+
+    def pids(self, services: Sequence[str]) -> dict[str, int | None]:
+        """The running processes of ``services``, every replica by its name."""
+        return {
+            name: process.pid
+            for service in services
+            for name in replica_names(service, self.replicas)
+            if (process := self.running.get(name)) is not None
+        }
 
     async def ready(self, services: Sequence[str], within: float = 180.0) -> None:
         deadline = time.monotonic() + within
+        names = [name for service in services for name in replica_names(service, self.replicas)]
         async with httpx.AsyncClient() as client:
-            for service in services:
+            for name in names:
+                url = f"http://127.0.0.1:{self.replica_ports[name]}"
+                service = name.partition("#")[0]
                 while True:
                     if failure := self.dead().get(service):
                         raise RuntimeError(f"{service} {failure}")
                     try:
-                        response = await client.get(f"{self.url(service)}/readyz", timeout=2)
+                        response = await client.get(f"{url}/readyz", timeout=2)
                         if response.status_code == 200:
                             break
                     except httpx.HTTPError:
@@ -645,10 +690,12 @@ class Services:
     def dead(self) -> dict[str, str]:
         """The services whose process exited, with the end of its log."""
         found = {}
-        for service, process in self.running.items():
+        for name, process in self.running.items():
             code = process.poll()
             if code is not None:
-                found[service] = f"exited with code {code}; its log ends:\n{self.tail(service)}"
+                service, _, replica = name.partition("#")
+                which = f"(replica {replica}) " if replica else ""
+                found[service] = f"{which}exited with code {code}; its log ends:\n{self.tail(name)}"
         return found
 
     def tail(self, service: str, lines: int = 15) -> str:
@@ -802,7 +849,7 @@ class Pipeline:
                 Outcome(s, self.probe(s, []).what, self.args.count, None, 0, str(error))
                 for s in measured
             ]
-        pids = {name: services.running[name].pid for name in running}
+        pids = services.pids(running)
         return await self.timed(
             pids, lambda batch: [self.probe(s, batch) for s in measured], services.dead
         )
@@ -864,7 +911,8 @@ class Pipeline:
     async def latency(self, services: Services) -> tuple[list[Purchase], dict[str, float]]:
         """``--rate`` purchases/s for ``--seconds`` while the platform runs (started
         here when the platform measurement did not run before)."""
-        if set(services.running) != set(SERVICES):
+        everything = {n for s in SERVICES for n in replica_names(s, services.replicas)}
+        if set(services.running) != everything:
             services.stop()
             await self.at_ends(SERVICES)
             services.start(SERVICES)
@@ -999,12 +1047,14 @@ def _named(outcomes: Sequence[Outcome], service: str) -> Outcome | None:
     return next((outcome for outcome in outcomes if outcome.service == service), None)
 
 
-def summary(rounds: Sequence[Round], latency: Sequence[str]) -> list[str]:
+def summary(rounds: Sequence[Round], latency: Sequence[str], replicas: int = 1) -> list[str]:
     """What the rounds add up to: every measurement, the baseline's as the services', at
     the fastest of its rounds, each service's against the fastest baseline."""
     reference = fastest([one.baseline for one in rounds if one.baseline])
     mail_reference = fastest([one.mail_baseline for one in rounds if one.mail_baseline])
     lines = ["== summary"]
+    if replicas > 1:
+        lines.append(f"  each service ran as {replicas} processes: the targets are for one")
     if reference is None:
         lines.append("  no baseline round finished: no ratios")
     else:
@@ -1101,7 +1151,7 @@ async def run(args: argparse.Namespace) -> None:
     pipeline = Pipeline(args, client, sink)
     ports = {service: free_port() for service in SERVICES}
     logs = Path(tempfile.mkdtemp(prefix="rapport-bench-pipeline-"))
-    services = Services(pipeline.service_env(ports), ports, logs)
+    services = Services(pipeline.service_env(ports), ports, logs, args.replicas)
     begun = time.monotonic()
     try:
         sink.start()
@@ -1111,7 +1161,9 @@ async def run(args: argparse.Namespace) -> None:
         await pipeline.setup(services)
         say(
             f"{args.customers} customers created over HTTP, known to notifications and"
-            f" analytics; {args.count} purchases per measurement\n"
+            f" analytics; {args.count} purchases per measurement"
+            + (f"; each service as {args.replicas} processes" if args.replicas > 1 else "")
+            + "\n"
         )
 
         # (the e-mail baseline only when an e-mail rate is measured against the baseline)
@@ -1148,7 +1200,7 @@ async def run(args: argparse.Namespace) -> None:
             say("\n".join(latency[:2]))
             say()
         services.stop()
-        say("\n".join(summary(rounds, latency)))
+        say("\n".join(summary(rounds, latency, args.replicas)))
         say(f"\ntook {time.monotonic() - begun:.0f} s")
     finally:
         services.stop()

@@ -6,7 +6,7 @@ luckier reference than themselves. Now each counts the same way."""
 
 from __future__ import annotations
 
-from bench.pipeline import Outcome, Round, summary
+from bench.pipeline import Outcome, Round, replica_envs, replica_names, summary
 
 
 def _outcome(service: str, seconds: float | None, count: int = 1000) -> Outcome:
@@ -90,3 +90,32 @@ def test_one_round_prints_no_round_notes() -> None:
     lines = summary([only], [])
     assert "by round" not in _line(lines, "alone: profiles")
     assert "ratio  0.500" in _line(lines, "alone: profiles")
+
+
+def test_replicas_are_the_same_service_on_ports_of_their_own() -> None:
+    env = {"RAPPORT_TOPIC_PREFIX": "p-", "RAPPORT_NOTIFICATIONS_MONGODB_DATABASE": "db"}
+    ports = {"notifications": 8003}
+    replicas = replica_envs("notifications", 3, env, ports)
+
+    assert [name for name, _ in replicas] == replica_names("notifications", 3)
+    assert replica_names("notifications", 3) == [
+        "notifications",
+        "notifications#2",
+        "notifications#3",
+    ]
+    http = [one["RAPPORT_NOTIFICATIONS_HTTP_PORT"] for _, one in replicas]
+    assert http[0] == "8003"  # the first where the bench looks for the service
+    assert len(set(http)) == 3
+    for _, one in replicas:  # one consumer group and database: replicas, not copies
+        assert one["RAPPORT_TOPIC_PREFIX"] == "p-"
+        assert one["RAPPORT_NOTIFICATIONS_MONGODB_DATABASE"] == "db"
+    assert replica_envs("profiles", 1, env, {"profiles": 8001}) == [
+        ("profiles", {**env, "RAPPORT_PROFILES_HTTP_PORT": "8001"})
+    ]
+
+
+def test_a_summary_of_replicas_says_the_targets_are_for_one() -> None:
+    only = Round(1, baseline=_outcome("baseline", 1.0), alone=[_outcome("profiles", 2.0)])
+    said = summary([only], [], replicas=2)
+    assert "  each service ran as 2 processes: the targets are for one" in said
+    assert not any("processes" in line for line in summary([only], []))
