@@ -1011,9 +1011,15 @@ def compared(label: str, outcome: Outcome, reference: Rate) -> str:
     return f"  {label:<34} {'':8}            ratio {shown}   (no target)"
 
 
+def best(outcomes: Sequence[Outcome]) -> Outcome | None:
+    """The fastest of ``outcomes`` that finished (None: none did)."""
+    finished = [outcome for outcome in outcomes if outcome.rate is not None]
+    return max(finished, key=lambda o: o.rate.per_second if o.rate else 0.0, default=None)
+
+
 def fastest(outcomes: Sequence[Outcome]) -> Rate | None:
-    rates = [outcome.rate for outcome in outcomes if outcome.rate is not None]
-    return max(rates, key=lambda rate: rate.per_second) if rates else None
+    found = best(outcomes)
+    return found.rate if found else None
 
 
 @dataclass
@@ -1066,15 +1072,10 @@ def summary(rounds: Sequence[Round], latency: Sequence[str], replicas: int = 1) 
             f" = {share} of the baseline: the ceiling of a thank-you e-mail here"
         )
 
-    def best(outcomes: list[Outcome]) -> Outcome:
-        finished = [outcome for outcome in outcomes if outcome.rate is not None]
-        if not finished:
-            return outcomes[-1]
-        return max(finished, key=lambda outcome: outcome.rate.per_second if outcome.rate else 0)
-
     first = rounds[0] if rounds else Round(0)
     for service in [outcome.service for outcome in first.alone]:
-        outcome = best([o for one in rounds if (o := _named(one.alone, service))])
+        runs = [o for one in rounds if (o := _named(one.alone, service))]
+        outcome = best(runs) or runs[-1]  # (none finished: the last says how far it got)
         lines.append(
             judged(f"alone: {service}", outcome, reference, ALONE_TARGET)
             + by_round(rounds, service)
